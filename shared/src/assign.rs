@@ -1,0 +1,90 @@
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::config::{Experiment, Status};
+use crate::hashing::{self, BUCKETS};
+use crate::targeting::Attributes;
+
+/// Why a unit got the answer it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// In the experiment: variant chosen by weight.
+    Assigned,
+    /// The experiment is draft, paused or stopped.
+    NotRunning,
+    /// The unit's layer bucket falls outside the experiment's layer slot.
+    Layer,
+    /// The unit's attributes do not satisfy the targeting condition.
+    Targeting,
+    /// The unit's ramp bucket is above the ramp.
+    Ramp,
+    /// The config cannot be evaluated (no usable variants or unknown hash version): control.
+    InvalidConfig,
+}
+
+/// One answer, borrowing from the experiment so that assigning allocates nothing.
+/// Serializes to the contract's assignment object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assignment<'a> {
+    pub experiment: &'a str,
+    pub variant_key: &'a str,
+    pub config_json: &'a Value,
+    #[serde(serialize_with = "hex16")]
+    pub assignment_id: u64,
+    pub version: i64,
+    pub in_experiment: bool,
+    pub reason: Reason,
+}
+
+fn hex16<S: Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{id:016x}"))
+}
+
+static NULL: Value = Value::Null;
+
+/// Which variant does `unit_id` get? Checks, in order: running, layer slot, targeting, ramp; the
+/// first that fails gives the control variant with `in_experiment: false`. Never fails.
+pub fn assign<'a>(experiment: &'a Experiment, unit_id: &str, attributes: &Attributes) -> Assignment<'a> {
+    let seed = hashing::seed(experiment.salt());
+    let answer = |index: usize, reason: Reason| {
+        let (variant_key, config_json) = experiment
+            .variants
+            .get(index)
+            .map_or(("", &NULL), |v| (v.key.as_str(), &v.config_json));
+        Assignment {
+            experiment: &experiment.key,
+            variant_key,
+            config_json,
+            assignment_id: hashing::assignment_id(seed, unit_id, variant_key),
+            version: experiment.version,
+            in_experiment: reason == Reason::Assigned,
+            reason,
+        }
+    };
+
+    if experiment.hash_version != hashing::HASH_VERSION || experiment.variants.is_empty() {
+        return answer(0, Reason::InvalidConfig);
+    }
+    if experiment.status != Status::Running {
+        return answer(0, Reason::NotRunning);
+    }
+    if let Some(slot) = &experiment.layer {
+        let b = hashing::bucket(hashing::layer_seed(&slot.key), b"", unit_id);
+        if !(slot.start <= b && b < slot.end) {
+            return answer(0, Reason::Layer);
+        }
+    }
+    if !experiment.targeting.matches(attributes) {
+        return answer(0, Reason::Targeting);
+    }
+    let threshold = hashing::ramp_threshold(experiment.ramp_pct);
+    if threshold < BUCKETS && hashing::bucket(seed, hashing::RAMP_TAG, unit_id) >= threshold {
+        return answer(0, Reason::Ramp);
+    }
+    let b = hashing::bucket(seed, hashing::VARIANT_TAG, unit_id);
+    match hashing::pick_variant(experiment.variants.iter().map(|v| v.weight), b) {
+        Some(i) => answer(i, Reason::Assigned),
+        None => answer(0, Reason::InvalidConfig),
+    }
+}

@@ -1,0 +1,20 @@
+//! Litmus Edge's assignment engine: one answer to "which variant does this unit get?", computed
+//! identically by the control plane, the edge worker and every SDK.
+//!
+//! Pure: no I/O, no clocks, no randomness, no logging. Compiles for native and wasm32.
+//!
+//! - [`config`]: experiment configuration types and their validation.
+//! - [`targeting`]: the targeting-condition language (see `shared/README.md`).
+//! - [`hashing`]: the versioned, documented bucketing hash.
+//! - [`assign()`]: the single entry point.
+
+pub mod assign;
+pub mod config;
+pub mod error;
+pub mod hashing;
+pub mod targeting;
+
+pub use assign::{Assignment, Reason, assign};
+pub use config::{ConfigSet, Experiment, ExperimentType, LayerSlot, Status, Variant};
+pub use error::ConfigError;
+pub use targeting::{Attributes, Targeting};

@@ -1,0 +1,194 @@
+//! The engine's required properties, each proven over generated inputs.
+
+use litmus_shared::hashing::{self, BUCKETS};
+use litmus_shared::{Attributes, Experiment, LayerSlot, Reason, Targeting, assign};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use statrs::distribution::{ChiSquared, ContinuousCDF};
+
+fn experiment(key: &str, weights: &[f64], ramp_pct: f64) -> Experiment {
+    let variants: Vec<Value> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| json!({"key": format!("v{i}"), "weight": w, "config_json": {"i": i}}))
+        .collect();
+    serde_json::from_value(json!({"key": key, "status": "running", "ramp_pct": ramp_pct, "variants": variants}))
+        .expect("valid experiment")
+}
+
+/// Normalised positive weights for 2..=6 variants, each at least 5 % so chi-square counts are large.
+fn weights() -> impl Strategy<Value = Vec<f64>> {
+    prop::collection::vec(1u32..20, 2..=6).prop_map(|raw| {
+        let total: u32 = raw.iter().sum();
+        let mut w: Vec<f64> = raw.iter().map(|&r| f64::from(r) / f64::from(total)).collect();
+        let head: f64 = w[..w.len() - 1].iter().sum();
+        let last = w.len() - 1;
+        w[last] = 1.0 - head;
+        w
+    })
+}
+
+fn salt() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9_]{0,20}"
+}
+
+/// Upper-tail p-value of a chi-square statistic.
+fn chi2_p(stat: f64, df: usize) -> f64 {
+    1.0 - ChiSquared::new(df as f64).expect("df > 0").cdf(stat)
+}
+
+fn none() -> Attributes {
+    Attributes::new()
+}
+
+/// Significance for the statistical properties: a true property fails by chance one run in a
+/// million, a real bias of a fraction of a percent at 100k units fails every run.
+const ALPHA: f64 = 1e-6;
+const UNITS: usize = 100_000;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn deterministic(key in salt(), w in weights(), ramp in 0.0f64..=100.0, unit in any::<String>()) {
+        let e = experiment(&key, &w, ramp);
+        let copy = e.clone();
+        prop_assert_eq!(assign(&e, &unit, &none()), assign(&copy, &unit, &none()));
+    }
+
+    #[test]
+    fn raising_the_ramp_never_moves_a_unit(key in salt(), w in weights(), lo in 0.0f64..=100.0,
+                                            hi in 0.0f64..=100.0, unit in any::<String>()) {
+        let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+        let low = experiment(&key, &w, lo);
+        let high = experiment(&key, &w, hi);
+        let before = { let a = assign(&low, &unit, &none()); (a.in_experiment, a.variant_key.to_owned()) };
+        let after = assign(&high, &unit, &none());
+        if before.0 {
+            prop_assert!(after.in_experiment, "unit left the experiment when the ramp rose");
+            prop_assert_eq!(before.1.as_str(), after.variant_key, "unit changed variant when the ramp rose");
+        }
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_unit_ids_and_attributes(unit in any::<String>(), country in any::<String>(), n in any::<i64>()) {
+        let mut e = experiment("t", &[0.5, 0.5], 50.0);
+        e.targeting = Targeting::parse(&json!({"or":[{"country":{"regex":"^U"}},{"n":{"gt":3}},{"v":{"semver":">=1"}}]})).expect("valid");
+        let attrs: Attributes = json!({"country": country, "n": n, "v": unit.clone()}).as_object().cloned().unwrap_or_default();
+        let a = assign(&e, &unit, &attrs);
+        prop_assert!(a.variant_key == "v0" || a.variant_key == "v1");
+    }
+}
+
+proptest! {
+    // Each case hashes 100k units: fewer cases, same rigour per case.
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn variants_are_uniform_over_their_weights(key in salt(), w in weights()) {
+        let e = experiment(&key, &w, 100.0);
+        let mut counts = vec![0usize; w.len()];
+        for i in 0..UNITS {
+            let a = assign(&e, &format!("unit-{i}"), &none());
+            counts[a.variant_key[1..].parse::<usize>().expect("v<i>")] += 1;
+        }
+        let stat: f64 = counts.iter().zip(&w).map(|(&o, &p)| {
+            let expected = p * UNITS as f64;
+            (o as f64 - expected).powi(2) / expected
+        }).sum();
+        let p = chi2_p(stat, w.len() - 1);
+        prop_assert!(p > ALPHA, "counts {:?} for weights {:?}: chi2 {} p {}", counts, w, stat, p);
+    }
+
+    #[test]
+    fn buckets_are_uniform(key in salt()) {
+        const BINS: usize = 100;
+        let seed = hashing::seed(&key);
+        let mut counts = [0usize; BINS];
+        for i in 0..UNITS {
+            counts[hashing::bucket(seed, hashing::VARIANT_TAG, &i.to_string()) as usize * BINS / BUCKETS as usize] += 1;
+        }
+        let expected = (UNITS / BINS) as f64;
+        let stat: f64 = counts.iter().map(|&o| (o as f64 - expected).powi(2) / expected).sum();
+        prop_assert!(chi2_p(stat, BINS - 1) > ALPHA, "chi2 {}", stat);
+    }
+
+    #[test]
+    fn ramp_admits_its_share(key in salt(), ramp in 1.0f64..=99.0) {
+        let e = experiment(&key, &[0.5, 0.5], ramp);
+        let inside = (0..UNITS).filter(|i| assign(&e, &format!("u{i}"), &none()).in_experiment).count();
+        let p = ramp / 100.0;
+        let expected = p * UNITS as f64;
+        // chi-square with 1 df over {in, out}
+        let stat = (inside as f64 - expected).powi(2) / expected
+            + ((UNITS - inside) as f64 - (UNITS as f64 - expected)).powi(2) / (UNITS as f64 - expected);
+        prop_assert!(chi2_p(stat, 1) > ALPHA, "{} of {} inside at ramp {}", inside, UNITS, ramp);
+    }
+
+    #[test]
+    fn experiments_are_independent(a in salt(), b in salt()) {
+        prop_assume!(a != b);
+        let ea = experiment(&a, &[0.5, 0.5], 100.0);
+        let eb = experiment(&b, &[0.3, 0.3, 0.4], 100.0);
+        let mut table = [[0usize; 3]; 2];
+        for i in 0..UNITS {
+            let unit = format!("user:{i}");
+            let va = assign(&ea, &unit, &none()).variant_key[1..].parse::<usize>().expect("index");
+            let vb = assign(&eb, &unit, &none()).variant_key[1..].parse::<usize>().expect("index");
+            table[va][vb] += 1;
+        }
+        // chi-square test of independence on the 2x3 contingency table
+        let rows: Vec<f64> = table.iter().map(|r| r.iter().sum::<usize>() as f64).collect();
+        let cols: Vec<f64> = (0..3).map(|j| table.iter().map(|r| r[j]).sum::<usize>() as f64).collect();
+        let n = UNITS as f64;
+        let mut stat = 0.0;
+        for (i, row) in table.iter().enumerate() {
+            for (j, &o) in row.iter().enumerate() {
+                let expected = rows[i] * cols[j] / n;
+                stat += (o as f64 - expected).powi(2) / expected;
+            }
+        }
+        prop_assert!(chi2_p(stat, 2) > ALPHA, "table {:?}", table);
+    }
+
+    #[test]
+    fn layers_are_mutually_exclusive(layer in salt(), split in 1u32..BUCKETS, units in prop::collection::vec(any::<String>(), 2000)) {
+        let mut left = experiment("left", &[0.5, 0.5], 100.0);
+        let mut right = experiment("right", &[0.5, 0.5], 100.0);
+        left.layer = Some(LayerSlot { key: layer.clone(), start: 0, end: split });
+        right.layer = Some(LayerSlot { key: layer, start: split, end: BUCKETS });
+        for unit in &units {
+            let (l, r) = (assign(&left, unit, &none()), assign(&right, unit, &none()));
+            prop_assert!(!(l.in_experiment && r.in_experiment), "unit {:?} in both", unit);
+            // the two slots cover the layer, so at full ramp every unit is in exactly one
+            prop_assert!(l.in_experiment || r.in_experiment);
+            prop_assert!(l.reason == Reason::Layer || r.reason == Reason::Layer);
+        }
+    }
+
+    #[test]
+    fn targeting_parse_never_panics(v in arb_json()) {
+        if let Ok(t) = Targeting::parse(&v) {
+            let attrs: Attributes = json!({"a": 1, "b": "x", "c": [1, "y"], "d": {"e": true}}).as_object().cloned().unwrap_or_default();
+            let _ = t.matches(&attrs);
+        }
+    }
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(|n| json!(n)),
+        prop::sample::select(vec!["a", "b", "c", "d.e", "and", "or", "not", "in", "eq", "gt", "regex", "semver", "exists", "^x", ">=1.0.0", "("])
+            .prop_map(|s| Value::String(s.to_owned())),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        let keys = prop::sample::select(vec!["a", "b", "c", "d.e", "and", "or", "not", "in", "nin", "eq", "ne", "gt", "lte", "regex", "semver", "exists"]);
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(keys, inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        ]
+    })
+}
