@@ -1,0 +1,85 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Every setting, as a flag or an env var (documented in `.env.example`).
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "litmus-control-plane", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LITMUS_ADDR", default_value = "127.0.0.1:8000")]
+    pub addr: SocketAddr,
+
+    /// Postgres connection string.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+
+    /// Comma-separated bearer tokens with full access to /api/v1.
+    #[arg(long, env = "ADMIN_API_TOKENS", value_delimiter = ',', default_value = "")]
+    pub admin_api_tokens: Vec<String>,
+
+    /// Comma-separated bearer tokens that may only read (GET).
+    #[arg(long, env = "READ_API_TOKENS", value_delimiter = ',', default_value = "")]
+    pub read_api_tokens: Vec<String>,
+
+    /// Comma-separated bearer tokens that may only send events (the edge worker's service token).
+    #[arg(long, env = "INGEST_API_TOKENS", value_delimiter = ',', default_value = "")]
+    pub ingest_api_tokens: Vec<String>,
+
+    /// Where the edge worker accepts config pushes (`PUT`), e.g. http://127.0.0.1:8787/v1/admin/config
+    /// under `wrangler dev`. Unset: no HTTP push.
+    #[arg(long, env = "EDGE_PUBLISH_URL")]
+    pub edge_publish_url: Option<String>,
+
+    /// Bearer token for `EDGE_PUBLISH_URL` (the worker's PUBLISH_TOKEN secret).
+    #[arg(long, env = "EDGE_PUBLISH_TOKEN", default_value = "")]
+    pub edge_publish_token: String,
+
+    /// Cloudflare account id: with the two below, configs are written to Workers KV through
+    /// Cloudflare's REST API (production).
+    #[arg(long, env = "CF_ACCOUNT_ID")]
+    pub cf_account_id: Option<String>,
+
+    #[arg(long, env = "CF_KV_NAMESPACE_ID")]
+    pub cf_kv_namespace_id: Option<String>,
+
+    /// API token with "Workers KV Storage: Edit".
+    #[arg(long, env = "CF_API_TOKEN")]
+    pub cf_api_token: Option<String>,
+
+    /// Days of raw events to keep; older daily partitions are dropped. 0 keeps everything.
+    #[arg(long, env = "EVENT_RETENTION_DAYS", default_value_t = 0)]
+    pub event_retention_days: u32,
+
+    /// Largest accepted request body, except the batch endpoint.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Largest accepted body on `POST /api/v1/events/batch`.
+    #[arg(long, env = "BATCH_MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    pub batch_max_body_bytes: usize,
+
+    /// Built dashboard served at `/`.
+    #[arg(long, env = "DASHBOARD_DIR", default_value = "dashboard/dist")]
+    pub dashboard_dir: PathBuf,
+
+    /// `text` or `json` log lines (filter with RUST_LOG).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// A config for tests and embedding: defaults everywhere, the given tokens.
+    pub fn for_tests(database_url: &str, admin_token: &str) -> Self {
+        use clap::Parser;
+        let mut c = Config::parse_from(["litmus-control-plane", "--database-url", database_url]);
+        c.admin_api_tokens = vec![admin_token.to_owned()];
+        c.read_api_tokens.clear();
+        c.ingest_api_tokens.clear();
+        c.edge_publish_url = None;
+        c.cf_account_id = None;
+        c
+    }
+}

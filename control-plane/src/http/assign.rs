@@ -1,0 +1,43 @@
+//! `POST /api/v1/assign`: the same engine the edge runs, evaluated against the stored config.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::Router;
+use litmus_shared::Attributes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::experiments::find;
+use super::extract::Json;
+use super::{ApiError, ApiResult, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/assign", post(assign))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignRequest {
+    experiment: String,
+    unit_id: String,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+pub const MAX_UNIT_ID_BYTES: usize = 256;
+
+pub fn check_unit_id(field: &str, unit_id: &str) -> ApiResult<()> {
+    if unit_id.is_empty() || unit_id.len() > MAX_UNIT_ID_BYTES {
+        return Err(ApiError::validation(field, format!("must be 1 to {MAX_UNIT_ID_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+async fn assign(State(state): State<AppState>, Json(req): Json<AssignRequest>) -> ApiResult<axum::Json<Value>> {
+    check_unit_id("unit_id", &req.unit_id)?;
+    let row = find(&state.db, &req.experiment).await?;
+    let experiment = row.to_engine()?;
+    let answer = litmus_shared::assign(&experiment, &req.unit_id, &req.attributes);
+    metrics::counter!("assignments_total", "in_experiment" => answer.in_experiment.to_string()).increment(1);
+    Ok(axum::Json(serde_json::to_value(answer).map_err(anyhow::Error::from)?))
+}

@@ -1,0 +1,90 @@
+//! The HTTP API. Each resource is a module with its own `router()`; `router()` here merges them,
+//! adds auth, limits, tracing and metrics, and attaches the state once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{Html, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::publish::Publisher;
+
+pub mod assign;
+pub mod auth;
+pub mod edge;
+pub mod error;
+pub mod events;
+pub mod experiments;
+pub mod extract;
+pub mod health;
+pub mod results;
+
+pub use error::{ApiError, ApiResult};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub publisher: Publisher,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(experiments::router())
+        .merge(assign::router())
+        .merge(events::router(state.config.batch_max_body_bytes))
+        .merge(results::router())
+        .merge(edge::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(health::router())
+        .fallback_service(dashboard(&state.config))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The built single-page app, with `index.html` for every client-side route.
+fn dashboard(config: &Config) -> axum::routing::MethodRouter {
+    let index = config.dashboard_dir.join("index.html");
+    if index.exists() {
+        axum::routing::get_service(ServeDir::new(&config.dashboard_dir).fallback(ServeFile::new(index)))
+    } else {
+        let dir = config.dashboard_dir.display().to_string();
+        axum::routing::get(move || async move {
+            Html(format!(
+                "<!doctype html><title>Litmus Edge</title><h1>Litmus Edge</h1>\
+                 <p>The dashboard is not built ({dir}/index.html is missing): run <code>make run</code>.</p>\
+                 <p>The API is at <code>/api/v1</code>; health at <a href=\"/health\">/health</a>.</p>"
+            ))
+        })
+    }
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    response
+}
+

@@ -1,0 +1,18 @@
+//! Litmus Edge's control plane.
+//!
+//! - [`config`]: every setting, from flags or env vars.
+//! - [`startup`]: pool, migrations, background tasks, serving with graceful shutdown.
+//! - [`http`]: the API, one module per resource.
+//! - [`stats`]: pure statistics over sufficient statistics (no I/O).
+//! - [`publish`]: pushes the running experiments' configs to the edge.
+//! - [`partitions`]: creates event partitions ahead and drops expired ones.
+
+pub mod config;
+pub mod http;
+pub mod partitions;
+pub mod publish;
+pub mod startup;
+pub mod stats;
+
+/// The schema: the repo's root `migrations/`, embedded in the binary and applied at start-up.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
