@@ -1,0 +1,29 @@
+# The two commands: `make run` (whole stack, foreground, Ctrl-C stops it) and `make test`.
+# Both install what is missing first (scripts/setup-toolchain.sh, idempotent, cached outside the repo).
+.PHONY: run test setup build-worker bench bench-assign bench-edge fmt clippy
+
+run:
+	scripts/run.sh
+
+test:
+	scripts/test.sh
+
+setup:
+	scripts/setup-toolchain.sh
+
+build-worker: setup
+	scripts/build-worker.sh
+
+bench: bench-assign bench-edge
+
+bench-assign:
+	cargo bench -p litmus-shared --bench assign
+
+bench-edge: setup
+	scripts/bench-edge.sh
+
+fmt:
+	cargo fmt --all
+
+clippy:
+	cargo clippy --all-targets -- -D warnings

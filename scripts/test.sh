@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make test`: installs what is missing, starts a throwaway Postgres, runs every test, stops it.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+start=$SECONDS
+
+phase "toolchain"
+scripts/setup-toolchain.sh
+
+phase "throwaway Postgres"
+PGDIR=$(mktemp -d /tmp/litmus-test-pg.XXXXXX)
+PGPORT=$(free_port)
+cleanup() { scripts/pg.sh stop "$PGDIR"; rm -rf "$PGDIR"; }
+trap cleanup EXIT
+scripts/pg.sh start "$PGDIR" "$PGPORT"
+export DATABASE_URL=$(scripts/pg.sh url "$PGPORT")
+echo "$DATABASE_URL"
+
+phase "Rust: shared engine (unit, property, test vectors) + control plane (unit, HTTP against Postgres)"
+cargo test --locked
+
+phase "edge worker: build to wasm32, run its tests inside workerd"
+scripts/build-worker.sh
+with_node node --test edge-worker/test/
+
+if [ -d tests/e2e ]; then
+  phase "end to end: control plane + worker"
+  cargo build --locked -p litmus-control-plane
+  with_node node --test tests/e2e/
+fi
+
+phase "all tests passed in $((SECONDS - start)) s"
