@@ -41,7 +41,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 pub fn app_state(db: PgPool, config: Config, metrics: Option<PrometheusHandle>) -> AppState {
-    AppState { db, config: Arc::new(config), publisher: Publisher::default(), metrics }
+    let (live, _) = tokio::sync::broadcast::channel(1024);
+    AppState { db, config: Arc::new(config), publisher: Publisher::default(), metrics, live }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.

@@ -61,7 +61,7 @@ pub fn pick_variant(weights: impl IntoIterator<Item = f64>, bucket: u32) -> Opti
     let mut cumulative = 0.0_f64;
     let mut last_positive = None;
     for (i, w) in weights.into_iter().enumerate() {
-        if !(w > 0.0) {
+        if w.is_nan() || w <= 0.0 {
             continue;
         }
         cumulative += w;

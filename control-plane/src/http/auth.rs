@@ -7,9 +7,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::{ApiError, AppState};
+use crate::config::Config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Admin,
     Read,
     Ingest,
@@ -20,15 +21,9 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+        .and_then(bearer)
         .ok_or(ApiError::Unauthorized)?;
-    let c = &state.config;
-    let role = [(&c.admin_api_tokens, Role::Admin), (&c.read_api_tokens, Role::Read), (&c.ingest_api_tokens, Role::Ingest)]
-        .into_iter()
-        .find(|(tokens, _)| tokens.iter().any(|t| !t.is_empty() && constant_time_eq(t.as_bytes(), token.as_bytes())))
-        .map(|(_, role)| role)
-        .ok_or(ApiError::Unauthorized)?;
+    let role = role_of(&state.config, token).ok_or(ApiError::Unauthorized)?;
     let reading = matches!(*req.method(), Method::GET | Method::HEAD);
     let path = req.uri().path();
     let allowed = match role {
@@ -40,6 +35,19 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         return Err(ApiError::Forbidden(format!("this token may not {} {path}", req.method())));
     }
     Ok(next.run(req).await)
+}
+
+/// The role a token grants, if any.
+pub fn role_of(c: &Config, token: &str) -> Option<Role> {
+    [(&c.admin_api_tokens, Role::Admin), (&c.read_api_tokens, Role::Read), (&c.ingest_api_tokens, Role::Ingest)]
+        .into_iter()
+        .find(|(tokens, _)| tokens.iter().any(|t| !t.is_empty() && constant_time_eq(t.as_bytes(), token.as_bytes())))
+        .map(|(_, role)| role)
+}
+
+/// The bearer token of an `Authorization` header value.
+pub fn bearer(header: &str) -> Option<&str> {
+    header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).map(str::trim)
 }
 
 /// Compares without an early exit, so response timing does not reveal how much of a guess matched.

@@ -160,6 +160,13 @@ async fn ingest(state: &AppState, raw: Vec<Value>, kind: Option<Kind>) -> ApiRes
         }
     }
     let accepted = store(state, &events).await?;
+    if accepted > 0 {
+        let touched: BTreeSet<Uuid> = events.iter().map(|e| e.experiment_id).collect();
+        for id in touched {
+            // No subscribers is fine: nobody is watching.
+            let _ = state.live.send(id);
+        }
+    }
     metrics::counter!("events_accepted_total").increment(accepted);
     metrics::counter!("events_duplicate_total").increment(events.len() as u64 - accepted + duplicates_in_batch);
     metrics::counter!("events_rejected_total").increment(rejected.len() as u64);
@@ -209,10 +216,8 @@ fn validate(index: usize, e: EventIn, forced: Option<Kind>, experiments: &HashMa
         Kind::Metric => Some(e.metric.ok_or_else(|| reject("metric", "missing: the metric's name".into()))?),
         Kind::Conversion => Some(e.metric.unwrap_or_else(|| DEFAULT_CONVERSION_METRIC.into())),
     };
-    if let Some(m) = &metric {
-        if m.is_empty() || m.len() > 128 {
-            return Err(reject("metric", "must be 1 to 128 bytes".into()));
-        }
+    if metric.as_ref().is_some_and(|m| m.is_empty() || m.len() > 128) {
+        return Err(reject("metric", "must be 1 to 128 bytes".into()));
     }
     let value = match kind {
         Kind::Metric => Some(e.value.ok_or_else(|| reject("value", "missing: a number".into()))?),

@@ -373,10 +373,8 @@ struct ActorBody {
 }
 
 async fn launch(State(state): State<AppState>, Path(id): Path<String>, OptionalJson(body): OptionalJson<LaunchBody>) -> ApiResult<axum::Json<ExperimentRow>> {
-    if let Some(r) = body.ramp_pct {
-        if !(r.is_finite() && (0.0..=100.0).contains(&r)) {
-            return Err(ApiError::validation("ramp_pct", "must be a number from 0 to 100"));
-        }
+    if body.ramp_pct.is_some_and(|r| !(r.is_finite() && (0.0..=100.0).contains(&r))) {
+        return Err(ApiError::validation("ramp_pct", "must be a number from 0 to 100"));
     }
     transition(&state, &id, Status::Running, body.ramp_pct, body.actor).await
 }
@@ -430,6 +428,7 @@ async fn transition(state: &AppState, id: &str, to: Status, ramp_pct: Option<f64
     record(&mut tx, &updated, action, Some(from), actor.as_deref().unwrap_or("api"), details).await?;
     tx.commit().await?;
     state.publisher.notify();
+    let _ = state.live.send(updated.id);
     Ok(axum::Json(updated))
 }
 

@@ -24,7 +24,9 @@ pub mod events;
 pub mod experiments;
 pub mod extract;
 pub mod health;
+pub mod live;
 pub mod results;
+pub mod timeseries;
 
 pub use error::{ApiError, ApiResult};
 
@@ -34,6 +36,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub publisher: Publisher,
     pub metrics: Option<PrometheusHandle>,
+    /// Ids of experiments that just received events or changed (for live results).
+    pub live: tokio::sync::broadcast::Sender<uuid::Uuid>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,7 +47,10 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router(state.config.batch_max_body_bytes))
         .merge(results::router())
         .merge(edge::router())
+        .merge(timeseries::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        // The socket authenticates itself (browsers cannot set headers on a WebSocket).
+        .merge(live::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
 

@@ -1,0 +1,121 @@
+//! `GET /api/v1/ws/experiments/{id}/live`: a WebSocket pushing results snapshots as events arrive.
+//!
+//! Browsers cannot put headers on a WebSocket and tokens must stay out of URLs, so a client
+//! either sends `Authorization: Bearer …` on the upgrade (services) or `{"type":"auth","token":…}`
+//! as its first message (browsers). Then the server sends `{"type":"results","data":<results>}`
+//! at once, after every ingest that touched the experiment (at most once a second), and every
+//! 15 s regardless (so lifecycle changes and other instances' ingests show up too).
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, sleep_until};
+use uuid::Uuid;
+
+use super::auth::{Role, bearer, role_of};
+use super::experiments::find;
+use super::{ApiError, AppState, results};
+
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+const REFRESH: Duration = Duration::from_secs(15);
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws/experiments/{id}/live", get(upgrade))
+}
+
+async fn upgrade(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    let header_ok = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .is_some_and(|t| can_read(&state, t));
+    ws.on_upgrade(move |socket| session(socket, state, id, header_ok))
+}
+
+fn can_read(state: &AppState, token: &str) -> bool {
+    matches!(role_of(&state.config, token), Some(Role::Admin | Role::Read))
+}
+
+async fn session(mut socket: WebSocket, state: AppState, id: String, mut authed: bool) {
+    if !authed {
+        authed = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
+            Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<Value>(&text)
+                .ok()
+                .filter(|v| v["type"] == "auth")
+                .and_then(|v| v["token"].as_str().map(|t| can_read(&state, t)))
+                .unwrap_or(false),
+            _ => false,
+        };
+    }
+    if !authed {
+        let _ = send_error(&mut socket, ApiError::Unauthorized).await;
+        return;
+    }
+    let row = match find(&state.db, &id).await {
+        Ok(row) => row,
+        Err(e) => {
+            let _ = send_error(&mut socket, e).await;
+            return;
+        }
+    };
+    let mut events = state.live.subscribe();
+    let mut next_allowed = Instant::now();
+    let mut pending = true;
+    loop {
+        if pending && Instant::now() >= next_allowed {
+            if push(&mut socket, &state, row.id, &id).await.is_err() {
+                return;
+            }
+            pending = false;
+            next_allowed = Instant::now() + MIN_INTERVAL;
+        }
+        let wake = if pending { next_allowed } else { Instant::now() + REFRESH };
+        tokio::select! {
+            () = sleep_until(wake) => pending = true,
+            msg = events.recv() => match msg {
+                Ok(touched) if touched == row.id => pending = true,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => pending = true,
+                Err(RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn push(socket: &mut WebSocket, state: &AppState, experiment: Uuid, id: &str) -> Result<(), axum::Error> {
+    // Reload: status, ramp and variants may have changed since the socket opened.
+    let snapshot = match find(&state.db, id).await {
+        Ok(row) if row.id == experiment => results::compute(&state.db, &row).await,
+        Ok(_) => Err(ApiError::not_found("experiment", id)),
+        Err(e) => Err(e),
+    };
+    match snapshot {
+        Ok(data) => {
+            let text = json!({"type": "results", "data": data}).to_string();
+            socket.send(Message::Text(text.into())).await
+        }
+        Err(e) => send_error(socket, e).await,
+    }
+}
+
+async fn send_error(socket: &mut WebSocket, e: ApiError) -> Result<(), axum::Error> {
+    let response = axum::response::IntoResponse::into_response(e);
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let mut v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({"error": {"code": "internal", "message": "error"}}));
+    v["type"] = json!("error");
+    v["status"] = json!(status.as_u16());
+    socket.send(Message::Text(v.to_string().into())).await
+}
