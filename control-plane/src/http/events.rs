@@ -15,12 +15,13 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use litmus_shared::Variant;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 use sqlx::types::Json as Db;
 use uuid::Uuid;
 
 use super::assign::check_unit_id;
-use super::extract::Json;
+use super::extract::{Json, strip_position};
 use super::{ApiError, ApiResult, AppState};
 
 pub fn router(batch_limit: usize) -> Router<AppState> {
@@ -86,7 +87,7 @@ pub struct IngestResult {
     rejected: Vec<Rejected>,
 }
 
-async fn single(State(state): State<AppState>, Json(body): Json<Value>, kind: Kind) -> ApiResult<(StatusCode, axum::Json<IngestResult>)> {
+async fn single(State(state): State<AppState>, Json(body): Json<Box<RawValue>>, kind: Kind) -> ApiResult<(StatusCode, axum::Json<IngestResult>)> {
     let mut result = ingest(&state, vec![body], Some(kind)).await?;
     if let Some(r) = result.rejected.pop() {
         return Err(match r.code {
@@ -100,7 +101,8 @@ async fn single(State(state): State<AppState>, Json(body): Json<Value>, kind: Ki
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchIn {
-    events: Vec<Value>,
+    // Parsed one by one, so that one malformed event rejects only itself.
+    events: Vec<Box<RawValue>>,
 }
 
 async fn batch(State(state): State<AppState>, Json(body): Json<BatchIn>) -> ApiResult<(StatusCode, axum::Json<IngestResult>)> {
@@ -121,21 +123,18 @@ async fn batch(State(state): State<AppState>, Json(body): Json<BatchIn>) -> ApiR
 }
 
 /// Validates every event, stores the good ones, reports the rest.
-async fn ingest(state: &AppState, raw: Vec<Value>, kind: Option<Kind>) -> ApiResult<IngestResult> {
+async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<Kind>) -> ApiResult<IngestResult> {
     let now = Utc::now();
     let parsed: Vec<Result<EventIn, Rejected>> = raw
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(index, v)| {
-            let mut v = v;
-            if let (Some(k), Value::Object(map)) = (kind, &mut v) {
-                map.entry("kind").or_insert_with(|| json!(k));
-            }
-            serde_path_to_error::deserialize::<_, EventIn>(v).map_err(|e| Rejected {
+            let de = &mut serde_json::Deserializer::from_str(v.get());
+            serde_path_to_error::deserialize::<_, EventIn>(de).map_err(|e| Rejected {
                 index,
                 code: "validation_failed",
                 field: Some(e.path().to_string()).filter(|p| p != "."),
-                message: e.into_inner().to_string(),
+                message: strip_position(&e.into_inner().to_string()),
             })
         })
         .collect();
@@ -200,8 +199,10 @@ async fn lookup_experiments(state: &AppState, refs: &BTreeSet<String>) -> ApiRes
 fn validate(index: usize, e: EventIn, forced: Option<Kind>, experiments: &HashMap<String, ExperimentRef>, now: DateTime<Utc>) -> Result<Event, Rejected> {
     let reject = |field: &str, message: String| Rejected { index, code: "validation_failed", field: Some(field.to_owned()), message };
     let kind = forced.or(e.kind).ok_or_else(|| reject("kind", "missing: one of exposure, metric, conversion".into()))?;
-    if forced.is_some_and(|f| Some(f) != e.kind) {
-        return Err(reject("kind", format!("this endpoint takes {:?} events only", forced)));
+    if let (Some(endpoint), Some(given)) = (forced, e.kind) {
+        if endpoint != given {
+            return Err(reject("kind", format!("this endpoint takes {endpoint:?} events only")));
+        }
     }
     let Some(exp) = experiments.get(e.experiment.as_str()) else {
         return Err(Rejected { index, code: "not_found", field: Some("experiment".into()), message: format!("experiment `{}` not found", e.experiment) });
@@ -238,56 +239,103 @@ fn validate(index: usize, e: EventIn, forced: Option<Kind>, experiments: &HashMa
     Ok(Event { experiment_id: exp.id, kind, unit_id: e.unit_id, variant_key: e.variant_key, metric, value, ts, event_id })
 }
 
-/// Writes in one statement; returns how many events were new.
+/// Writes a batch in one transaction: `COPY` into a per-connection temp table (the fastest way
+/// into Postgres), then one statement that records the new event ids, stores the new events and
+/// keeps each unit's first exposure. Returns how many events were new.
 async fn store(state: &AppState, events: &[Event]) -> ApiResult<u64> {
     if events.is_empty() {
         return Ok(0);
     }
-    let (mut exp, mut kind, mut unit, mut variant, mut metric, mut value, mut ts, mut id) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for e in events {
-        exp.push(e.experiment_id);
-        kind.push(e.kind as i16);
-        unit.push(e.unit_id.as_str());
-        variant.push(e.variant_key.as_str());
-        metric.push(e.metric.as_deref());
-        value.push(e.value);
-        ts.push(e.ts);
-        id.push(e.event_id.as_str());
-    }
+    let mut tx = state.db.begin().await?;
+    // Temp tables are per connection, unlogged, and emptied at commit.
+    sqlx::query(
+        "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
+             experiment_id uuid, kind int2, unit_id text, variant_key text, metric text,
+             value float8, ts timestamptz, event_id text
+         ) ON COMMIT DELETE ROWS",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let mut copy = tx
+        .copy_in_raw("COPY ingest_stage (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id) FROM STDIN")
+        .await?;
+    copy.send(copy_text(events)).await?;
+    copy.finish().await?;
     let (accepted,): (i64,) = sqlx::query_as(
-        "WITH input AS (
-             SELECT * FROM unnest($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::timestamptz[], $8::text[])
-                 AS t(experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id)
-         ), fresh AS (
-             INSERT INTO event_ids (event_id) SELECT event_id FROM input ON CONFLICT DO NOTHING RETURNING event_id
+        "WITH fresh AS (
+             INSERT INTO event_ids (event_id) SELECT event_id FROM ingest_stage ON CONFLICT DO NOTHING RETURNING event_id
          ), stored AS (
              INSERT INTO events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id)
-             SELECT i.experiment_id, i.kind, i.unit_id, i.variant_key, i.metric, i.value, i.ts, i.event_id
-             FROM input i JOIN fresh USING (event_id)
-             RETURNING 1
+             SELECT s.experiment_id, s.kind, s.unit_id, s.variant_key, s.metric, s.value, s.ts, s.event_id
+             FROM ingest_stage s JOIN fresh USING (event_id)
+             RETURNING experiment_id, kind, unit_id, variant_key, ts
          ), exposed AS (
              -- Earliest exposure wins, whatever order events arrive in.
              INSERT INTO unit_exposures (experiment_id, unit_id, variant_key, first_ts)
-             SELECT DISTINCT ON (i.experiment_id, i.unit_id) i.experiment_id, i.unit_id, i.variant_key, i.ts
-             FROM input i JOIN fresh USING (event_id)
-             WHERE i.kind = 1
-             ORDER BY i.experiment_id, i.unit_id, i.ts
+             SELECT DISTINCT ON (experiment_id, unit_id) experiment_id, unit_id, variant_key, ts
+             FROM stored WHERE kind = 1
+             ORDER BY experiment_id, unit_id, ts
              ON CONFLICT (experiment_id, unit_id) DO UPDATE
                  SET variant_key = excluded.variant_key, first_ts = excluded.first_ts
                  WHERE excluded.first_ts < unit_exposures.first_ts
          )
          SELECT count(*) FROM stored",
     )
-    .bind(exp)
-    .bind(kind)
-    .bind(unit)
-    .bind(variant)
-    .bind(metric)
-    .bind(value)
-    .bind(ts)
-    .bind(id)
-    .fetch_one(&state.db)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(accepted as u64)
+}
+
+/// Rows in COPY's text format: tab-separated, `\N` for NULL, backslash escapes.
+fn copy_text(events: &[Event]) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(events.len() * 128);
+    for e in events {
+        let _ = write!(out, "{}\t{}\t", e.experiment_id, e.kind as i16);
+        escape_copy(&mut out, &e.unit_id);
+        out.push('\t');
+        escape_copy(&mut out, &e.variant_key);
+        out.push('\t');
+        match &e.metric {
+            Some(m) => escape_copy(&mut out, m),
+            None => out.push_str("\\N"),
+        }
+        match e.value {
+            // `{:?}` prints a float so that it parses back to the same value.
+            Some(v) => { let _ = write!(out, "\t{v:?}\t"); }
+            None => out.push_str("\t\\N\t"),
+        }
+        let _ = write!(out, "{}\t", e.ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        escape_copy(&mut out, &e.event_id);
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+fn escape_copy(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escapes_and_nulls() {
+        let e = Event {
+            experiment_id: Uuid::nil(), kind: Kind::Metric, unit_id: "a\tb\\c\nd".into(), variant_key: "v".into(),
+            metric: None, value: Some(0.1), ts: DateTime::from_timestamp(0, 0).unwrap_or_default(), event_id: "e".into(),
+        };
+        let text = String::from_utf8(copy_text(&[e])).unwrap_or_default();
+        assert_eq!(text, "00000000-0000-0000-0000-000000000000\t2\ta\\tb\\\\c\\nd\tv\t\\N\t0.1\t1970-01-01T00:00:00.000000Z\te\n");
+    }
 }
