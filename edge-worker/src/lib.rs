@@ -1,1 +1,85 @@
-//! Filled in by the edge-worker issue.
+//! Litmus Edge's Cloudflare Worker: experiment assignment at the edge from KV-cached configs,
+//! computed by `litmus_shared::assign` so that it matches the control plane and every SDK.
+//!
+//! - [`state`]: bindings and vars from `Env`.
+//! - [`config_cache`]: the published `ConfigSet`, cached in isolate memory.
+//! - [`assign`]: `GET|POST /v1/assign`.
+//! - [`events`]: `POST /v1/events`, exposures, and forwarding to the control plane (queue consumer).
+//! - [`publish`]: `PUT /v1/admin/config`.
+//! - [`body`], [`cors`], [`error`]: request and response shaping shared by the routes.
+
+pub mod assign;
+pub mod body;
+pub mod config_cache;
+pub mod cors;
+pub mod error;
+pub mod events;
+pub mod publish;
+pub mod state;
+
+use serde_json::json;
+use worker::{Context, Env, MessageBatch, Method, Request, Response, event};
+
+use crate::error::{ApiError, ApiResult, json_response};
+use crate::state::AppState;
+
+#[event(start)]
+fn start() {
+    // Once per isolate: says which build and hash version answer, when reading `wrangler tail`.
+    // (No panic hook here: workers-rs installs one that re-initialises the module after a panic.)
+    worker::console_log!(
+        "litmus-edge worker {} starting (assignment hash v{})",
+        env!("CARGO_PKG_VERSION"),
+        litmus_shared::hashing::HASH_VERSION
+    );
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let state = AppState::from_env(&env);
+    let path = req.path();
+    let path = if path.len() > 1 { path.trim_end_matches('/') } else { &path };
+    let public = matches!(path, "/v1/assign" | "/v1/events" | "/v1/health");
+    let method = req.method();
+
+    if public && method == Method::Options {
+        return Ok(cors::preflight(&state.allowed_origins, &req));
+    }
+    let result: ApiResult<Response> = match (path, method) {
+        ("/v1/assign", Method::Get) => assign::get(&req, &state, &ctx).await,
+        ("/v1/assign", Method::Post) => assign::post(&mut req, &state, &ctx).await,
+        ("/v1/assign", _) => Err(ApiError::method_not_allowed("GET, POST, OPTIONS")),
+        ("/v1/events", Method::Post) => events::post(&mut req, &state, &ctx).await,
+        ("/v1/events", _) => Err(ApiError::method_not_allowed("POST, OPTIONS")),
+        ("/v1/health", Method::Get | Method::Head) => Ok(health(&state).await),
+        ("/v1/health", _) => Err(ApiError::method_not_allowed("GET, HEAD, OPTIONS")),
+        ("/v1/admin/config", Method::Put) => publish::put(&mut req, &state).await,
+        ("/v1/admin/config", _) => Err(ApiError::method_not_allowed("PUT")),
+        _ => Err(ApiError::not_found()),
+    };
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    if public {
+        cors::apply(&state.allowed_origins, &req, &mut resp);
+    }
+    Ok(resp)
+}
+
+async fn health(state: &AppState) -> Response {
+    let set = config_cache::current(state).await;
+    json_response(
+        200,
+        &json!({
+            "status": "ok",
+            "config_version": set.as_ref().map(|s| s.version),
+            "experiments": set.as_ref().map_or(0, |s| s.experiments.len()),
+        }),
+    )
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> worker::Result<()> {
+    // Never returns an error: the macro would turn it into a panic, and per-message ack/retry
+    // already says what should happen to each event.
+    events::consume(batch, &AppState::from_env(&env)).await;
+    Ok(())
+}

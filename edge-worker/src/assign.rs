@@ -1,0 +1,230 @@
+//! `GET /v1/assign` and `POST /v1/assign`: answers from the cached config set through
+//! `litmus_shared::assign`, so the edge and the control plane agree bit for bit.
+
+use litmus_shared::{Assignment, Attributes, ConfigSet, Status, assign};
+use serde::Serialize;
+use serde_json::Value;
+use worker::{Context, Request, Response};
+
+use crate::body;
+use crate::config_cache;
+use crate::error::{ApiError, ApiResult, json_response};
+use crate::events::{self, Event};
+use crate::state::AppState;
+
+const COOKIE: &str = "litmus_uid";
+const COOKIE_MAX_AGE: u32 = 31_536_000;
+const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_EXPERIMENTS: usize = 100;
+
+/// What the caller asked, whichever way it came in.
+#[derive(Debug, Default)]
+struct Query {
+    /// `None` = not given: the browser's cookie, or a fresh id. An explicit `""` is kept: it is a
+    /// valid (if unwise) unit id and every evaluator must hash it the same way.
+    unit_id: Option<String>,
+    attributes: Attributes,
+    /// `None` = every running experiment.
+    experiments: Option<Vec<String>>,
+}
+
+pub async fn get(req: &Request, state: &AppState, ctx: &Context) -> ApiResult<Response> {
+    let url = req.url()?;
+    let mut q = Query::default();
+    let mut keys = Vec::new();
+    for (name, value) in url.query_pairs() {
+        match name.as_ref() {
+            "experiment" => keys.push(value.into_owned()),
+            "unit_id" => q.unit_id = Some(value.into_owned()),
+            "" => {}
+            // Repeated attributes become a list, which the targeting language treats as "any of".
+            attr => match q.attributes.get_mut(attr) {
+                Some(Value::Array(items)) => items.push(Value::String(value.into_owned())),
+                Some(prev) => *prev = Value::Array(vec![prev.take(), Value::String(value.into_owned())]),
+                None => {
+                    q.attributes.insert(attr.to_owned(), Value::String(value.into_owned()));
+                }
+            },
+        }
+    }
+    if !keys.is_empty() {
+        q.experiments = Some(keys);
+    }
+    respond(req, state, ctx, q).await
+}
+
+pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResult<Response> {
+    let Value::Object(mut obj) = body::json(req, MAX_BODY_BYTES).await? else {
+        return Err(ApiError::validation("", "expected a JSON object"));
+    };
+    let unit_id = match obj.remove("unit_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(ApiError::validation("unit_id", "must be a string")),
+    };
+    let attributes = match obj.remove("attributes") {
+        None | Some(Value::Null) => Attributes::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ApiError::validation("attributes", "must be an object")),
+    };
+    let experiments = match obj.remove("experiments") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(ApiError::validation(format!("experiments[{i}]"), "must be a string")),
+                })
+                .collect::<ApiResult<Vec<_>>>()?,
+        ),
+        Some(_) => return Err(ApiError::validation("experiments", "must be an array of experiment keys")),
+    };
+    respond(req, state, ctx, Query { unit_id, attributes, experiments }).await
+}
+
+/// An experiment the config set does not hold (or no config set at all): never an error, so a
+/// page asking for a not-yet-published experiment simply gets the safe default.
+#[derive(Debug, Serialize)]
+struct Missing<'a> {
+    experiment: &'a str,
+    variant_key: Option<&'a str>,
+    config_json: Option<&'a Value>,
+    in_experiment: bool,
+    reason: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Entry<'a> {
+    Known(Assignment<'a>),
+    Missing(Missing<'a>),
+}
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    unit_id: &'a str,
+    config_version: Option<i64>,
+    assignments: Vec<Entry<'a>>,
+}
+
+async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> ApiResult<Response> {
+    let (unit_id, minted) = match q.unit_id {
+        Some(id) => (id, false),
+        None => match cookie(req) {
+            Some(id) => (id, false),
+            None => (events::random_uuid(), true),
+        },
+    };
+    if unit_id.len() > state.max_unit_id_bytes {
+        return Err(ApiError::validation("unit_id", format!("must be at most {} bytes", state.max_unit_id_bytes)));
+    }
+    let keys = match q.experiments {
+        Some(mut keys) => {
+            dedup_in_order(&mut keys);
+            if keys.len() > MAX_EXPERIMENTS {
+                return Err(ApiError::validation(
+                    "experiments",
+                    format!("at most {MAX_EXPERIMENTS} experiments per request"),
+                ));
+            }
+            Some(keys)
+        }
+        None => None,
+    };
+
+    let set = config_cache::current(state).await;
+    let assignments = evaluate(set.as_deref(), keys.as_deref(), &unit_id, &q.attributes);
+    let exposures: Vec<Event> = assignments
+        .iter()
+        .filter_map(|a| match a {
+            Entry::Known(a) if a.in_experiment => Some(Event::exposure(a.experiment, &unit_id, a.variant_key)),
+            _ => None,
+        })
+        .collect();
+    let mut resp =
+        json_response(200, &Answer { unit_id: &unit_id, config_version: set.as_ref().map(|s| s.version), assignments });
+    events::enqueue(state, ctx, exposures, false).await?;
+
+    let headers = resp.headers_mut();
+    // Answers are per unit: no shared cache may keep them.
+    headers.set("cache-control", "private, no-store")?;
+    if minted {
+        let secure = req.url().is_ok_and(|u| u.scheme() == "https");
+        let cookie = format!(
+            "{COOKIE}={unit_id}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{}",
+            if secure { "; Secure" } else { "" }
+        );
+        headers.append("set-cookie", &cookie)?;
+    }
+    Ok(resp)
+}
+
+fn evaluate<'a>(
+    set: Option<&'a ConfigSet>,
+    keys: Option<&'a [String]>,
+    unit_id: &str,
+    attributes: &Attributes,
+) -> Vec<Entry<'a>> {
+    let missing = |key: &'a str, reason| {
+        Entry::Missing(Missing { experiment: key, variant_key: None, config_json: None, in_experiment: false, reason })
+    };
+    match (set, keys) {
+        (Some(set), Some(keys)) => keys
+            .iter()
+            .map(|k| match set.get(k) {
+                Some(e) => Entry::Known(assign(e, unit_id, attributes)),
+                None => missing(k, "unknown_experiment"),
+            })
+            .collect(),
+        (Some(set), None) => set
+            .experiments
+            .iter()
+            .filter(|e| e.status == Status::Running)
+            .map(|e| Entry::Known(assign(e, unit_id, attributes)))
+            .collect(),
+        (None, Some(keys)) => keys.iter().map(|k| missing(k, "no_config")).collect(),
+        (None, None) => Vec::new(),
+    }
+}
+
+fn dedup_in_order(keys: &mut Vec<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    keys.retain(|k| seen.insert(k.clone()));
+}
+
+/// The `litmus_uid` cookie, if it holds something we could have minted; anything else (tampered,
+/// oversized) is ignored and replaced.
+fn cookie(req: &Request) -> Option<String> {
+    let header = req.headers().get("cookie").ok().flatten()?;
+    header
+        .split(';')
+        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .find(|v| is_cookie_id(v))
+        .map(str::to_owned)
+}
+
+fn is_cookie_id(v: &str) -> bool {
+    (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_ids() {
+        assert!(is_cookie_id("0b5e4c3a-8f1d-4d2b-9c7e-1a2b3c4d5e6f"));
+        assert!(!is_cookie_id(""));
+        assert!(!is_cookie_id("a b"));
+        assert!(!is_cookie_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn dedups_keeping_order() {
+        let mut k = vec!["b".to_owned(), "a".to_owned(), "b".to_owned()];
+        dedup_in_order(&mut k);
+        assert_eq!(k, ["b", "a"]);
+    }
+}

@@ -1,0 +1,328 @@
+//! Events: exposures the edge served and events clients send to `POST /v1/events`, forwarded to
+//! the control plane's `POST /api/v1/events/batch`.
+//!
+//! The request path only enqueues (one Queue message per event); the `queue` handler posts batches
+//! to the control plane and asks for redelivery when it does not answer 2xx, so nothing the edge
+//! acknowledged is lost while the control plane is down. Past `max_retries` a batch lands in the
+//! dead-letter queue instead of being dropped. Without an `EVENTS` queue binding the worker falls
+//! back to posting from `wait_until`, which is best effort only.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use worker::{Context, Fetch, Headers, MessageBatch, MessageExt, Method, Request, RequestInit, Response};
+
+use crate::body;
+use crate::error::{ApiError, ApiResult, json_response};
+use crate::state::AppState;
+
+pub const MAX_EVENTS: usize = 1000;
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Queues accept at most 100 messages per `sendBatch`.
+const SEND_BATCH: usize = 100;
+const MAX_NAME_BYTES: usize = 128;
+const FORWARD_TIMEOUT_MS: u32 = 10_000;
+const KINDS: [&str; 3] = ["exposure", "metric", "conversion"];
+
+/// The batch endpoint's event shape; only these fields are forwarded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub kind: String,
+    pub experiment: String,
+    pub unit_id: String,
+    pub variant_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    pub event_id: String,
+    pub ts: String,
+}
+
+impl Event {
+    pub fn exposure(experiment: &str, unit_id: &str, variant_key: &str) -> Self {
+        Self {
+            kind: "exposure".into(),
+            experiment: experiment.into(),
+            unit_id: unit_id.into(),
+            variant_key: variant_key.into(),
+            metric: None,
+            value: None,
+            event_id: random_uuid(),
+            ts: now_rfc3339(),
+        }
+    }
+}
+
+/// A v4 UUID from the runtime's CSPRNG (`crypto.randomUUID()`), called through `Reflect` because
+/// the `web-sys` build that workers-rs uses does not include `Crypto`.
+pub fn random_uuid() -> String {
+    use worker::js_sys::{Function, Reflect, global};
+    use worker::wasm_bindgen::JsCast;
+    let crypto = Reflect::get(&global(), &"crypto".into()).ok();
+    let uuid = crypto.and_then(|crypto| {
+        let f = Reflect::get(&crypto, &"randomUUID".into()).ok()?.dyn_into::<Function>().ok()?;
+        f.call0(&crypto).ok()?.as_string()
+    });
+    // `crypto.randomUUID` exists in every Workers runtime; the fallback only keeps this total.
+    uuid.unwrap_or_else(|| {
+        format!("{:016x}{:016x}", worker::Date::now().as_millis(), (worker::js_sys::Math::random() * 1e18) as u64)
+    })
+}
+
+pub fn now_rfc3339() -> String {
+    worker::js_sys::Date::new_0().to_iso_string().into()
+}
+
+// --- POST /v1/events --------------------------------------------------------------------------
+
+pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResult<Response> {
+    let parsed = body::json(req, MAX_BODY_BYTES).await?;
+    let Some(Value::Array(items)) = parsed.get("events") else {
+        return Err(ApiError::validation("events", "expected an object with an `events` array"));
+    };
+    if items.len() > MAX_EVENTS {
+        return Err(ApiError::too_large(format!("at most {MAX_EVENTS} events per request")));
+    }
+
+    let mut events = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match validate(item, state.max_unit_id_bytes) {
+            Ok(e) => events.push(e),
+            Err((field, reason)) => errors.push(json!({"index": i, "field": field, "reason": reason})),
+        }
+    }
+    if let Some(first) = errors.first() {
+        let field = format!("events[{}].{}", first["index"], first["field"].as_str().unwrap_or_default());
+        let message =
+            format!("{} invalid event(s); first: {}", errors.len(), first["reason"].as_str().unwrap_or_default());
+        return Err(ApiError::validation(field, message).with_details("errors", Value::Array(errors)));
+    }
+
+    let accepted = events.len();
+    enqueue(state, ctx, events, true).await?;
+    Ok(json_response(202, &json!({ "accepted": accepted })))
+}
+
+/// One event of a client batch → the forwarded shape, or `(field, reason)`.
+fn validate(item: &Value, max_unit_id_bytes: usize) -> Result<Event, (&'static str, String)> {
+    let Value::Object(obj) = item else {
+        return Err(("", "an event must be a JSON object".into()));
+    };
+    let kind = required_str(obj, "kind", MAX_NAME_BYTES)?;
+    if !KINDS.contains(&kind.as_str()) {
+        return Err(("kind", format!("must be one of {}", KINDS.join(", "))));
+    }
+    let experiment = required_str(obj, "experiment", MAX_NAME_BYTES)?;
+    let unit_id = string_field(obj, "unit_id", max_unit_id_bytes)?.ok_or(("unit_id", "is required".into()))?;
+    let variant_key = required_str(obj, "variant_key", MAX_NAME_BYTES)?;
+    let metric = string_field(obj, "metric", MAX_NAME_BYTES)?.filter(|m| !m.is_empty());
+    let value = match obj.get("value") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => {
+            Some(n.as_f64().filter(|v| v.is_finite()).ok_or(("value", "must be a finite number".into()))?)
+        }
+        Some(_) => return Err(("value", "must be a number".into())),
+    };
+    if kind == "metric" {
+        if metric.is_none() {
+            return Err(("metric", "is required for metric events".into()));
+        }
+        if value.is_none() {
+            return Err(("value", "is required for metric events".into()));
+        }
+    }
+    let event_id =
+        string_field(obj, "event_id", MAX_NAME_BYTES)?.filter(|id| !id.is_empty()).unwrap_or_else(random_uuid);
+    let ts = match string_field(obj, "ts", 64)? {
+        Some(ts) if is_rfc3339(&ts) => ts,
+        Some(_) => return Err(("ts", "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z".into())),
+        None => now_rfc3339(),
+    };
+    Ok(Event { kind, experiment, unit_id, variant_key, metric, value, event_id, ts })
+}
+
+fn string_field(
+    obj: &Map<String, Value>,
+    name: &'static str,
+    max: usize,
+) -> Result<Option<String>, (&'static str, String)> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() > max => Err((name, format!("must be at most {max} bytes"))),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err((name, "must be a string".into())),
+    }
+}
+
+fn required_str(obj: &Map<String, Value>, name: &'static str, max: usize) -> Result<String, (&'static str, String)> {
+    string_field(obj, name, max)?.filter(|s| !s.is_empty()).ok_or((name, "is required".into()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, with plausible field ranges.
+pub fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = b.get(r)?;
+        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+    };
+    let (Some(_), Some(mo), Some(d), Some(h), Some(mi), Some(sec)) =
+        (digits(0..4), digits(5..7), digits(8..10), digits(11..13), digits(14..16), digits(17..19))
+    else {
+        return false;
+    };
+    let seps = b[4] == b'-' && b[7] == b'-' && matches!(b[10], b'T' | b't' | b' ') && b[13] == b':' && b[16] == b':';
+    if !seps || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    match rest {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+// --- Forwarding ------------------------------------------------------------------------------
+
+/// Hands events to the queue. `wait` = the caller acknowledges them to a client, so the enqueue
+/// must have succeeded first; exposures from `/v1/assign` enqueue after the response instead.
+pub async fn enqueue(state: &AppState, ctx: &Context, events: Vec<Event>, wait: bool) -> ApiResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    match state.events.clone() {
+        Some(queue) if wait => send_to_queue(&queue, &events).await.map_err(|e| {
+            worker::console_error!("enqueueing {} events failed: {e}", events.len());
+            ApiError::unavailable("queue_unavailable", "events could not be queued; retry")
+        }),
+        Some(queue) => {
+            ctx.wait_until(async move {
+                if let Err(e) = send_to_queue(&queue, &events).await {
+                    worker::console_error!("enqueueing {} exposures failed: {e}", events.len());
+                }
+            });
+            Ok(())
+        }
+        None => {
+            let (url, token) = (state.control_plane_url.clone(), state.ingest_token.clone());
+            ctx.wait_until(async move {
+                let bodies: Vec<Value> = events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+                match post_batch(url.as_deref(), token.as_deref(), bodies).await {
+                    Ok(status) if (200..300).contains(&status) => {}
+                    Ok(status) => worker::console_error!(
+                        "control plane answered {status}; {} events lost (no queue bound)",
+                        events.len()
+                    ),
+                    Err(e) => {
+                        worker::console_error!("forwarding failed: {e}; {} events lost (no queue bound)", events.len())
+                    }
+                }
+            });
+            Ok(())
+        }
+    }
+}
+
+async fn send_to_queue(queue: &worker::Queue, events: &[Event]) -> worker::Result<()> {
+    for chunk in events.chunks(SEND_BATCH) {
+        queue.send_batch::<Event, _>(chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
+/// POSTs `{"events":[...]}` to the control plane's batch endpoint; the HTTP status on an answer.
+async fn post_batch(base: Option<&str>, token: Option<&str>, events: Vec<Value>) -> Result<u16, String> {
+    let base = base.ok_or("CONTROL_PLANE_URL is not set")?;
+    let token = token.ok_or("INGEST_TOKEN is not set")?;
+    let headers = Headers::new();
+    headers.set("content-type", "application/json").map_err(|e| e.to_string())?;
+    headers.set("authorization", &format!("Bearer {token}")).map_err(|e| e.to_string())?;
+    let body = serde_json::to_string(&json!({ "events": events })).map_err(|e| e.to_string())?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
+    let req = Request::new_with_init(&format!("{base}/api/v1/events/batch"), &init).map_err(|e| e.to_string())?;
+    // A hung control plane must not pin the consumer: give up and let the queue redeliver.
+    let signal = worker::AbortSignal::from(worker::web_sys::AbortSignal::timeout_with_u32(FORWARD_TIMEOUT_MS));
+    let mut resp = Fetch::Request(req).send_with_signal(&signal).await.map_err(|e| e.to_string())?;
+    let status = resp.status_code();
+    if !(200..300).contains(&status) {
+        let text = resp.text().await.unwrap_or_default();
+        worker::console_warn!(
+            "control plane batch endpoint answered {status}: {}",
+            text.chars().take(300).collect::<String>()
+        );
+    }
+    Ok(status)
+}
+
+/// The queue consumer: one POST per delivered batch; anything but 2xx → redeliver the whole batch
+/// (the control plane dedupes by `event_id`, so a partly applied batch is safe to resend).
+pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
+    let mut bodies = Vec::new();
+    let mut messages = Vec::new();
+    for message in batch.raw_iter() {
+        let body = worker::js_sys::JSON::stringify(&message.body())
+            .ok()
+            .and_then(|s| s.as_string())
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .filter(Value::is_object);
+        match body {
+            Some(body) => {
+                bodies.push(body);
+                messages.push(message);
+            }
+            None => {
+                // Not an event this worker produced; redelivering it can never succeed.
+                worker::console_error!("dropping malformed queue message {}", message.id());
+                message.ack();
+            }
+        }
+    }
+    if bodies.is_empty() {
+        return;
+    }
+    let n = bodies.len();
+    match post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), bodies).await {
+        Ok(status) if (200..300).contains(&status) => messages.iter().for_each(MessageExt::ack),
+        outcome => {
+            worker::console_warn!("forwarding {n} events failed ({outcome:?}); queued for redelivery");
+            messages.iter().for_each(MessageExt::retry);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        for ok in [
+            "2026-01-31T12:00:00Z",
+            "2026-01-31T12:00:00.123456Z",
+            "2026-01-31t12:00:00+02:00",
+            "2026-12-31T23:59:60-00:30",
+        ] {
+            assert!(is_rfc3339(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "2026-01-31",
+            "2026-13-01T00:00:00Z",
+            "2026-01-31T12:00:00",
+            "2026-01-31T12:00:00.Z",
+            "yesterday",
+            "2026-01-31T12:00:00+0200",
+        ] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
+    }
+}

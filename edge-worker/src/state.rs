@@ -1,0 +1,56 @@
+//! Per-request view of the worker's bindings. Built from `Env` on every request because bindings
+//! are cheap handles and a secret rotated with `wrangler secret put` must take effect at once.
+
+use worker::{Env, KvStore, Queue};
+
+use crate::cors::AllowedOrigins;
+
+pub const CONFIG_KEY: &str = "configs";
+const DEFAULT_TTL_SECONDS: f64 = 5.0;
+/// Unit ids beyond this are rejected: longer ones are abuse, not identifiers, and every event
+/// carries the unit id to the control plane.
+pub const DEFAULT_MAX_UNIT_ID_BYTES: usize = 256;
+
+pub struct AppState {
+    /// `None` when the binding is missing: the worker still answers, with the safe default.
+    pub kv: Option<KvStore>,
+    pub config_ttl_ms: f64,
+    pub publish_token: Option<String>,
+    pub ingest_token: Option<String>,
+    pub control_plane_url: Option<String>,
+    pub allowed_origins: AllowedOrigins,
+    pub max_unit_id_bytes: usize,
+    /// `None` when no queue is bound (e.g. a plain `wrangler dev` without queues): events are then
+    /// forwarded straight from `wait_until`, best effort.
+    pub events: Option<Queue>,
+}
+
+impl AppState {
+    pub fn from_env(env: &Env) -> Self {
+        Self {
+            kv: env.kv("CONFIG").ok(),
+            config_ttl_ms: text(env, "CONFIG_TTL_SECONDS")
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .unwrap_or(DEFAULT_TTL_SECONDS)
+                * 1000.0,
+            publish_token: text(env, "PUBLISH_TOKEN"),
+            ingest_token: text(env, "INGEST_TOKEN"),
+            control_plane_url: text(env, "CONTROL_PLANE_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            allowed_origins: AllowedOrigins::parse(text(env, "ALLOWED_ORIGINS").as_deref().unwrap_or("*")),
+            max_unit_id_bytes: text(env, "MAX_UNIT_ID_BYTES")
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(DEFAULT_MAX_UNIT_ID_BYTES),
+            events: env.queue("EVENTS").ok(),
+        }
+    }
+}
+
+/// A non-empty string var or secret (both are plain strings to the worker).
+fn text(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .or_else(|_| env.secret(name).map(|s| s.to_string()))
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}

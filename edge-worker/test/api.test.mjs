@@ -1,0 +1,384 @@
+// The worker's HTTP surface in workerd: config cache and safe defaults, publishing, assignment
+// input handling, the anonymous-unit cookie and CORS.
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startWorker, startSink, experiment, PUBLISH_TOKEN, UUID } from "./helpers.mjs";
+
+let sink;
+before(async () => {
+  sink = await startSink();
+});
+after(async () => {
+  await sink?.close();
+});
+
+const assertErrorShape = (res, status, code) => {
+  assert.equal(res.status, status, JSON.stringify(res.body));
+  assert.equal(typeof res.body.error?.message, "string");
+  if (code) assert.equal(res.body.error.code, code);
+  assert.match(res.headers.get("content-type"), /application\/json/);
+};
+
+describe("config cache and safe defaults", () => {
+  test("empty KV: health answers, every requested experiment is out, nothing is a 5xx", async () => {
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+    try {
+      const h = await w.json("/v1/health");
+      assert.equal(h.status, 200);
+      assert.deepEqual(h.body, { status: "ok", config_version: null, experiments: 0 });
+      const res = await w.assign({ unit_id: "u1", experiments: ["checkout", "pricing"] });
+      assert.equal(res.status, 200);
+      assert.equal(res.body.config_version, null);
+      assert.deepEqual(res.body.assignments.map((a) => [a.experiment, a.in_experiment, a.variant_key]), [
+        ["checkout", false, null],
+        ["pricing", false, null],
+      ]);
+      const all = await w.json("/v1/assign?unit_id=u1");
+      assert.equal(all.status, 200);
+      assert.deepEqual(all.body.assignments, []);
+    } finally {
+      await w.dispose();
+    }
+  });
+
+  test("garbage in KV: safe default, no 5xx", async () => {
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, CONFIG_TTL_SECONDS: "0" } });
+    try {
+      for (const garbage of ["not json", '{"version":"x"}', "[]", '{"version":3,"experiments":{}}', "\u0000\u0001"]) {
+        await w.kv.put("configs", garbage);
+        const res = await w.json("/v1/assign?unit_id=u1&experiment=checkout");
+        assert.equal(res.status, 200, garbage);
+        assert.equal(res.body.assignments[0].in_experiment, false);
+        assert.equal((await w.json("/v1/health")).status, 200);
+      }
+    } finally {
+      await w.dispose();
+    }
+  });
+
+  test("invalid experiments in KV are dropped, the valid ones still served", async () => {
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, CONFIG_TTL_SECONDS: "0" } });
+    try {
+      const bad = experiment("bad_weights", { variants: [{ key: "a", weight: 0.9 }, { key: "b", weight: 0.9 }] });
+      const unknownHash = experiment("future", { hash_version: 99 });
+      await w.kv.put("configs", JSON.stringify({ version: 4, experiments: [bad, experiment("good"), unknownHash, { nonsense: true }] }));
+      const res = await w.json("/v1/assign?unit_id=u1&experiment=good&experiment=bad_weights&experiment=future");
+      assert.equal(res.status, 200);
+      assert.equal(res.body.config_version, 4);
+      const [good, badA, fut] = res.body.assignments;
+      assert.equal(good.reason, "assigned");
+      assert.equal(badA.reason, "unknown_experiment");
+      assert.equal(fut.reason, "unknown_experiment");
+      assert.deepEqual((await w.json("/v1/health")).body, { status: "ok", config_version: 4, experiments: 1 });
+    } finally {
+      await w.dispose();
+    }
+  });
+
+  test("KV turning to garbage keeps the last good set; a newer valid set replaces it", async () => {
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, CONFIG_TTL_SECONDS: "0" } });
+    try {
+      await w.kv.put("configs", JSON.stringify({ version: 7, experiments: [experiment("checkout")] }));
+      assert.equal((await w.json("/v1/health")).body.config_version, 7);
+      await w.kv.put("configs", "{{{ garbage");
+      const res = await w.json("/v1/assign?unit_id=u1&experiment=checkout");
+      assert.equal(res.body.config_version, 7);
+      assert.equal(res.body.assignments[0].in_experiment, true);
+      await w.kv.delete("configs");
+      assert.equal((await w.json("/v1/health")).body.config_version, 7);
+      await w.kv.put("configs", JSON.stringify({ version: 8, experiments: [] }));
+      assert.deepEqual((await w.json("/v1/health")).body, { status: "ok", config_version: 8, experiments: 0 });
+    } finally {
+      await w.dispose();
+    }
+  });
+
+  test("KV is re-read only after CONFIG_TTL_SECONDS", async () => {
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, CONFIG_TTL_SECONDS: "1" } });
+    try {
+      await w.kv.put("configs", JSON.stringify({ version: 1, experiments: [] }));
+      assert.equal((await w.json("/v1/health")).body.config_version, 1);
+      await w.kv.put("configs", JSON.stringify({ version: 2, experiments: [] }));
+      assert.equal((await w.json("/v1/health")).body.config_version, 1, "served from the isolate cache");
+      await new Promise((r) => setTimeout(r, 1100));
+      assert.equal((await w.json("/v1/health")).body.config_version, 2);
+    } finally {
+      await w.dispose();
+    }
+  });
+});
+
+describe("publishing", () => {
+  let w;
+  before(async () => {
+    w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+  });
+  after(async () => {
+    await w?.dispose();
+  });
+
+  test("without or with a wrong bearer token: 401 and nothing written", async () => {
+    for (const token of [null, "wrong-token", PUBLISH_TOKEN + "x"]) {
+      const res = await w.publish({ version: 1, experiments: [experiment("checkout")] }, token);
+      assertErrorShape(res, 401, "unauthorized");
+    }
+    const basic = await w.json("/v1/admin/config", { method: "PUT", headers: { authorization: `Basic ${PUBLISH_TOKEN}` }, body: "{}" });
+    assertErrorShape(basic, 401, "unauthorized");
+    assert.equal(await w.kv.get("configs"), null);
+  });
+
+  test("a valid set is stored in KV and served at once, before the TTL", async () => {
+    const res = await w.publish({ version: 5, experiments: [experiment("checkout")] });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.stale, false);
+    assert.equal(res.body.version, 5);
+    const stored = JSON.parse(await w.kv.get("configs"));
+    assert.equal(stored.version, 5);
+    assert.equal(stored.experiments[0].key, "checkout");
+    assert.equal(typeof stored.published_at, "string");
+    assert.equal((await w.json("/v1/health")).body.config_version, 5);
+    const again = await w.publish({ version: 6, experiments: [experiment("checkout"), experiment("pricing")] });
+    assert.equal(again.status, 200);
+    const all = await w.json("/v1/assign?unit_id=u1");
+    assert.equal(all.body.config_version, 6, "the publishing isolate does not wait for its TTL");
+    assert.deepEqual(all.body.assignments.map((a) => a.experiment), ["checkout", "pricing"]);
+  });
+
+  test("a set older than the stored one is ignored with stale:true", async () => {
+    assert.equal((await w.publish({ version: 10, experiments: [experiment("checkout")] })).status, 200);
+    const res = await w.publish({ version: 9, experiments: [] });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.stale, true);
+    assert.equal(res.body.stored_version, 10);
+    assert.equal(JSON.parse(await w.kv.get("configs")).version, 10);
+    assert.equal((await w.json("/v1/health")).body.config_version, 10);
+  });
+
+  test("invalid sets are rejected with the offending field, nothing written", async () => {
+    const before = await w.kv.get("configs");
+    const cases = [
+      [{ version: 11, experiments: [experiment("ok"), experiment("bad", { ramp_pct: 101 })] }, "experiments[1].ramp_pct"],
+      [{ version: 11, experiments: [experiment("dup"), experiment("dup")] }, "experiments[1].key"],
+      [{ version: 11, experiments: [experiment("Bad Key")] }, "experiments[0].key"],
+      [{ version: 11, experiments: [experiment("t", { targeting: { country: { bogus: 1 } } })] }, "experiments[0]"],
+      [{ experiments: [] }, "version"],
+      [{ version: 11 }, "experiments"],
+    ];
+    for (const [set, field] of cases) {
+      const res = await w.publish(set);
+      assertErrorShape(res, 422, "validation_failed");
+      assert.equal(res.body.error.field, field, JSON.stringify(res.body));
+    }
+    assertErrorShape(await w.publish("{not json"), 400, "invalid_json");
+    assert.equal(await w.kv.get("configs"), before);
+  });
+
+  test("without PUBLISH_TOKEN configured, publishing is disabled (503)", async () => {
+    const w2 = await startWorker({ bindings: { PUBLISH_TOKEN: undefined, CONTROL_PLANE_URL: sink.url } });
+    try {
+      assertErrorShape(await w2.publish({ version: 1, experiments: [] }, "anything"), 503, "publish_disabled");
+    } finally {
+      await w2.dispose();
+    }
+  });
+});
+
+describe("assignment requests", () => {
+  let w;
+  before(async () => {
+    w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+    const set = {
+      version: 3,
+      experiments: [
+        experiment("checkout"),
+        experiment("us_only", { targeting: { country: { in: ["US"] }, age: { gte: 18 } } }),
+        experiment("paused_one", { status: "paused" }),
+      ],
+    };
+    assert.equal((await w.publish(set)).status, 200);
+  });
+  after(async () => {
+    await w?.dispose();
+  });
+
+  test("no experiment list: every running experiment, paused ones left out", async () => {
+    const res = await w.assign({ unit_id: "u1", attributes: { country: "US", age: 30 } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body.assignments.map((a) => a.experiment), ["checkout", "us_only"]);
+    assert.equal(res.headers.get("cache-control"), "private, no-store");
+  });
+
+  test("explicit keys: known ones assigned (even paused), unknown ones a safe entry", async () => {
+    const res = await w.assign({ unit_id: "u1", experiments: ["paused_one", "nope", "checkout", "nope"] });
+    assert.equal(res.status, 200);
+    const [paused, nope, checkout, ...rest] = res.body.assignments;
+    assert.deepEqual(rest, [], "duplicates are answered once");
+    assert.equal(paused.reason, "not_running");
+    assert.equal(paused.variant_key, "control");
+    assert.deepEqual(nope, { experiment: "nope", variant_key: null, config_json: null, in_experiment: false, reason: "unknown_experiment" });
+    assert.equal(checkout.in_experiment, true);
+  });
+
+  test("GET takes attributes from the query string, like POST takes them from the body", async () => {
+    const get = await w.json("/v1/assign?experiment=us_only&unit_id=u7&country=US&age=31");
+    const post = await w.assign({ unit_id: "u7", attributes: { country: "US", age: 31 }, experiments: ["us_only"] });
+    assert.equal(get.status, 200);
+    assert.equal(get.body.assignments[0].reason, "assigned");
+    assert.deepEqual(get.body, post.body);
+    const out = await w.json("/v1/assign?experiment=us_only&unit_id=u7&country=FR&age=31");
+    assert.equal(out.body.assignments[0].reason, "targeting");
+    assert.equal(out.body.assignments[0].in_experiment, false);
+    assert.equal(out.body.assignments[0].variant_key, "control");
+    const multi = await w.json("/v1/assign?experiment=us_only&unit_id=u7&country=FR&country=US&age=31");
+    assert.equal(multi.body.assignments[0].reason, "assigned", "a repeated attribute matches any of its values");
+  });
+
+  test("the same unit gets the same answer every time", async () => {
+    const a = await w.assign({ unit_id: "stable-unit", experiments: ["checkout"] });
+    for (let i = 0; i < 5; i++) {
+      assert.deepEqual((await w.assign({ unit_id: "stable-unit", experiments: ["checkout"] })).body, a.body);
+    }
+  });
+
+  test("bad input is a 4xx with the error shape", async () => {
+    const raw = (body) => w.json("/v1/assign", { method: "POST", body });
+    assertErrorShape(await raw("{oops"), 400, "invalid_json");
+    assertErrorShape(await raw(""), 400, "invalid_json");
+    assertErrorShape(await raw("[1,2]"), 422, "validation_failed");
+    const cases = [
+      [{ unit_id: 42 }, "unit_id"],
+      [{ unit_id: "u", attributes: [1] }, "attributes"],
+      [{ unit_id: "u", experiments: "checkout" }, "experiments"],
+      [{ unit_id: "u", experiments: ["checkout", 7] }, "experiments[1]"],
+      [{ unit_id: "x".repeat(257) }, "unit_id"],
+    ];
+    for (const [body, field] of cases) {
+      const res = await w.assign(body);
+      assertErrorShape(res, 422, "validation_failed");
+      assert.equal(res.body.error.field, field);
+    }
+    const long = await w.json(`/v1/assign?unit_id=${"y".repeat(300)}`);
+    assertErrorShape(long, 422, "validation_failed");
+    assertErrorShape(await w.json("/v1/assign", { method: "POST", body: JSON.stringify({ pad: "z".repeat(70_000) }) }), 413, "payload_too_large");
+    assertErrorShape(await w.json("/v1/nowhere"), 404, "not_found");
+    assertErrorShape(await w.json("/v1/assign", { method: "DELETE" }), 405, "method_not_allowed");
+  });
+
+  test("text/plain bodies are accepted (browsers use them to skip the preflight)", async () => {
+    const res = await w.json("/v1/assign", { method: "POST", headers: { "content-type": "text/plain" }, body: JSON.stringify({ unit_id: "u1" }) });
+    assert.equal(res.status, 200);
+  });
+});
+
+describe("anonymous units: the litmus_uid cookie", () => {
+  let w;
+  before(async () => {
+    w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+    await w.publish({ version: 1, experiments: [experiment("checkout")] });
+  });
+  after(async () => {
+    await w?.dispose();
+  });
+
+  const cookieOf = (res) => res.headers.get("set-cookie");
+
+  test("minted when no unit id is given, then reused", async () => {
+    const first = await w.json("/v1/assign?experiment=checkout");
+    assert.equal(first.status, 200);
+    const setCookie = cookieOf(first);
+    assert.ok(setCookie, "a cookie is set");
+    const [pair, ...attrs] = setCookie.split("; ");
+    const [name, id] = pair.split("=");
+    assert.equal(name, "litmus_uid");
+    assert.match(id, UUID);
+    assert.equal(first.body.unit_id, id);
+    assert.deepEqual(attrs, ["Path=/", "Max-Age=31536000", "SameSite=Lax"]);
+
+    const second = await w.json("/v1/assign?experiment=checkout", { headers: { cookie: `other=1; litmus_uid=${id}` } });
+    assert.equal(second.body.unit_id, id);
+    assert.equal(cookieOf(second), null, "no new cookie when the browser has one");
+    assert.deepEqual(second.body.assignments, first.body.assignments);
+
+    const viaPost = await w.assign({ experiments: ["checkout"] }, { cookie: `litmus_uid=${id}` });
+    assert.equal(viaPost.body.unit_id, id);
+  });
+
+  test("two browsers without cookies get different ids", async () => {
+    const a = await w.assign({ experiments: ["checkout"] });
+    const b = await w.assign({ experiments: ["checkout"] });
+    assert.notEqual(a.body.unit_id, b.body.unit_id);
+    assert.match(a.body.unit_id, UUID);
+  });
+
+  test("an explicit unit_id wins over the cookie and sets none", async () => {
+    const res = await w.assign({ unit_id: "store-123", experiments: ["checkout"] }, { cookie: "litmus_uid=abc" });
+    assert.equal(res.body.unit_id, "store-123");
+    assert.equal(cookieOf(res), null);
+  });
+
+  test("a tampered cookie is replaced; https requests get Secure", async () => {
+    const res = await w.json("https://edge.test/v1/assign?experiment=checkout", { headers: { cookie: "litmus_uid=<script>" } });
+    assert.equal(res.status, 200);
+    assert.match(res.body.unit_id, UUID);
+    assert.match(cookieOf(res), /; Secure$/);
+  });
+});
+
+describe("CORS", () => {
+  test("wildcard: preflight and responses allow any origin", async () => {
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+    try {
+      for (const p of ["/v1/assign", "/v1/events", "/v1/health"]) {
+        const pre = await w.call(p, {
+          method: "OPTIONS",
+          headers: { origin: "https://shop.example", "access-control-request-method": "POST", "access-control-request-headers": "content-type" },
+        });
+        assert.equal(pre.status, 204, p);
+        assert.equal(pre.headers.get("access-control-allow-origin"), "*");
+        assert.match(pre.headers.get("access-control-allow-methods"), /POST/);
+        assert.match(pre.headers.get("access-control-allow-headers"), /content-type/);
+        await pre.arrayBuffer();
+      }
+      const res = await w.json("/v1/assign?unit_id=u1", { headers: { origin: "https://shop.example" } });
+      assert.equal(res.headers.get("access-control-allow-origin"), "*");
+      const err = await w.assign({ unit_id: 5 }, { origin: "https://shop.example" });
+      assert.equal(err.status, 422);
+      assert.equal(err.headers.get("access-control-allow-origin"), "*", "errors carry CORS headers too, so browsers can read them");
+    } finally {
+      await w.dispose();
+    }
+  });
+
+  test("origin list: listed origins are echoed with credentials, others get nothing", async () => {
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, ALLOWED_ORIGINS: "https://shop.example, https://app.example" } });
+    try {
+      const pre = await w.call("/v1/assign", { method: "OPTIONS", headers: { origin: "https://app.example", "access-control-request-method": "POST" } });
+      assert.equal(pre.status, 204);
+      assert.equal(pre.headers.get("access-control-allow-origin"), "https://app.example");
+      assert.equal(pre.headers.get("access-control-allow-credentials"), "true");
+      assert.match(pre.headers.get("vary"), /Origin/);
+      await pre.arrayBuffer();
+
+      const ok = await w.json("/v1/assign?unit_id=u1", { headers: { origin: "https://shop.example" } });
+      assert.equal(ok.headers.get("access-control-allow-origin"), "https://shop.example");
+      assert.equal(ok.headers.get("access-control-allow-credentials"), "true");
+
+      const evil = await w.json("/v1/assign?unit_id=u1", { headers: { origin: "https://evil.example" } });
+      assert.equal(evil.status, 200);
+      assert.equal(evil.headers.get("access-control-allow-origin"), null);
+      assert.equal(evil.headers.get("access-control-allow-credentials"), null);
+    } finally {
+      await w.dispose();
+    }
+  });
+
+  test("the admin route is not a CORS route", async () => {
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+    try {
+      const res = await w.publish({ version: 1, experiments: [] });
+      assert.equal(res.headers.get("access-control-allow-origin"), null);
+    } finally {
+      await w.dispose();
+    }
+  });
+});

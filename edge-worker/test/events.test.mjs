@@ -1,0 +1,192 @@
+// Exposures and client events reach the control plane's batch endpoint (a local stand-in here)
+// through the EVENTS queue, with the ingest token, edge-minted event ids, and redelivery while the
+// control plane fails.
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startWorker, startSink, waitFor, sleep, experiment, INGEST_TOKEN, UUID } from "./helpers.mjs";
+
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+
+const postEvents = (w, events, extra = {}) =>
+  w.json("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ events }), ...extra });
+
+describe("through the queue", () => {
+  let w, sink;
+  before(async () => {
+    sink = await startSink();
+    w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+    await w.publish({
+      version: 1,
+      experiments: [experiment("checkout"), experiment("nobody", { ramp_pct: 0 }), experiment("paused_one", { status: "paused" })],
+    });
+  });
+  after(async () => {
+    await w?.dispose();
+    await sink?.close();
+  });
+
+  test("every assignment served in the experiment becomes one exposure at the batch endpoint", async () => {
+    const res = await w.assign({ unit_id: "exp-unit-1", experiments: ["checkout", "nobody", "paused_one", "unknown"] });
+    assert.equal(res.status, 200);
+    const served = res.body.assignments.find((a) => a.experiment === "checkout");
+    assert.equal(served.in_experiment, true);
+    const exposures = await waitFor(() => {
+      const got = sink.delivered().filter((e) => e.unit_id === "exp-unit-1");
+      return got.length ? got : null;
+    }, { what: "the exposure" });
+    await sleep(500); // anything else would have arrived by now
+    const all = sink.delivered().filter((e) => e.unit_id === "exp-unit-1");
+    assert.equal(all.length, 1, `only the in-experiment assignment is an exposure: ${JSON.stringify(all)}`);
+    const [e] = exposures;
+    assert.equal(e.kind, "exposure");
+    assert.equal(e.experiment, "checkout");
+    assert.equal(e.variant_key, served.variant_key);
+    assert.match(e.event_id, UUID);
+    assert.match(e.ts, RFC3339);
+    const req = sink.received.find((r) => r.body?.events?.some((x) => x.unit_id === "exp-unit-1"));
+    assert.equal(req.method, "POST");
+    assert.equal(req.url, "/api/v1/events/batch");
+    assert.equal(req.authorization, `Bearer ${INGEST_TOKEN}`);
+  });
+
+  test("GET /v1/assign exposes too; each exposure gets its own event id", async () => {
+    await w.json("/v1/assign?unit_id=exp-unit-2&experiment=checkout");
+    await w.json("/v1/assign?unit_id=exp-unit-2&experiment=checkout");
+    const got = await waitFor(() => {
+      const e = sink.delivered().filter((x) => x.unit_id === "exp-unit-2");
+      return e.length >= 2 ? e : null;
+    }, { what: "two exposures" });
+    assert.notEqual(got[0].event_id, got[1].event_id);
+  });
+
+  test("POST /v1/events: 202, ids and timestamps minted where missing, client ones kept", async () => {
+    const events = [
+      { kind: "metric", experiment: "checkout", unit_id: "ev-1", variant_key: "control", metric: "order_value", value: 12.5 },
+      { kind: "conversion", experiment: "checkout", unit_id: "ev-1", variant_key: "control", metric: "purchase", event_id: "client-id-1", ts: "2026-01-31T12:00:00Z" },
+      { kind: "exposure", experiment: "checkout", unit_id: "ev-1", variant_key: "control", extra_field: "dropped" },
+    ];
+    const res = await postEvents(w, events);
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    assert.deepEqual(res.body, { accepted: 3 });
+    assert.equal(res.headers.get("access-control-allow-origin"), "*");
+    const got = await waitFor(() => {
+      const e = sink.delivered().filter((x) => x.unit_id === "ev-1");
+      return e.length >= 3 ? e : null;
+    }, { what: "three client events" });
+    const byKind = Object.fromEntries(got.map((e) => [e.kind, e]));
+    assert.equal(byKind.metric.value, 12.5);
+    assert.equal(byKind.metric.metric, "order_value");
+    assert.match(byKind.metric.event_id, UUID);
+    assert.match(byKind.metric.ts, RFC3339);
+    assert.equal(byKind.conversion.event_id, "client-id-1");
+    assert.equal(byKind.conversion.ts, "2026-01-31T12:00:00Z");
+    assert.equal(byKind.exposure.extra_field, undefined);
+  });
+
+  test("POST /v1/events: bad events are rejected with their index and reason, nothing queued", async () => {
+    const before = sink.all().length;
+    const good = { kind: "exposure", experiment: "checkout", unit_id: "bad-1", variant_key: "control" };
+    const res = await postEvents(w, [
+      good,
+      { ...good, kind: "click" },
+      { ...good, kind: "metric", metric: "m" },
+      { ...good, ts: "yesterday" },
+      "not an object",
+      { ...good, unit_id: undefined },
+      { ...good, value: "12" },
+    ]);
+    assert.equal(res.status, 422);
+    assert.equal(res.body.error.code, "validation_failed");
+    assert.equal(res.body.error.field, "events[1].kind");
+    assert.deepEqual(res.body.errors.map((e) => [e.index, e.field]), [
+      [1, "kind"],
+      [2, "value"],
+      [3, "ts"],
+      [4, ""],
+      [5, "unit_id"],
+      [6, "value"],
+    ]);
+    assert.ok(res.body.errors.every((e) => typeof e.reason === "string" && e.reason.length > 0));
+    assert.equal((await postEvents(w, "nope")).status, 422);
+    assert.equal((await w.json("/v1/events", { method: "POST", body: "{" })).status, 400);
+    await sleep(500);
+    assert.equal(sink.all().filter((e) => e.unit_id === "bad-1").length, 0);
+    assert.ok(sink.all().length >= before);
+  });
+
+  test("POST /v1/events: over 1000 events or over 1 MB is a 413", async () => {
+    const e = { kind: "exposure", experiment: "checkout", unit_id: "big", variant_key: "control" };
+    const many = await postEvents(w, Array.from({ length: 1001 }, () => e));
+    assert.equal(many.status, 413);
+    assert.equal(many.body.error.code, "payload_too_large");
+    const huge = await w.json("/v1/events", { method: "POST", body: JSON.stringify({ events: [e], pad: "x".repeat(1_100_000) }) });
+    assert.equal(huge.status, 413);
+    const thousand = await postEvents(w, Array.from({ length: 1000 }, (_, i) => ({ ...e, unit_id: `big-${i}` })));
+    assert.equal(thousand.status, 202);
+    await waitFor(() => sink.delivered().filter((x) => x.unit_id.startsWith("big-")).length === 1000, { what: "1000 events" });
+  });
+});
+
+describe("when the control plane fails", () => {
+  test("a 503 from the batch endpoint leads to redelivery of the same events", async () => {
+    const sink = await startSink({ statuses: [503, 503] });
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url }, retryDelay: 0, maxRetries: 5 });
+    try {
+      const res = await postEvents(w, [
+        { kind: "conversion", experiment: "checkout", unit_id: "retry-1", variant_key: "control" },
+        { kind: "exposure", experiment: "checkout", unit_id: "retry-2", variant_key: "control" },
+      ]);
+      assert.equal(res.status, 202);
+      const delivered = await waitFor(() => (sink.delivered().length >= 2 ? sink.delivered() : null), { what: "redelivery" });
+      const failed = sink.received.filter((r) => r.status === 503);
+      assert.equal(failed.length, 2, "two failed attempts before the success");
+      const ids = (events) => events.map((e) => e.event_id).sort();
+      assert.deepEqual(ids(failed[0].body.events), ids(delivered), "the redelivered events are the same events");
+      assert.deepEqual(ids(failed[1].body.events), ids(delivered));
+      assert.ok(ids(delivered).every((id) => UUID.test(id)));
+      await sleep(500);
+      assert.equal(sink.delivered().length, 2, "acknowledged once delivered: no further posts");
+    } finally {
+      await w.dispose();
+      await sink.close();
+    }
+  });
+
+  test("events queued while the control plane is down arrive once it is back", async () => {
+    const probe = await startSink();
+    const { port, url } = probe;
+    await probe.close(); // nothing listens there now: connection refused
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: url }, retryDelay: 0, maxRetries: 100 });
+    let sink;
+    try {
+      const res = await postEvents(w, [{ kind: "exposure", experiment: "checkout", unit_id: "later-1", variant_key: "control" }]);
+      assert.equal(res.status, 202, "acknowledged although the control plane is down");
+      await sleep(1000);
+      sink = await startSink({ port });
+      const got = await waitFor(() => sink.delivered().find((e) => e.unit_id === "later-1"), { what: "the late delivery" });
+      assert.match(got.event_id, UUID);
+    } finally {
+      await w.dispose();
+      await sink?.close();
+    }
+  });
+});
+
+describe("without a queue binding", () => {
+  test("events are posted straight from wait_until", async () => {
+    const sink = await startSink();
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url }, queue: false });
+    try {
+      await w.publish({ version: 1, experiments: [experiment("checkout")] });
+      const a = await w.assign({ unit_id: "direct-1", experiments: ["checkout"] });
+      assert.equal(a.body.assignments[0].in_experiment, true);
+      const res = await postEvents(w, [{ kind: "exposure", experiment: "checkout", unit_id: "direct-2", variant_key: "control" }]);
+      assert.equal(res.status, 202);
+      await waitFor(() => ["direct-1", "direct-2"].every((u) => sink.delivered().some((e) => e.unit_id === u)), { what: "direct posts" });
+      assert.ok(sink.received.every((r) => r.authorization === `Bearer ${INGEST_TOKEN}`));
+    } finally {
+      await w.dispose();
+      await sink.close();
+    }
+  });
+});

@@ -1,0 +1,136 @@
+// Shared by the edge worker's tests: run the built worker (edge-worker/build, from
+// scripts/build-worker.sh) inside workerd through Miniflare's Node API, and stand in for the
+// control plane's batch endpoint with a local HTTP server.
+import http from "node:http";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const BUILD = path.join(ROOT, "edge-worker/build");
+export const PUBLISH_TOKEN = "test-publish-token";
+export const INGEST_TOKEN = "test-ingest-token";
+export const QUEUE = "litmus-events";
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** Starts the worker. `queue: false` leaves EVENTS unbound (the wait_until fallback). */
+export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5 } = {}) {
+  for (const f of ["index.js", "index_bg.wasm"]) {
+    if (!existsSync(path.join(BUILD, f))) {
+      throw new Error(`edge-worker/build/${f} is missing: run scripts/build-worker.sh first`);
+    }
+  }
+  const options = {
+    modulesRoot: BUILD,
+    modules: [
+      { type: "ESModule", path: path.join(BUILD, "index.js") },
+      { type: "CompiledWasm", path: path.join(BUILD, "index_bg.wasm") },
+    ],
+    compatibilityDate: "2026-11-01",
+    kvNamespaces: { CONFIG: "config-" + Math.random().toString(16).slice(2) },
+    bindings: {
+      PUBLISH_TOKEN,
+      INGEST_TOKEN,
+      CONFIG_TTL_SECONDS: "5",
+      ALLOWED_ORIGINS: "*",
+      ...bindings,
+    },
+    cf: false,
+  };
+  if (queue) {
+    options.queueProducers = { EVENTS: QUEUE };
+    options.queueConsumers = {
+      [QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 0.2, maxRetries, retryDelay, deadLetterQueue: `${QUEUE}-dlq` },
+    };
+  }
+  for (const [k, v] of Object.entries(options.bindings)) {
+    if (v === undefined) delete options.bindings[k];
+  }
+  const mf = new Miniflare(convertV4MiniflareOptions(options));
+  await mf.ready;
+  const kv = await mf.getKVNamespace("CONFIG");
+  const call = (p, init) => mf.dispatchFetch(new URL(p, "http://edge.test").toString(), init);
+  const json = async (p, init) => {
+    const res = await call(p, init);
+    const text = await res.text();
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = text;
+    }
+    return { status: res.status, headers: res.headers, body };
+  };
+  const publish = (set, token = PUBLISH_TOKEN) =>
+    json("/v1/admin/config", {
+      method: "PUT",
+      headers: token ? { authorization: `Bearer ${token}`, "content-type": "application/json" } : {},
+      body: typeof set === "string" ? set : JSON.stringify(set),
+    });
+  const assign = (body, headers = {}) =>
+    json("/v1/assign", { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  return { mf, kv, call, json, publish, assign, dispose: () => mf.dispose() };
+}
+
+/** A stand-in for the control plane: records POST /api/v1/events/batch; `statuses` are answered
+ * in order (then 202). */
+export async function startSink({ statuses = [], port = 0 } = {}) {
+  const received = [];
+  const pending = [...statuses];
+  const server = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      const status = pending.length ? pending.shift() : 202;
+      let parsed = null;
+      try {
+        parsed = JSON.parse(body);
+      } catch {}
+      received.push({ method: req.method, url: req.url, authorization: req.headers.authorization, body: parsed, status });
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(status < 300 ? { accepted: parsed?.events?.length ?? 0, duplicates: 0 } : { error: { code: "unavailable", message: "down" } }));
+    });
+  });
+  await new Promise((r) => server.listen(port, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    port: server.address().port,
+    received,
+    /** Every event body the sink answered 2xx for. */
+    delivered: () => received.filter((r) => r.status < 300).flatMap((r) => r.body?.events ?? []),
+    all: () => received.flatMap((r) => r.body?.events ?? []),
+    setStatuses: (s) => pending.splice(0, pending.length, ...s),
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+export async function waitFor(predicate, { timeout = 15000, interval = 50, what = "condition" } = {}) {
+  const start = Date.now();
+  for (;;) {
+    const v = await predicate();
+    if (v) return v;
+    if (Date.now() - start > timeout) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A two-variant running experiment. */
+export function experiment(key, extra = {}) {
+  return {
+    key,
+    status: "running",
+    ramp_pct: 100,
+    version: 1,
+    unit_type: "user_id",
+    targeting: {},
+    variants: [
+      { key: "control", name: "Control", weight: 0.5, config_json: { arm: 0 } },
+      { key: "treatment", name: "Treatment", weight: 0.5, config_json: { arm: 1 } },
+    ],
+    ...extra,
+  };
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the edge worker (edge-worker/) into edge-worker/build/{index.js,index_bg.wasm,...} with
+# worker-build, offline. wrangler runs this as its [build] command; tests and the bench call it too.
+#
+#   scripts/build-worker.sh            # release build (LTO + wasm-opt), skipped when up to date
+#   scripts/build-worker.sh --force    # rebuild even if the output looks fresh
+#   WORKER_BUILD_PROFILE=--dev scripts/build-worker.sh   # fast unoptimised build
+#
+# Needs the toolchain from scripts/setup-toolchain.sh (Debian rustc + wasm32 sysroot, worker-build,
+# wasm-bindgen-cli, Node 22, wasm-opt from npm): rustup has no wasm32 target on these machines and
+# worker-build's own downloads come from GitHub, so every tool is pre-installed and named by env.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TC=${LITMUS_TOOLCHAIN_DIR:-$HOME/.cache/litmus-edge/toolchain}
+OUT="$ROOT/edge-worker/build"
+force=0; [ "${1:-}" = "--force" ] && { force=1; shift; }
+
+if [ ! -f "$TC/env.sh" ]; then
+  echo "build-worker.sh: no toolchain at $TC; run scripts/setup-toolchain.sh first" >&2
+  exit 2
+fi
+# shellcheck disable=SC1091
+. "$TC/env.sh"
+
+# Skip when the wasm is newer than every input: wrangler dev, the tests and the bench all call us.
+if [ $force = 0 ] && [ -f "$OUT/index.js" ] && [ -f "$OUT/index_bg.wasm" ] && [ -z "${WORKER_BUILD_PROFILE:-}" ]; then
+  newer=$(find "$ROOT/edge-worker/src" "$ROOT/shared/src" "$ROOT/edge-worker/Cargo.toml" "$ROOT/shared/Cargo.toml" \
+    "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$OUT/index_bg.wasm" -print -quit 2>/dev/null || true)
+  if [ -z "$newer" ]; then
+    echo "build-worker.sh: edge-worker/build is up to date"
+    exit 0
+  fi
+fi
+
+for b in "$WASM_BINDGEN_BIN" "$WASM_OPT_BIN" "$ESBUILD_BIN"; do
+  [ -x "$b" ] || { echo "build-worker.sh: missing $b (run scripts/setup-toolchain.sh, then npm install)" >&2; exit 2; }
+done
+
+# The glue wasm-bindgen-cli generates only works with the exact same wasm-bindgen crate version.
+want=$(awk '$0=="name = \"wasm-bindgen\""{getline; gsub(/version = |"/,""); print; exit}' "$ROOT/Cargo.lock")
+have=$("$WASM_BINDGEN_BIN" --version | awk '{print $2}')
+if [ "$want" != "$have" ]; then
+  echo "build-worker.sh: Cargo.lock has wasm-bindgen ${want:-?} but the CLI is $have; they must match" \
+       "(pin wasm-bindgen in Cargo.toml or re-run scripts/setup-toolchain.sh)" >&2
+  exit 2
+fi
+
+# Own target dir: a concurrent native build of the control plane (another compiler, another
+# profile) must not hold the build-directory lock this build waits on.
+export CARGO_TARGET_DIR="$ROOT/target/edge-worker"
+cd "$ROOT/edge-worker"
+worker-build "${WORKER_BUILD_PROFILE:---release}" "$@"
+ls -l "$OUT/index_bg.wasm" | awk '{printf "build-worker.sh: index_bg.wasm %d bytes\n", $5}'
