@@ -1,8 +1,17 @@
 //! Statistics over sufficient statistics (counts, sums, sums of squares) aggregated in SQL.
 //! Pure functions, no I/O. Degenerate inputs give [`NotEnoughData`] with a reason, never NaN.
 
+pub mod bayes;
+pub mod bootstrap;
+pub mod cuped;
+pub mod effect;
+pub mod integrate;
 pub mod means;
+pub mod multiple;
+pub mod power;
 pub mod proportions;
+pub mod rank;
+pub mod sequential;
 pub mod srm;
 
 use serde::Serialize;
@@ -19,6 +28,11 @@ pub struct Moments {
 impl Moments {
     pub fn mean(&self) -> Option<f64> {
         (self.n > 0.0).then(|| self.sum / self.n)
+    }
+
+    /// Variance of the mean (sample variance / n).
+    pub fn var_of_mean(&self) -> Option<f64> {
+        self.variance().map(|v| v / self.n)
     }
 
     /// Sample variance (n − 1 denominator).
@@ -56,6 +70,48 @@ pub struct Comparison {
     pub ci_high: f64,
     pub p_value: f64,
     pub test: &'static str,
+}
+
+pub type Outcome<T> = Result<T, NotEnoughData>;
+
+/// How an analysis appears in JSON: its fields, or `{"not_enough_data": "<reason>"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Analysis<T> {
+    Ran(T),
+    NotRun { not_enough_data: String },
+}
+
+impl<T> From<Outcome<T>> for Analysis<T> {
+    fn from(o: Outcome<T>) -> Self {
+        match o {
+            Ok(t) => Analysis::Ran(t),
+            Err(e) => Analysis::NotRun { not_enough_data: e.reason },
+        }
+    }
+}
+
+/// Both ends finite, or a typed refusal: what every interval goes through before JSON.
+pub(crate) fn interval(lo: f64, hi: f64, what: &str) -> Outcome<(f64, f64)> {
+    if lo.is_finite() && hi.is_finite() { Ok((lo, hi)) } else { Err(NotEnoughData::new(format!("{what}: numerically degenerate input"))) }
+}
+
+/// Delta-method confidence interval for the relative lift `mt / mc − 1`, from the two means and
+/// the variances of the means (independent arms): Var(r) ≈ Vt/mc² + mt²·Vc/mc⁴.
+pub fn relative_lift_ci(mc: f64, var_mc: f64, mt: f64, var_mt: f64, alpha: f64) -> Outcome<(f64, f64)> {
+    if mc == 0.0 {
+        return Err(NotEnoughData::new("control mean is zero: relative lift undefined"));
+    }
+    let r = mt / mc - 1.0;
+    let se = (var_mt / (mc * mc) + mt * mt * var_mc / mc.powi(4)).sqrt();
+    let z = z_quantile(1.0 - alpha / 2.0);
+    interval(r - z * se, r + z * se, "relative lift")
+}
+
+/// Standard normal quantile.
+pub fn z_quantile(p: f64) -> f64 {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    Normal::standard().inverse_cdf(p)
 }
 
 /// Finite or nothing: JSON has no NaN.
