@@ -1,0 +1,260 @@
+// The console's only door to the control plane: the public /api/v1, with the admin token from
+// this tab's sessionStorage (never localStorage, never a URL). A 401 clears the token and sends
+// the user back to the sign-in screen.
+
+export type Status = 'draft' | 'running' | 'paused' | 'stopped';
+
+export interface Variant {
+  key: string;
+  name?: string;
+  weight: number;
+  config_json?: unknown;
+}
+
+export interface Experiment {
+  id: string;
+  key: string;
+  name: string;
+  description: string;
+  owner_team: string;
+  created_by: string;
+  unit_type: string;
+  type: 'ab' | 'bandit' | string;
+  status: Status;
+  version: number;
+  ramp_pct: number;
+  targeting: unknown;
+  variants: Variant[];
+  created_at: string;
+  updated_at: string;
+  started_at?: string | null;
+  stopped_at?: string | null;
+  layer?: { key: string; start: number; end: number } | null;
+}
+
+export interface AuditEntry {
+  id?: number;
+  action: string;
+  from_status: string | null;
+  to_status: string;
+  actor: string;
+  version: number;
+  details: Record<string, unknown> | null;
+  at: string;
+}
+
+export interface MetricSummary {
+  units: number;
+  count?: number;
+  sum?: number;
+  mean?: number | null;
+  std?: number | null;
+}
+
+export interface ConversionSummary {
+  units: number;
+  rate?: number | null;
+}
+
+export interface VariantResult {
+  key: string;
+  weight: number;
+  exposures: number;
+  metrics?: Record<string, MetricSummary>;
+  conversions?: Record<string, ConversionSummary>;
+  [extra: string]: unknown;
+}
+
+export interface Lift {
+  metric: string;
+  kind: string;
+  control: string;
+  variant: string;
+  control_value?: number | null;
+  variant_value?: number | null;
+  abs_lift?: number | null;
+  rel_lift?: number | null;
+  ci_low?: number | null;
+  ci_high?: number | null;
+  p_value?: number | null;
+  test?: string | null;
+  note?: string | null;
+  [extra: string]: unknown;
+}
+
+export interface Srm {
+  p_value: number;
+  expected?: number[];
+  observed?: number[];
+  flagged?: boolean;
+}
+
+export interface Results {
+  experiment: string;
+  id?: string;
+  status: string;
+  version?: number;
+  control: string;
+  alpha?: number;
+  generated_at?: string;
+  variants: VariantResult[];
+  lift: Lift[];
+  srm?: Srm | null;
+  [extra: string]: unknown;
+}
+
+export interface TimeseriesPoint {
+  t: string;
+  variants: Record<string, {
+    exposures: number;
+    metrics?: Record<string, { units: number; mean?: number | null }>;
+    conversions?: Record<string, { units: number; rate?: number | null }>;
+  }>;
+}
+
+export interface Timeseries {
+  interval: string;
+  points: TimeseriesPoint[];
+}
+
+export interface BanditSnapshot {
+  variants: { key: string; exposures?: number; mean?: number | null; win_probability?: number | null; weight?: number | null }[];
+  top_variant?: string | null;
+  converged?: boolean;
+}
+
+/** An error answered by the API (`{"error":{"code","message","field"?}}`) or a network failure (status 0). */
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+    public field?: string,
+    public body?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+const TOKEN_KEY = 'litmus.token';
+const ACTOR_KEY = 'litmus.actor';
+
+export function getToken(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function getActor(): string {
+  return sessionStorage.getItem(ACTOR_KEY) || 'console';
+}
+
+/** `expired`: the API refused the token (as opposed to the user signing out). */
+type AuthListener = (signedIn: boolean, expired: boolean) => void;
+const authListeners = new Set<AuthListener>();
+
+export function onAuthChange(fn: AuthListener): () => void {
+  authListeners.add(fn);
+  return () => authListeners.delete(fn);
+}
+
+function setSignedIn(token: string | null, actor?: string, expired = false) {
+  if (token) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    if (actor !== undefined) sessionStorage.setItem(ACTOR_KEY, actor);
+  } else {
+    sessionStorage.removeItem(TOKEN_KEY);
+  }
+  authListeners.forEach((fn) => fn(!!token, expired));
+}
+
+export function signOut() {
+  setSignedIn(null);
+}
+
+/** Checks the token against the API before keeping it. */
+export async function signIn(token: string, actor: string): Promise<void> {
+  const res = await send('GET', '/experiments?status=running', undefined, token);
+  if (res.status === 401) throw new ApiError(401, 'unauthorized', 'That token was not accepted by the control plane.');
+  if (!res.ok) throw await toError(res);
+  setSignedIn(token, actor.trim() || 'console');
+}
+
+async function send(method: string, path: string, body: unknown, token: string | null, accept = 'application/json'): Promise<Response> {
+  const headers: Record<string, string> = { Accept: accept };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  try {
+    return await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, 'network', 'Cannot reach the control plane. Check that it is running.');
+  }
+}
+
+async function toError(res: Response): Promise<ApiError> {
+  let body: unknown;
+  try {
+    body = await res.json();
+  } catch {
+    return new ApiError(res.status, 'http_' + res.status, `${res.status} ${res.statusText || 'error'}`);
+  }
+  const e = (body as { error?: { code?: string; message?: string; field?: string } })?.error;
+  return new ApiError(res.status, e?.code || 'http_' + res.status, e?.message || `${res.status} ${res.statusText}`, e?.field || undefined, body);
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const res = await send(method, path, body, getToken());
+  if (res.status === 401) {
+    setSignedIn(null, undefined, true);
+    throw await toError(res);
+  }
+  if (!res.ok) throw await toError(res);
+  if (res.status === 204) return undefined as T;
+  return (await res.json()) as T;
+}
+
+async function requestText(path: string, accept: string): Promise<string> {
+  const res = await send('GET', path, undefined, getToken(), accept);
+  if (res.status === 401) setSignedIn(null, undefined, true);
+  if (!res.ok) throw await toError(res);
+  return res.text();
+}
+
+const enc = encodeURIComponent;
+
+export interface ExperimentInput {
+  key?: string;
+  name: string;
+  description: string;
+  owner_team: string;
+  created_by?: string;
+  unit_type: string;
+  type: string;
+  targeting: unknown;
+  ramp_pct?: number;
+  variants: Variant[];
+}
+
+export const api = {
+  listExperiments(status?: string, q?: string) {
+    const params = new URLSearchParams();
+    if (status) params.set('status', status);
+    if (q) params.set('q', q);
+    const qs = params.toString();
+    return request<Experiment[]>('GET', `/experiments${qs ? '?' + qs : ''}`);
+  },
+  getExperiment: (id: string) => request<Experiment>('GET', `/experiments/${enc(id)}`),
+  createExperiment: (body: ExperimentInput) => request<Experiment>('POST', '/experiments', body),
+  updateExperiment: (id: string, patch: Partial<ExperimentInput> & { actor?: string }) =>
+    request<Experiment>('PATCH', `/experiments/${enc(id)}`, patch),
+  launch: (id: string, ramp_pct: number) =>
+    request<Experiment>('POST', `/experiments/${enc(id)}/launch`, { ramp_pct, actor: getActor() }),
+  pause: (id: string) => request<Experiment>('POST', `/experiments/${enc(id)}/pause`, { actor: getActor() }),
+  stop: (id: string) => request<Experiment>('POST', `/experiments/${enc(id)}/stop`, { actor: getActor() }),
+  audit: (id: string) => request<AuditEntry[]>('GET', `/experiments/${enc(id)}/audit`),
+  results: (id: string) => request<Results>('GET', `/experiments/${enc(id)}/results`),
+  resultsExport: (id: string, format: 'csv' | 'md') =>
+    requestText(`/experiments/${enc(id)}/results?format=${format}`, format === 'csv' ? 'text/csv' : 'text/markdown'),
+  timeseries: (id: string, interval: string) =>
+    request<Timeseries>('GET', `/experiments/${enc(id)}/timeseries?interval=${enc(interval)}`),
+  bandit: (id: string) => request<BanditSnapshot>('GET', `/experiments/${enc(id)}/bandit`),
+  sampleSize: (body: Record<string, number>) => request<Record<string, unknown>>('POST', '/sample-size', body),
+};

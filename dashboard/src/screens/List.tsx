@@ -1,0 +1,156 @@
+// /experiments: every experiment, filtered by status and searched by text; both live in the URL
+// query (?status=running&q=price) so a filtered view can be shared.
+import { useEffect, useState } from 'preact/hooks';
+import { api } from '../api';
+import { Alert, LoadError, Spinner, StatusBadge, useLoad } from '../components';
+import { relative } from '../format';
+import { Link, experimentPath, navigate, useLocation } from '../router';
+
+const FILTERS: [string, string][] = [
+  ['', 'All'],
+  ['draft', 'Draft'],
+  ['running', 'Running'],
+  ['paused', 'Paused'],
+  ['stopped', 'Stopped'],
+];
+
+export function List() {
+  const loc = useLocation();
+  const status = loc.query.get('status') ?? '';
+  const q = loc.query.get('q') ?? '';
+  const [text, setText] = useState(q);
+  const { data, error, loading } = useLoad(() => api.listExperiments(status || undefined, q || undefined), [status, q]);
+
+  useEffect(() => {
+    document.title = 'Experiments · Litmus Edge';
+  }, []);
+
+  const go = (s: string, query: string) => {
+    const p = new URLSearchParams();
+    if (s) p.set('status', s);
+    if (query) p.set('q', query);
+    const qs = p.toString();
+    navigate(`/experiments${qs ? '?' + qs : ''}`, { replace: true });
+  };
+
+  // Back/forward changes the query: show it in the box.
+  useEffect(() => {
+    if (q !== text.trim()) setText(q);
+  }, [q]);
+
+  // Search as you type, a quarter-second after the last key.
+  useEffect(() => {
+    if (text === q) return;
+    const t = window.setTimeout(() => go(status, text.trim()), 250);
+    return () => window.clearTimeout(t);
+  }, [text]);
+
+  return (
+    <>
+      <header class="page-header">
+        <div class="title-row">
+          <h1 tabIndex={-1}>Experiments</h1>
+          <Link href="/experiments/new" class="btn btn-primary push-right">
+            New experiment
+          </Link>
+        </div>
+      </header>
+      <div class="toolbar">
+        <div class="segmented" role="group" aria-label="Filter by status">
+          {FILTERS.map(([value, label]) => (
+            <button key={value} type="button" class={status === value ? 'active' : ''} aria-pressed={status === value} onClick={() => go(value, text.trim())}>
+              {label}
+            </button>
+          ))}
+        </div>
+        <form
+          role="search"
+          class="search"
+          onSubmit={(e) => {
+            e.preventDefault();
+            go(status, text.trim());
+          }}
+        >
+          <label for="search" class="sr-only">
+            Search experiments
+          </label>
+          <input id="search" type="search" placeholder="Search name, key, team…" value={text} onInput={(e) => setText(e.currentTarget.value)} />
+        </form>
+      </div>
+      {error && <LoadError error={error} />}
+      {loading && !data && <Spinner />}
+      {data && data.length === 0 && (
+        <div class="empty card">
+          {status || q ? (
+            <p>No experiments match these filters.</p>
+          ) : (
+            <>
+              <p>No experiments yet.</p>
+              <p>
+                <Link href="/experiments/new" class="btn btn-primary">
+                  Create your first experiment
+                </Link>
+              </p>
+            </>
+          )}
+        </div>
+      )}
+      {data && data.length > 0 && (
+        <div class="table-wrap card flush">
+          <table class="table" data-testid="experiments-table">
+            <caption class="sr-only">
+              {data.length} experiment{data.length === 1 ? '' : 's'}
+              {status ? `, ${status}` : ''}
+              {q ? `, matching “${q}”` : ''}
+            </caption>
+            <thead>
+              <tr>
+                <th scope="col">Experiment</th>
+                <th scope="col">Status</th>
+                <th scope="col" class="hide-sm">
+                  Owner
+                </th>
+                <th scope="col" class="hide-sm">
+                  Unit
+                </th>
+                <th scope="col" class="num">
+                  Variants
+                </th>
+                <th scope="col" class="num">
+                  Ramp
+                </th>
+                <th scope="col" class="hide-sm">
+                  Updated
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.map((e) => (
+                <tr key={e.id}>
+                  <td>
+                    <Link href={experimentPath(e.id)} class="row-link">
+                      {e.name}
+                    </Link>
+                    <div class="muted mono small">{e.key}</div>
+                  </td>
+                  <td>
+                    <StatusBadge status={e.status} />
+                  </td>
+                  <td class="hide-sm">{e.owner_team || '–'}</td>
+                  <td class="hide-sm mono small">{e.unit_type}</td>
+                  <td class="num">{e.variants.length}</td>
+                  <td class="num">{e.ramp_pct}%</td>
+                  <td class="hide-sm" title={e.updated_at}>
+                    {relative(e.updated_at)}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {!loading && data && data.length > 0 && <p class="muted small">{data.length} shown</p>}
+      {!data && !loading && !error && <Alert kind="info">Nothing to show.</Alert>}
+    </>
+  );
+}

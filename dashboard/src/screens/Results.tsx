@@ -1,0 +1,731 @@
+// /experiments/{id}/results: live readout. Exposure bars that move as events arrive, metric
+// summaries, the lift table with a forest plot per metric, the cumulative lift over time, SRM and
+// guardrail warnings, bandit win probabilities when present, and CSV/Markdown export.
+// Everything beyond the documented fields is rendered defensively ("Other analyses").
+import type { JSX } from 'preact';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { ApiError, api, type BanditSnapshot, type Experiment, type Lift, type Results as ResultsDoc, type Timeseries } from '../api';
+import { ExposureBars, ForestPlot, LiftSeries, WinProbabilityBars, variantColor, type Series } from '../charts';
+import { Alert, ExperimentHeader, LoadError, Spinner, download, useLoad } from '../components';
+import { int, isNum, num, pValue, pct, signed, signedPct, timeOnly } from '../format';
+import { subscribeResults, type LiveMode } from '../live';
+
+const KNOWN_TOP = new Set(['experiment', 'id', 'status', 'version', 'control', 'alpha', 'generated_at', 'variants', 'lift', 'srm', 'guardrails', 'warnings', 'bandit']);
+const KNOWN_LIFT = new Set(['metric', 'kind', 'control', 'variant', 'control_value', 'variant_value', 'abs_lift', 'rel_lift', 'ci_low', 'ci_high', 'p_value', 'test', 'note']);
+
+export function Results({ id }: { id: string }) {
+  const exp = useLoad(() => api.getExperiment(id), [id]);
+  const [doc, setDoc] = useState<ResultsDoc | null>(null);
+  const [mode, setMode] = useState<LiveMode>('connecting');
+  const [modeDetail, setModeDetail] = useState<string | undefined>();
+  const [updated, setUpdated] = useState<Date | null>(null);
+  const [loadError, setLoadError] = useState<ApiError | null>(null);
+
+  useEffect(() => {
+    setDoc(null);
+    return subscribeResults(id, {
+      onResults: (r) => {
+        setDoc(r);
+        setUpdated(new Date());
+        setLoadError(null);
+      },
+      onMode: (m, detail) => {
+        setMode(m);
+        setModeDetail(detail);
+      },
+      onError: (e) => {
+        if (e.status === 404) setLoadError(e);
+      },
+    });
+  }, [id]);
+
+  useEffect(() => {
+    if (exp.data) document.title = `Results · ${exp.data.name} · Litmus Edge`;
+  }, [exp.data?.name]);
+
+  // The status can change elsewhere (another tab, the API): follow the results document.
+  const e: Experiment | undefined = exp.data && doc ? { ...exp.data, status: (doc.status as Experiment['status']) ?? exp.data.status } : exp.data;
+
+  if (exp.error) return <LoadError error={exp.error} />;
+  if (loadError) return <LoadError error={loadError} />;
+  if (!e) return <Spinner />;
+  return (
+    <>
+      <ExperimentHeader exp={e} tab="results" />
+      <LiveBar mode={mode} detail={modeDetail} updated={updated} exp={e} />
+      {!doc ? <Spinner label="Loading results…" /> : <ResultsBody doc={doc} exp={e} />}
+    </>
+  );
+}
+
+function LiveBar({ mode, detail, updated, exp }: { mode: LiveMode; detail?: string; updated: Date | null; exp: Experiment }) {
+  const [busy, setBusy] = useState<string | null>(null);
+  const [err, setErr] = useState<string | null>(null);
+  const label =
+    mode === 'socket' ? 'Live' : mode === 'polling' ? 'Refreshing every 2 s' : mode === 'connecting' ? 'Connecting…' : `Connection problem${detail ? ': ' + detail : ''}; retrying`;
+  const exportAs = async (format: 'csv' | 'md') => {
+    setBusy(format);
+    setErr(null);
+    try {
+      const text = await api.resultsExport(exp.id, format);
+      download(`${exp.key}-results.${format}`, text, format === 'csv' ? 'text/csv' : 'text/markdown');
+    } catch (x) {
+      setErr(x instanceof Error ? x.message : String(x));
+    } finally {
+      setBusy(null);
+    }
+  };
+  return (
+    <div class="livebar">
+      <p class={`live live-${mode}`} data-testid="live-mode" data-mode={mode}>
+        <span class="dot" aria-hidden="true" />
+        {label}
+        {mode === 'socket' && <span class="muted"> (WebSocket)</span>}
+        {updated && <span class="muted"> · updated {timeOnly(updated)}</span>}
+      </p>
+      <div class="actions push-right">
+        <button type="button" class="btn btn-small" onClick={() => exportAs('csv')} disabled={!!busy}>
+          {busy === 'csv' ? 'Preparing…' : 'Download CSV'}
+        </button>
+        <button type="button" class="btn btn-small" onClick={() => exportAs('md')} disabled={!!busy}>
+          {busy === 'md' ? 'Preparing…' : 'Download Markdown'}
+        </button>
+      </div>
+      {err && <Alert>{err}</Alert>}
+    </div>
+  );
+}
+
+function ResultsBody({ doc, exp }: { doc: ResultsDoc; exp: Experiment }) {
+  const variants = Array.isArray(doc.variants) ? doc.variants : [];
+  const lifts = Array.isArray(doc.lift) ? doc.lift : [];
+  const total = variants.reduce((s, v) => s + (Number(v.exposures) || 0), 0);
+  const alpha = isNum(doc.alpha) ? doc.alpha : 0.05;
+  const metricNames = useMemo(() => unique(variants.flatMap((v) => Object.keys(v.metrics ?? {}))), [doc]);
+  const conversionNames = useMemo(() => unique(variants.flatMap((v) => Object.keys(v.conversions ?? {}))), [doc]);
+
+  return (
+    <>
+      <Warnings doc={doc} lifts={lifts} alpha={alpha} total={total} />
+
+      <section class="card" aria-labelledby="exposures-title">
+        <div class="card-head">
+          <h2 id="exposures-title">Exposures</h2>
+          <p class="kpi" aria-live="polite" aria-atomic="true">
+            <span class="kpi-value" data-testid="total-exposures">
+              {int(total)}
+            </span>{' '}
+            exposed units
+          </p>
+        </div>
+        {total === 0 ? (
+          <p class="muted" data-testid="no-exposures">
+            No exposures yet. Units appear here as your service logs <code>exposure</code> events{exp.status !== 'running' ? ' (the experiment is not running)' : ''}.
+          </p>
+        ) : (
+          <div class="split">
+            <ExposureBars variants={variants} />
+            <div class="table-wrap">
+              <table class="table compact" data-testid="exposure-table">
+                <thead>
+                  <tr>
+                    <th scope="col">Variant</th>
+                    <th scope="col" class="num">
+                      Exposed
+                    </th>
+                    <th scope="col" class="num">
+                      Share
+                    </th>
+                    <th scope="col" class="num">
+                      Weight
+                    </th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {variants.map((v, i) => (
+                    <tr key={v.key}>
+                      <th scope="row" class="mono">
+                        <span class="swatch" style={{ background: variantColor(i) }} aria-hidden="true" />
+                        {v.key}
+                        {v.key === doc.control && <span class="tag">control</span>}
+                      </th>
+                      <td class="num" data-testid={`exposures-${v.key}`}>
+                        {int(v.exposures)}
+                      </td>
+                      <td class="num">{total ? pct(v.exposures / total) : '–'}</td>
+                      <td class="num">{pct(v.weight)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </div>
+        )}
+      </section>
+
+      {(metricNames.length > 0 || conversionNames.length > 0) && <Summaries doc={doc} metricNames={metricNames} conversionNames={conversionNames} />}
+
+      <section class="card" aria-labelledby="lift-title">
+        <h2 id="lift-title">Lift against control</h2>
+        <p class="hint">
+          Absolute lift with its 95% confidence interval; a bar that does not cross the dashed zero line is significant at α = {alpha}. Fixed-horizon tests: checking
+          often inflates false positives.
+        </p>
+        {lifts.length === 0 ? (
+          <p class="muted" data-testid="no-lift">
+            No metrics or conversions logged yet.
+          </p>
+        ) : (
+          <LiftSection lifts={lifts} alpha={alpha} />
+        )}
+      </section>
+
+      <CumulativeLift exp={exp} doc={doc} metrics={[...metricNames.map((m) => ({ name: m, kind: 'mean' as const })), ...conversionNames.map((m) => ({ name: m, kind: 'rate' as const }))]} total={total} />
+
+      <Bandit exp={exp} doc={doc} />
+
+      <Extras doc={doc} />
+    </>
+  );
+}
+
+function unique(xs: string[]): string[] {
+  return [...new Set(xs)].sort();
+}
+
+function Warnings({ doc, lifts, alpha, total }: { doc: ResultsDoc; lifts: Lift[]; alpha: number; total: number }) {
+  const srm = doc.srm;
+  const items: JSX.Element[] = [];
+  if (srm && (srm.flagged || (isNum(srm.p_value) && srm.p_value < 0.001))) {
+    items.push(
+      <Alert kind="warning" title="Sample-ratio mismatch" testId="srm-warning" key="srm">
+        Exposures do not match the configured weights (χ² p = {pValue(srm.p_value)}; observed {(srm.observed ?? []).map(int).join(' / ')}). Fix assignment or
+        exposure logging before trusting any lift.
+      </Alert>,
+    );
+  }
+  const guardrails = Array.isArray(doc.guardrails) ? (doc.guardrails as Record<string, unknown>[]) : [];
+  for (const [i, g] of guardrails.entries()) {
+    const bad = g && (g.violated === true || g.breached === true || g.passed === false || ['violated', 'breached', 'fail', 'failed'].includes(String(g.status)));
+    if (bad) {
+      items.push(
+        <Alert kind="warning" title={`Guardrail: ${String(g.metric ?? g.name ?? 'metric')}`} testId="guardrail-warning" key={`g${i}`}>
+          {String(g.message ?? JSON.stringify(g))}
+        </Alert>,
+      );
+    }
+  }
+  const warnings = Array.isArray(doc.warnings) ? (doc.warnings as unknown[]) : [];
+  warnings.forEach((w, i) =>
+    items.push(
+      <Alert kind="warning" key={`w${i}`}>
+        {typeof w === 'string' ? w : String((w as { message?: string })?.message ?? JSON.stringify(w))}
+      </Alert>,
+    ),
+  );
+  // Without declared guardrails, any metric a variant significantly lowers deserves a look.
+  const drops = lifts.filter((l) => isNum(l.ci_high) && (l.ci_high as number) < 0 && (!isNum(l.p_value) || (l.p_value as number) < alpha));
+  if (drops.length && guardrails.length === 0) {
+    items.push(
+      <Alert kind="warning" title="Significant drops" testId="guardrail-warning" key="drops">
+        <ul>
+          {drops.map((l) => (
+            <li key={l.metric + l.variant}>
+              <code>{l.variant}</code> lowers <strong>{l.metric}</strong> by {signedPct(l.rel_lift)} (95% CI {num(l.ci_low)} to {num(l.ci_high)}). If lower is worse, this is a
+              guardrail breach.
+            </li>
+          ))}
+        </ul>
+      </Alert>,
+    );
+  }
+  return (
+    <div class="warnings">
+      {items}
+      {srm && !items.some((x) => x.key === 'srm') && (
+        <p class="check-ok small" data-testid="srm-ok">
+          ✓ Sample ratio matches the weights (χ² p = {pValue(srm.p_value)}).
+        </p>
+      )}
+      {!srm && total > 0 && <p class="muted small">Sample-ratio check needs exposures in at least two weighted arms.</p>}
+    </div>
+  );
+}
+
+function Summaries({ doc, metricNames, conversionNames }: { doc: ResultsDoc; metricNames: string[]; conversionNames: string[] }) {
+  return (
+    <section class="card" aria-labelledby="summaries-title">
+      <h2 id="summaries-title">Metric summaries</h2>
+      <p class="hint">Per exposed unit: a unit’s value is the sum of its events after its first exposure. Rates are converting units / exposed units.</p>
+      <div class="table-wrap">
+        <table class="table compact" data-testid="metrics-table">
+          <thead>
+            <tr>
+              <th scope="col">Metric</th>
+              <th scope="col">Variant</th>
+              <th scope="col" class="num">
+                Units
+              </th>
+              <th scope="col" class="num">
+                Count
+              </th>
+              <th scope="col" class="num">
+                Mean
+              </th>
+              <th scope="col" class="num">
+                Std
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {metricNames.flatMap((m) =>
+              doc.variants.map((v, i) => {
+                const s = v.metrics?.[m];
+                return (
+                  <tr key={m + v.key} class={i === 0 ? 'group-start' : ''}>
+                    {i === 0 ? (
+                      <th scope="rowgroup" rowSpan={doc.variants.length}>
+                        {m}
+                      </th>
+                    ) : null}
+                    <td class="mono">{v.key}</td>
+                    <td class="num">{int(s?.units)}</td>
+                    <td class="num">{int(s?.count)}</td>
+                    <td class="num" data-testid={`mean-${m}-${v.key}`}>
+                      {num(s?.mean)}
+                    </td>
+                    <td class="num">{num(s?.std)}</td>
+                  </tr>
+                );
+              }),
+            )}
+            {conversionNames.flatMap((m) =>
+              doc.variants.map((v, i) => {
+                const s = v.conversions?.[m];
+                return (
+                  <tr key={'c' + m + v.key} class={i === 0 ? 'group-start' : ''}>
+                    {i === 0 ? (
+                      <th scope="rowgroup" rowSpan={doc.variants.length}>
+                        {m} <span class="muted small">(conversion)</span>
+                      </th>
+                    ) : null}
+                    <td class="mono">{v.key}</td>
+                    <td class="num">{int(s?.units)}</td>
+                    <td class="num">–</td>
+                    <td class="num" data-testid={`rate-${m}-${v.key}`}>
+                      {pct(s?.rate, 2)}
+                    </td>
+                    <td class="num">–</td>
+                  </tr>
+                );
+              }),
+            )}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}
+
+function humanize(k: string): string {
+  return k.replace(/_/g, ' ');
+}
+
+function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
+  const groups = new Map<string, Lift[]>();
+  for (const l of lifts) {
+    const k = `${l.metric}\u0000${l.kind}`;
+    groups.set(k, [...(groups.get(k) ?? []), l]);
+  }
+  // Extra per-row fields a newer API may add (adjusted p-values, Bayesian probabilities, CUPED...).
+  const extraKeys = unique(lifts.flatMap((l) => Object.keys(l).filter((k) => !KNOWN_LIFT.has(k) && (typeof l[k] === 'number' || typeof l[k] === 'string' || typeof l[k] === 'boolean'))));
+  return (
+    <div data-testid="lift-section">
+      {[...groups.values()].map((rows) => {
+        const { metric, kind } = rows[0];
+        const isRate = kind === 'proportion' || kind === 'rate';
+        const v = (x: unknown) => (isRate ? pct(x, 2) : num(x));
+        const d = (x: unknown) => (isRate ? signedPct(x, 2) : signed(x));
+        return (
+          <div class="lift-group" key={metric + kind}>
+            <h3>
+              {metric} <span class="muted small">({isRate ? 'conversion rate' : 'mean per unit'} · control {rows[0].control})</span>
+            </h3>
+            <ForestPlot rows={rows} metric={metric} isRate={isRate} />
+            <div class="table-wrap">
+              <table class="table compact" data-testid={`lift-table-${metric}`}>
+                <caption class="sr-only">Lift in {metric} against control</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Variant</th>
+                    <th scope="col" class="num">
+                      Control
+                    </th>
+                    <th scope="col" class="num">
+                      Variant
+                    </th>
+                    <th scope="col" class="num">
+                      Abs. lift
+                    </th>
+                    <th scope="col" class="num">
+                      Rel. lift
+                    </th>
+                    <th scope="col" class="num">
+                      95% CI
+                    </th>
+                    <th scope="col" class="num">
+                      p-value
+                    </th>
+                    <th scope="col">Test</th>
+                    {extraKeys.map((k) => (
+                      <th scope="col" class="num" key={k}>
+                        {humanize(k)}
+                      </th>
+                    ))}
+                    <th scope="col">Verdict</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {rows.map((l) => {
+                    const sig = isNum(l.p_value) && l.p_value < alpha;
+                    const verdict = l.note ? l.note : sig ? ((l.abs_lift ?? 0) > 0 ? 'higher' : 'lower') : 'no significant difference';
+                    return (
+                      <tr key={l.variant} data-testid={`lift-row-${metric}-${l.variant}`}>
+                        <th scope="row" class="mono">
+                          {l.variant}
+                        </th>
+                        <td class="num">{v(l.control_value)}</td>
+                        <td class="num">{v(l.variant_value)}</td>
+                        <td class="num">{d(l.abs_lift)}</td>
+                        <td class="num">{signedPct(l.rel_lift)}</td>
+                        <td class="num nowrap">{isNum(l.ci_low) && isNum(l.ci_high) ? `[${d(l.ci_low)}, ${d(l.ci_high)}]` : '–'}</td>
+                        <td class="num">{pValue(l.p_value)}</td>
+                        <td class="mono small">{l.test ?? '–'}</td>
+                        {extraKeys.map((k) => (
+                          <td class="num" key={k}>
+                            {typeof l[k] === 'number' ? (/p_?value/i.test(k) ? pValue(l[k]) : num(l[k])) : String(l[k] ?? '–')}
+                          </td>
+                        ))}
+                        <td>
+                          <span class={`verdict ${sig ? ((l.abs_lift ?? 0) > 0 ? 'up' : 'down') : 'flat'}`}>{verdict}</span>
+                        </td>
+                      </tr>
+                    );
+                  })}
+                </tbody>
+              </table>
+            </div>
+          </div>
+        );
+      })}
+    </div>
+  );
+}
+
+type MetricChoice = { name: string; kind: 'mean' | 'rate' };
+
+function defaultInterval(exp: Experiment): string {
+  const start = exp.started_at ? Date.parse(exp.started_at) : Date.now();
+  const age = Date.now() - start;
+  return age < 6 * 3600e3 ? 'minute' : age < 7 * 86400e3 ? 'hour' : 'day';
+}
+
+function CumulativeLift({ exp, doc, metrics, total }: { exp: Experiment; doc: ResultsDoc; metrics: MetricChoice[]; total: number }) {
+  const [interval, setInterval] = useState(() => defaultInterval(exp));
+  const [metric, setMetric] = useState<string>('');
+  const [ts, setTs] = useState<Timeseries | null>(null);
+  const [state, setState] = useState<'idle' | 'loading' | 'unavailable' | 'error'>('idle');
+  const [err, setErr] = useState('');
+  const [tick, setTick] = useState(0);
+  const lastAt = useRef(0);
+  const chosen = metrics.find((m) => `${m.kind}:${m.name}` === metric) ?? metrics[0];
+
+  // As results move, refetch at most every 5 s, always ending with the latest state.
+  const seenTotal = useRef(total);
+  useEffect(() => {
+    if (seenTotal.current === total) return;
+    seenTotal.current = total;
+    const wait = Math.max(0, lastAt.current + 5000 - Date.now());
+    const t = window.setTimeout(() => setTick((n) => n + 1), wait);
+    return () => window.clearTimeout(t);
+  }, [total]);
+
+  useEffect(() => {
+    if (state === 'unavailable') return;
+    lastAt.current = Date.now();
+    let live = true;
+    if (!ts) setState('loading');
+    api
+      .timeseries(exp.id, interval)
+      .then((r) => {
+        if (!live) return;
+        setTs(r);
+        setState('idle');
+      })
+      .catch((e: unknown) => {
+        if (!live) return;
+        if (e instanceof ApiError && (e.status === 404 || e.status === 405)) setState('unavailable');
+        else {
+          setState('error');
+          setErr(e instanceof Error ? e.message : String(e));
+        }
+      });
+    return () => {
+      live = false;
+    };
+  }, [interval, tick]);
+
+  const control = doc.control || doc.variants[0]?.key;
+  const series: Series[] = useMemo(() => {
+    if (!ts || !chosen || !Array.isArray(ts.points)) return [];
+    const value = (p: Timeseries['points'][number], key: string): number | null => {
+      const v = p.variants?.[key];
+      if (!v) return null;
+      const x = chosen.kind === 'mean' ? v.metrics?.[chosen.name]?.mean : v.conversions?.[chosen.name]?.rate;
+      return isNum(x) ? x : null;
+    };
+    return doc.variants
+      .map((v, i) => ({ v, i }))
+      .filter(({ v }) => v.key !== control)
+      .map(({ v, i }) => ({
+        label: v.key,
+        color: variantColor(i),
+        points: ts.points.map((p) => {
+          const c = value(p, control);
+          const t = value(p, v.key);
+          return { x: Date.parse(p.t), y: c !== null && t !== null && c !== 0 ? (t - c) / Math.abs(c) : null };
+        }),
+      }));
+  }, [ts, chosen?.name, chosen?.kind, doc]);
+  const hasPoints = series.some((s) => s.points.some((p) => p.y !== null));
+  const xs = ts?.points?.map((p) => Date.parse(p.t)) ?? [];
+  const span = xs.length ? Math.max(...xs) - Math.min(...xs) : 0;
+
+  return (
+    <section class="card" aria-labelledby="ts-title">
+      <div class="card-head">
+        <h2 id="ts-title">Cumulative lift over time</h2>
+        <div class="inline-fields push-right">
+          {metrics.length > 0 && (
+            <label>
+              Metric{' '}
+              <select value={chosen ? `${chosen.kind}:${chosen.name}` : ''} onChange={(e) => setMetric(e.currentTarget.value)}>
+                {metrics.map((m) => (
+                  <option key={`${m.kind}:${m.name}`} value={`${m.kind}:${m.name}`}>
+                    {m.name}
+                    {m.kind === 'rate' ? ' (rate)' : ''}
+                  </option>
+                ))}
+              </select>
+            </label>
+          )}
+          <label>
+            Interval{' '}
+            <select value={interval} onChange={(e) => setInterval(e.currentTarget.value)} disabled={state === 'unavailable'}>
+              <option value="minute">minute</option>
+              <option value="hour">hour</option>
+              <option value="day">day</option>
+            </select>
+          </label>
+        </div>
+      </div>
+      {state === 'unavailable' ? (
+        <p class="muted" data-testid="timeseries-unavailable">
+          This control plane does not serve time series yet (<code>GET …/timeseries</code>).
+        </p>
+      ) : state === 'error' ? (
+        <Alert kind="warning">Could not load the time series: {err}</Alert>
+      ) : state === 'loading' && !ts ? (
+        <Spinner label="Loading time series…" />
+      ) : !metrics.length ? (
+        <p class="muted">The chart appears once metrics or conversions arrive.</p>
+      ) : !hasPoints ? (
+        <p class="muted">Not enough data over time yet.</p>
+      ) : (
+        <>
+          <LiftSeries series={series} metric={chosen?.name ?? ''} spanMs={span} />
+          <details class="small">
+            <summary>Show the numbers</summary>
+            <div class="table-wrap">
+              <table class="table compact">
+                <thead>
+                  <tr>
+                    <th scope="col">Bucket</th>
+                    {series.map((s) => (
+                      <th scope="col" class="num" key={s.label}>
+                        {s.label}
+                      </th>
+                    ))}
+                  </tr>
+                </thead>
+                <tbody>
+                  {(ts?.points ?? []).map((p, j) => (
+                    <tr key={p.t}>
+                      <td class="nowrap">{new Date(p.t).toLocaleString('en-GB')}</td>
+                      {series.map((s) => (
+                        <td class="num" key={s.label}>
+                          {signedPct(s.points[j]?.y, 2)}
+                        </td>
+                      ))}
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </details>
+        </>
+      )}
+    </section>
+  );
+}
+
+/** Win probabilities from the results document (`bandit`) or `GET .../bandit` for bandit experiments. */
+function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
+  const embedded = doc.bandit && typeof doc.bandit === 'object' ? (doc.bandit as BanditSnapshot) : null;
+  const [fetched, setFetched] = useState<BanditSnapshot | null>(null);
+  const [unavailable, setUnavailable] = useState(false);
+  const last = useRef(0);
+  useEffect(() => {
+    if (embedded || exp.type !== 'bandit' || unavailable) return;
+    if (Date.now() - last.current < 3000) return;
+    last.current = Date.now();
+    api
+      .bandit(exp.id)
+      .then(setFetched)
+      .catch((e) => {
+        if (e instanceof ApiError && (e.status === 404 || e.status === 405 || e.status === 422 || e.status === 409)) setUnavailable(true);
+      });
+  }, [doc]);
+  const b = embedded ?? fetched;
+  // Win probabilities may also sit on each variant of the results document.
+  const perVariant = doc.variants.filter((v) => isNum(v.win_probability)).map((v) => ({ key: v.key, p: v.win_probability as number }));
+  const arms = b?.variants?.filter((v) => isNum(v.win_probability)).map((v) => ({ key: v.key, p: v.win_probability as number })) ?? perVariant;
+  if (!arms.length) {
+    if (exp.type === 'bandit' && unavailable)
+      return (
+        <section class="card" aria-labelledby="bandit-title">
+          <h2 id="bandit-title">Bandit</h2>
+          <p class="muted">This control plane does not report win probabilities yet.</p>
+        </section>
+      );
+    return null;
+  }
+  return (
+    <section class="card" aria-labelledby="bandit-title" data-testid="bandit">
+      <div class="card-head">
+        <h2 id="bandit-title">Bandit: probability of being best</h2>
+        {b?.converged !== undefined && <span class={`badge ${b.converged ? 'badge-running' : 'badge-draft'} push-right`}>{b.converged ? 'CONVERGED' : 'EXPLORING'}</span>}
+      </div>
+      {b?.top_variant && (
+        <p>
+          Leading arm: <code>{b.top_variant}</code>
+        </p>
+      )}
+      <div class="split">
+        <WinProbabilityBars arms={arms} />
+        <div class="table-wrap">
+          <table class="table compact">
+            <thead>
+              <tr>
+                <th scope="col">Arm</th>
+                <th scope="col" class="num">
+                  Win probability
+                </th>
+                {b?.variants?.some((v) => isNum(v.weight)) && (
+                  <th scope="col" class="num">
+                    Serving weight
+                  </th>
+                )}
+                {b?.variants?.some((v) => isNum(v.mean)) && (
+                  <th scope="col" class="num">
+                    Mean
+                  </th>
+                )}
+              </tr>
+            </thead>
+            <tbody>
+              {arms.map((a) => {
+                const bv = b?.variants?.find((v) => v.key === a.key);
+                return (
+                  <tr key={a.key}>
+                    <th scope="row" class="mono">
+                      {a.key}
+                    </th>
+                    <td class="num">{pct(a.p, 1)}</td>
+                    {b?.variants?.some((v) => isNum(v.weight)) && <td class="num">{pct(bv?.weight, 1)}</td>}
+                    {b?.variants?.some((v) => isNum(v.mean)) && <td class="num">{num(bv?.mean)}</td>}
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      </div>
+    </section>
+  );
+}
+
+/** Whatever else the results carry (Bayesian, sequential, CUPED, ...), shown plainly. */
+function Extras({ doc }: { doc: ResultsDoc }) {
+  const extra = Object.entries(doc).filter(([k, v]) => !KNOWN_TOP.has(k) && v !== null && v !== undefined);
+  if (!extra.length) return null;
+  return (
+    <section class="card" aria-labelledby="extras-title" data-testid="extras">
+      <h2 id="extras-title">Other analyses</h2>
+      {extra.map(([k, v]) => (
+        <details key={k} open={extra.length <= 2}>
+          <summary>{humanize(k)}</summary>
+          <ValueView value={v} />
+        </details>
+      ))}
+    </section>
+  );
+}
+
+function ValueView({ value }: { value: unknown }) {
+  if (Array.isArray(value) && value.length && value.every((r) => r && typeof r === 'object' && !Array.isArray(r))) {
+    const cols = unique(value.flatMap((r) => Object.keys(r as object)));
+    return (
+      <div class="table-wrap">
+        <table class="table compact">
+          <thead>
+            <tr>
+              {cols.map((c) => (
+                <th scope="col" key={c}>
+                  {humanize(c)}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {value.map((r, i) => (
+              <tr key={i}>
+                {cols.map((c) => {
+                  const x = (r as Record<string, unknown>)[c];
+                  return (
+                    <td key={c} class={typeof x === 'number' ? 'num' : ''}>
+                      {typeof x === 'number' ? num(x) : typeof x === 'object' && x !== null ? JSON.stringify(x) : String(x ?? '–')}
+                    </td>
+                  );
+                })}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    );
+  }
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    return (
+      <dl class="kv">
+        {Object.entries(value as Record<string, unknown>).map(([k, x]) => (
+          <div key={k}>
+            <dt>{humanize(k)}</dt>
+            <dd class="mono">{typeof x === 'number' ? num(x) : typeof x === 'object' ? JSON.stringify(x) : String(x)}</dd>
+          </div>
+        ))}
+      </dl>
+    );
+  }
+  return <p class="mono">{typeof value === 'number' ? num(value) : String(value)}</p>;
+}

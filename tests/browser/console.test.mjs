@@ -1,0 +1,381 @@
+// The onboarding journey, click by click, in a real browser (Debian's chromium driven by
+// playwright-core) against the real stack: sign in → create a draft with three variants → launch
+// at 10% → events arrive → exposures and the lift table update live → export → settings → stop.
+// Screenshots of every screen go to $SCREENSHOT_DIR (test-output/screenshots by default).
+//
+// Run through scripts/test-browser.sh, which builds the dashboard, starts the control plane and
+// sets LITMUS_URL and LITMUS_TOKEN. Every wait is on UI state; nothing sleeps.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const require = createRequire(new URL('../../dashboard/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const BASE = process.env.LITMUS_URL ?? 'http://127.0.0.1:8010';
+const TOKEN = process.env.LITMUS_TOKEN ?? 'devtoken';
+const SHOTS = process.env.SCREENSHOT_DIR ?? new URL('../../test-output/screenshots/', import.meta.url).pathname;
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const TIMEOUT = 15_000;
+
+const run = Date.now().toString(36);
+const NAME = `Model Ranking ${run}`;
+
+let browser;
+let context;
+let page;
+const problems = [];
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+    // playwright gives every launch a fresh, empty --user-data-dir of its own.
+  });
+  // Reduced motion turns chart animations off, so screenshots show final values.
+  context = await browser.newContext({ viewport: { width: 1280, height: 860 }, reducedMotion: 'reduce', acceptDownloads: true });
+  context.setDefaultTimeout(TIMEOUT);
+  page = await context.newPage();
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    // The browser logs refused requests itself: the WebSocket (when the server has none yet)
+    // and 4xx answers the console handles (a deliberate bad token, optional endpoints).
+    if (m.type() === 'error' && !/WebSocket connection|Failed to load resource/.test(m.text())) problems.push(`console error: ${m.text()}`);
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function shot(name, opts = {}) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true, ...opts });
+}
+
+async function api(method, path, body) {
+  const res = await fetch(`${BASE}/api/v1${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
+
+/** Waits until the element's text matches. */
+async function textIs(locator, expected) {
+  const re = expected instanceof RegExp ? expected : new RegExp(`^\\s*${String(expected).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*$`);
+  await locator.filter({ hasText: re }).first().waitFor();
+}
+
+// A small seeded PRNG so every run sends the same values.
+function mulberry32(seed) {
+  return () => {
+    seed |= 0;
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const rand = mulberry32(42);
+const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+
+// The journey is one story: after a failed step the rest are skipped (not timed out one by one),
+// and a screenshot of the failure is kept.
+let broken = null;
+function step(name, fn) {
+  test(name, async (t) => {
+    if (broken) return t.skip(`skipped after the failure in “${broken}”`);
+    try {
+      await fn(t);
+    } catch (e) {
+      broken = name;
+      await shot(`failure-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 40)}`).catch(() => {});
+      throw e;
+    }
+  });
+}
+
+let experimentId;
+let experimentKey;
+
+step('sign in with an API token (a wrong one is refused)', async () => {
+  await page.goto(`${BASE}/experiments`);
+  const token = page.getByLabel('API token');
+  await token.waitFor();
+  await shot('01-sign-in');
+  await token.fill('not-a-token');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('That token was not accepted').waitFor();
+  await token.fill(TOKEN);
+  await page.getByLabel('Your name (for the audit log)').fill('ds.tester');
+  await token.press('Enter'); // keyboard submit
+  await page.getByRole('heading', { level: 1, name: 'Experiments' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/experiments');
+  assert.ok(!page.url().includes(TOKEN), 'the token never appears in a URL');
+  // Keyboard: the first Tab reaches the skip link, with a visible focus ring.
+  await shot('02-experiments');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent?.trim()), 'Skip to content');
+});
+
+step('create a draft with three variants; errors show next to their fields', async () => {
+  await page.getByRole('link', { name: 'New experiment' }).click();
+  await page.getByRole('heading', { level: 1, name: 'New experiment' }).waitFor();
+  await page.getByLabel(/^Name/).fill(NAME);
+  await page.getByLabel(/^Description/).fill('Model C ranks better than A and B: higher order value per store.');
+  await page.getByLabel(/^Owner team/).fill('pricing-ds');
+  await page.getByLabel('Unit type').fill('store_id');
+
+  const row = (i) => page.getByTestId(`variant-${i}`);
+  const setVariant = async (i, key, name, weight, config) => {
+    await row(i).getByLabel('Key').fill(key);
+    await row(i).getByLabel('Display name').fill(name);
+    await row(i).getByLabel('Weight').fill(weight);
+    await row(i).getByLabel('Config JSON').fill(config);
+  };
+  await setVariant(0, 'model_a', 'Model A', '0.5', '{"model": "a"}');
+  await setVariant(1, 'model_b', 'Model B', '0.3', '{"model": "b"}');
+  await page.getByRole('button', { name: 'Add variant' }).click();
+  await setVariant(2, 'model_c', 'Model C', '0.3', '{"model":');
+  // Config JSON is checked as you type; weights must sum to 1.
+  await row(2).getByText('Not valid JSON').waitFor();
+  await textIs(page.getByTestId('weight-sum'), /1\.1000.*must be 1/);
+  await row(2).getByLabel('Config JSON').fill('{"model": "c"}');
+  await page.getByRole('button', { name: 'Split weights evenly' }).click();
+  await textIs(page.getByTestId('weight-sum'), /1\.0000 ✓/);
+  assert.equal(await row(0).getByLabel('Weight').inputValue(), '0.3334');
+
+  // A targeting mistake only the server catches: its message lands next to the targeting editor.
+  await page.getByRole('button', { name: 'JSON', exact: true }).click();
+  await page.getByLabel('Targeting condition (JSON)').fill('{"country": {"inn": ["US"]}}');
+  await page.locator('#f-ramp-pct').fill('10');
+  await page.getByRole('button', { name: 'Save draft' }).click();
+  const targetingError = page.locator('#f-targeting-error');
+  await textIs(targetingError, /targeting\.country\.inn.*unknown operator/i);
+  await page.getByTestId('form-error').waitFor();
+  await shot('03-new-experiment-error');
+
+  await page.getByLabel('Targeting condition (JSON)').fill('{"country": {"in": ["US", "CA"]}}');
+  await page.getByRole('button', { name: 'Rules', exact: true }).click();
+  assert.equal(await page.locator('#rule-0-attr').inputValue(), 'country');
+  assert.equal(await page.locator('#rule-0-value').inputValue(), 'US, CA');
+
+  // The sample-size calculator (the API's, or a browser estimate where the endpoint is missing).
+  await page.getByRole('button', { name: 'Calculate sample size' }).click();
+  await textIs(page.getByTestId('sample-size-result'), /units per variant/);
+  await shot('04-new-experiment');
+
+  await page.getByRole('button', { name: 'Save draft' }).click();
+  await page.getByTestId('flash').waitFor();
+  const m = /\/experiments\/([0-9a-f-]{36})$/.exec(new URL(page.url()).pathname);
+  assert.ok(m, `detail URL, got ${page.url()}`);
+  experimentId = m[1];
+  await textIs(page.getByTestId('lifecycle').getByTestId('status'), 'DRAFT');
+  const exp = await api('GET', `/experiments/${experimentId}`);
+  experimentKey = exp.key;
+  assert.equal(exp.status, 'draft');
+  assert.deepEqual(exp.variants.map((v) => v.key), ['model_a', 'model_b', 'model_c']);
+  assert.deepEqual(exp.variants.map((v) => v.config_json), [{ model: 'a' }, { model: 'b' }, { model: 'c' }]);
+  assert.deepEqual(exp.targeting, { country: { in: ['US', 'CA'] } });
+  assert.equal(exp.owner_team, 'pricing-ds');
+  assert.equal(exp.unit_type, 'store_id');
+  await shot('05-detail-draft');
+});
+
+step('launch at 10%', async () => {
+  assert.ok(experimentId, 'created');
+  const lifecycle = page.getByTestId('lifecycle');
+  assert.equal(await page.locator('#f-ramp-pct').inputValue(), '10');
+  await page.getByRole('button', { name: 'Launch / Update ramp' }).click();
+  await textIs(lifecycle.getByTestId('status'), 'RUNNING');
+  await textIs(page.getByTestId('action-message'), 'Launched at 10%.');
+  await page.getByTestId('audit-table').getByRole('cell', { name: 'launch', exact: true }).waitFor();
+  assert.ok(await page.getByRole('button', { name: 'Pause' }).isEnabled());
+  const exp = await api('GET', `/experiments/${experimentId}`);
+  assert.equal(exp.status, 'running');
+  assert.equal(exp.ramp_pct, 10);
+  await shot('06-detail-running');
+});
+
+/** Assigns units through the API (ramp 10%) and returns those in the experiment. */
+async function assignUnits(from, to) {
+  const units = [];
+  for (let start = from; start < to; start += 50) {
+    const answers = await Promise.all(
+      Array.from({ length: Math.min(50, to - start) }, (_, j) =>
+        api('POST', '/assign', { experiment: experimentKey, unit_id: `store-${start + j}`, attributes: { country: 'US' } }).then((a) => ({ unit: `store-${start + j}`, ...a })),
+      ),
+    );
+    units.push(...answers.filter((a) => a.in_experiment));
+  }
+  return units;
+}
+
+const EFFECT = { model_a: 100, model_b: 102, model_c: 115 };
+
+function eventsFor(units, t0) {
+  const events = [];
+  for (const u of units) {
+    const ts = (s) => new Date(t0 + s * 1000).toISOString();
+    events.push({ kind: 'exposure', experiment: experimentKey, unit_id: u.unit, variant_key: u.variant_key, ts: ts(0), event_id: `${experimentKey}-x-${u.unit}` });
+    const value = Math.round((EFFECT[u.variant_key] + 12 * gauss()) * 100) / 100;
+    events.push({ kind: 'metric', experiment: experimentKey, unit_id: u.unit, variant_key: u.variant_key, metric: 'order_value', value, ts: ts(1), event_id: `${experimentKey}-m-${u.unit}` });
+    if (rand() < (u.variant_key === 'model_c' ? 0.3 : 0.15)) {
+      events.push({ kind: 'conversion', experiment: experimentKey, unit_id: u.unit, variant_key: u.variant_key, metric: 'purchase', ts: ts(2), event_id: `${experimentKey}-c-${u.unit}` });
+    }
+  }
+  return events;
+}
+
+const count = (units, key) => units.filter((u) => u.variant_key === key).length;
+
+step('results move live as events arrive: exposures, metric summaries, lift table', async (t) => {
+  assert.ok(experimentId, 'launched');
+  await page.getByRole('link', { name: 'Results' }).first().click();
+  await page.getByRole('heading', { level: 2, name: 'Exposures' }).waitFor();
+  await textIs(page.getByTestId('total-exposures'), '0');
+  await page.getByTestId('no-lift').waitFor();
+  await page.locator('[data-testid="live-mode"][data-mode="polling"], [data-testid="live-mode"][data-mode="socket"]').waitFor();
+  await shot('07-results-empty');
+
+  const first = await assignUnits(0, 1500);
+  assert.ok(first.length > 60, `about 10% of 1500 units are in the experiment, got ${first.length}`);
+  const t0 = Date.now() - 10 * 60_000;
+  const sent = eventsFor(first, t0);
+  const ack = await api('POST', '/events/batch', { events: sent });
+  assert.equal(ack.accepted, sent.length, JSON.stringify(ack).slice(0, 300));
+  // No reload: the page picks the new numbers up by itself (WebSocket or 2-second polling).
+  await textIs(page.getByTestId('total-exposures'), first.length.toLocaleString('en-US'));
+  for (const key of ['model_a', 'model_b', 'model_c']) await textIs(page.getByTestId(`exposures-${key}`), String(count(first, key)));
+  await page.getByTestId('lift-row-order_value-model_b').waitFor();
+  await page.getByTestId('lift-row-order_value-model_c').waitFor();
+  await page.getByTestId('lift-row-purchase-model_c').waitFor();
+  await page.getByTestId('forest-order_value').waitFor();
+  await page.getByTestId('exposure-chart').waitFor();
+  const url = page.url();
+
+  const second = await assignUnits(1500, 3000);
+  const sent2 = eventsFor(second, t0 + 5 * 60_000);
+  assert.equal((await api('POST', '/events/batch', { events: sent2 })).accepted, sent2.length);
+  const all = [...first, ...second];
+  t.diagnostic(`units in the experiment: ${first.length} + ${second.length}`);
+  await textIs(page.getByTestId('total-exposures'), all.length.toLocaleString('en-US'));
+  for (const key of ['model_a', 'model_b', 'model_c']) await textIs(page.getByTestId(`exposures-${key}`), String(count(all, key)));
+  assert.equal(page.url(), url, 'updated in place');
+
+  // The lift table agrees with the API's numbers.
+  const results = await api('GET', `/experiments/${experimentId}/results`);
+  const lift = results.lift.find((l) => l.metric === 'order_value' && l.variant === 'model_c');
+  assert.ok(lift.p_value < 0.05, `model_c is clearly better (p = ${lift.p_value})`);
+  const rowText = await page.getByTestId('lift-row-order_value-model_c').innerText();
+  assert.match(rowText, /higher/);
+  assert.match(rowText, new RegExp(`\\+${(lift.rel_lift * 100).toFixed(1).replace('.', '\\.')}%`));
+  const mean = results.variants.find((v) => v.key === 'model_a').metrics.order_value.mean;
+  await textIs(page.getByTestId('mean-order_value-model_a'), mean.toLocaleString('en-US', { maximumFractionDigits: mean >= 100 ? 2 : 4 }));
+  // Cumulative lift over time, where the server has the timeseries endpoint.
+  const ts = await fetch(`${BASE}/api/v1/experiments/${experimentId}/timeseries?interval=minute`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  await page.getByTestId(ts.ok ? 'lift-series' : 'timeseries-unavailable').waitFor();
+  await shot('08-results');
+});
+
+step('export results as CSV and Markdown', async () => {
+  const csv = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]).then(([d]) => d);
+  assert.equal(csv.suggestedFilename(), `${experimentKey}-results.csv`);
+  const csvText = readFileSync(await csv.path(), 'utf8');
+  assert.match(csvText, /^experiment,variant,weight,exposures/);
+  assert.match(csvText, /model_c/);
+  const md = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download Markdown' }).click()]).then(([d]) => d);
+  assert.match(readFileSync(await md.path(), 'utf8'), new RegExp(`^# ${NAME}`));
+});
+
+step('settings: variants are locked once running; metadata still changes', async () => {
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByText('Variants can change only while the experiment is a draft.').waitFor();
+  assert.ok(await page.getByTestId('variant-0').getByLabel('Weight').isDisabled());
+  const description = page.getByLabel(/^Description/);
+  await description.fill('Model C ranks better than A and B (updated from the console).');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await textIs(page.getByTestId('settings-saved'), /Saved \(description\)/);
+  const exp = await api('GET', `/experiments/${experimentId}`);
+  assert.match(exp.description, /updated from the console/);
+  await shot('09-settings');
+});
+
+step('stop, with a confirmation', async () => {
+  await page.getByRole('link', { name: 'Overview' }).click();
+  const lifecycle = page.getByTestId('lifecycle');
+  await textIs(lifecycle.getByTestId('status'), 'RUNNING');
+  await page.getByRole('button', { name: 'Stop', exact: true }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor();
+  await shot('10-stop-confirm', { fullPage: false });
+  // Cancel first: nothing changes.
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  assert.equal((await api('GET', `/experiments/${experimentId}`)).status, 'running');
+  await page.getByRole('button', { name: 'Stop', exact: true }).click();
+  await dialog.getByRole('button', { name: 'Stop experiment' }).click();
+  await textIs(lifecycle.getByTestId('status'), 'STOPPED');
+  await dialog.waitFor({ state: 'hidden' });
+  assert.ok(await page.getByRole('button', { name: 'Launch / Update ramp' }).isDisabled());
+  await page.getByTestId('audit-table').getByRole('cell', { name: 'stop', exact: true }).waitFor();
+  const audit = await api('GET', `/experiments/${experimentId}/audit`);
+  assert.deepEqual(audit.map((a) => a.action), ['create', 'launch', 'update', 'stop']);
+  assert.ok(audit.slice(1).every((a) => a.actor === 'ds.tester'), 'actions carry the signed-in name');
+  assert.equal((await api('GET', `/experiments/${experimentId}`)).status, 'stopped');
+  await shot('11-detail-stopped');
+});
+
+step('list: status filter and search', async () => {
+  await page.getByRole('link', { name: 'Experiments', exact: true }).first().click();
+  await page.getByRole('heading', { level: 1, name: 'Experiments' }).waitFor();
+  await page.getByRole('group', { name: 'Filter by status' }).getByRole('button', { name: 'Stopped' }).click();
+  await page.getByRole('link', { name: NAME }).waitFor();
+  assert.match(page.url(), /status=stopped/);
+  await page.getByRole('group', { name: 'Filter by status' }).getByRole('button', { name: 'Running' }).click();
+  await page.getByRole('link', { name: NAME }).waitFor({ state: 'detached' });
+  await page.getByRole('group', { name: 'Filter by status' }).getByRole('button', { name: 'All' }).click();
+  await page.getByLabel('Search experiments').fill(run);
+  await page.waitForURL(/q=/);
+  await page.getByRole('link', { name: NAME }).waitFor();
+  assert.equal(await page.getByTestId('experiments-table').locator('tbody tr').count(), 1);
+  await shot('12-list');
+});
+
+step('readable on a phone: no sideways scrolling', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const [path, name] of [
+    [`/experiments/${experimentId}/results`, '13-phone-results'],
+    [`/experiments/${experimentId}`, '14-phone-detail'],
+    ['/experiments/new', '15-phone-new'],
+  ]) {
+    await page.evaluate((p) => {
+      history.pushState(null, '', p);
+      dispatchEvent(new PopStateEvent('popstate'));
+    }, path);
+    await page.locator('main h1').waitFor();
+    if (name.includes('results')) await page.getByTestId('lift-row-order_value-model_c').waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `${path} overflows sideways by ${overflow}px`);
+    await shot(name);
+  }
+  await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+step('a refused token sends you back to sign in', async () => {
+  await page.evaluate(() => sessionStorage.setItem('litmus.token', 'revoked'));
+  await page.goto(`${BASE}/experiments`);
+  await page.getByText('Your session ended or the token was refused').waitFor();
+  await page.getByLabel('API token').waitFor();
+  assert.deepEqual(problems, [], 'no errors in the browser console');
+});
