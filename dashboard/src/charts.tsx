@@ -255,6 +255,14 @@ export interface Series {
   points: { x: number; y: number | null }[];
 }
 
+const MIN = 60e3;
+const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080].map((m) => m * MIN);
+
+/** A tick step on whole minutes/hours/days giving at most ~8 ticks over the span. */
+function timeStep(spanMs: number): number {
+  return STEPS.find((s) => spanMs / s <= 8) ?? STEPS[STEPS.length - 1];
+}
+
 /** Cumulative relative lift of each treatment over time. */
 export function LiftSeries({ series, metric, spanMs }: { series: Series[]; metric: string; spanMs: number }) {
   const fmtTime = (ms: number) => {
@@ -281,7 +289,7 @@ export function LiftSeries({ series, metric, spanMs }: { series: Series[]; metri
     maintainAspectRatio: false,
     parsing: false,
     scales: {
-      x: { type: 'linear', ticks: { callback: (v: number | string) => fmtTime(Number(v)), maxTicksLimit: 8 } },
+      x: { type: 'linear', ticks: { callback: (v: number | string) => fmtTime(Number(v)), stepSize: timeStep(spanMs), autoSkip: true, maxRotation: 0 } },
       y: { title: { display: true, text: `relative lift in ${metric}` }, ticks: { callback: (v: number | string) => signedPct(Number(v), 0) } },
     },
     plugins: {

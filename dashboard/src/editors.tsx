@@ -533,7 +533,7 @@ export function JsonField(props: { path: string; label: string; hint?: string; v
       <textarea
         {...fieldProps(path, liveErrs, hintId)}
         class="mono code"
-        rows={props.rows ?? 4}
+        rows={Math.min(14, Math.max(props.rows ?? 4, value.split('\n').length))}
         value={value}
         spellcheck={false}
         onInput={(e) => props.onChange(e.currentTarget.value)}

@@ -245,7 +245,8 @@ step('results move live as events arrive: exposures, metric summaries, lift tabl
   await page.getByRole('heading', { level: 2, name: 'Exposures' }).waitFor();
   await textIs(page.getByTestId('total-exposures'), '0');
   await page.getByTestId('no-lift').waitFor();
-  await page.locator('[data-testid="live-mode"][data-mode="polling"], [data-testid="live-mode"][data-mode="socket"]').waitFor();
+  const mode = page.locator('[data-testid="live-mode"][data-mode="polling"], [data-testid="live-mode"][data-mode="socket"]');
+  await mode.waitFor();
   await shot('07-results-empty');
 
   const first = await assignUnits(0, 1500);
@@ -268,7 +269,7 @@ step('results move live as events arrive: exposures, metric summaries, lift tabl
   const sent2 = eventsFor(second, t0 + 5 * 60_000);
   assert.equal((await api('POST', '/events/batch', { events: sent2 })).accepted, sent2.length);
   const all = [...first, ...second];
-  t.diagnostic(`units in the experiment: ${first.length} + ${second.length}`);
+  t.diagnostic(`units in the experiment: ${first.length} + ${second.length}; live updates by ${await mode.getAttribute('data-mode')}`);
   await textIs(page.getByTestId('total-exposures'), all.length.toLocaleString('en-US'));
   for (const key of ['model_a', 'model_b', 'model_c']) await textIs(page.getByTestId(`exposures-${key}`), String(count(all, key)));
   assert.equal(page.url(), url, 'updated in place');
@@ -350,6 +351,20 @@ step('list: status filter and search', async () => {
   await page.getByRole('link', { name: NAME }).waitFor();
   assert.equal(await page.getByTestId('experiments-table').locator('tbody tr').count(), 1);
   await shot('12-list');
+});
+
+step('without the WebSocket, results fall back to polling every 2 s', async () => {
+  // The socket is refused as soon as it opens (a proxy that drops upgrades, an older server).
+  await page.routeWebSocket(/\/api\/v1\/ws\//, (ws) => ws.close());
+  await page.goto(`${BASE}/experiments/${experimentId}/results`);
+  const total = page.getByTestId('total-exposures');
+  await total.waitFor();
+  const before = Number((await total.innerText()).replace(/,/g, ''));
+  await page.locator('[data-testid="live-mode"][data-mode="polling"]').waitFor();
+  await api('POST', '/events/batch', {
+    events: [{ kind: 'exposure', experiment: experimentKey, unit_id: `late-${run}`, variant_key: 'model_b', event_id: `${experimentKey}-late` }],
+  });
+  await textIs(total, (before + 1).toLocaleString('en-US'));
 });
 
 step('readable on a phone: no sideways scrolling', async () => {

@@ -231,7 +231,8 @@ function Warnings({ doc, lifts, alpha, total }: { doc: ResultsDoc; lifts: Lift[]
         <ul>
           {drops.map((l) => (
             <li key={l.metric + l.variant}>
-              <code>{l.variant}</code> lowers <strong>{l.metric}</strong> by {signedPct(l.rel_lift)} (95% CI {num(l.ci_low)} to {num(l.ci_high)}). If lower is worse, this is a
+              <code>{l.variant}</code> lowers <strong>{l.metric}</strong> by {signedPct(l.rel_lift)} relative to control (95% CI of the difference{' '}
+              {l.kind === 'proportion' ? `${signedPct(l.ci_low, 2).replace('%', ' pp')} to ${signedPct(l.ci_high, 2).replace('%', ' pp')}` : `${signed(l.ci_low)} to ${signed(l.ci_high)}`}). If lower is worse, this is a
               guardrail breach.
             </li>
           ))}
@@ -270,7 +271,7 @@ function Summaries({ doc, metricNames, conversionNames }: { doc: ResultsDoc; met
                 Count
               </th>
               <th scope="col" class="num">
-                Mean
+                Mean / rate
               </th>
               <th scope="col" class="num">
                 Std
@@ -345,7 +346,8 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
         const { metric, kind } = rows[0];
         const isRate = kind === 'proportion' || kind === 'rate';
         const v = (x: unknown) => (isRate ? pct(x, 2) : num(x));
-        const d = (x: unknown) => (isRate ? signedPct(x, 2) : signed(x));
+        // Differences of rates are in percentage points.
+        const d = (x: unknown) => (isRate ? signedPct(x, 2).replace('%', ' pp') : signed(x));
         return (
           <div class="lift-group" key={metric + kind}>
             <h3>
