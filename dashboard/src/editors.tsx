@@ -441,7 +441,10 @@ function VariantsEditor({
         {f.variants.map((r, i) => (
           <li key={r.uid} class="variant-row" data-testid={`variant-${i}`}>
             <div class="variant-head">
-              <span class="variant-index">{i === 0 ? 'Control' : `Variant ${i + 1}`}</span>
+              <h3 class="variant-index" id={`variant-${r.uid}-title`}>
+                {i === 0 ? 'Control' : `Variant ${i + 1}`}
+                {r.key.trim() && <span class="sr-only"> ({r.key.trim()})</span>}
+              </h3>
               {!locked && f.variants.length > 2 && (
                 <button type="button" class="btn btn-small btn-ghost" onClick={() => remove(i)} aria-label={`Remove variant ${i + 1} (${r.key || 'no key'})`}>
                   Remove

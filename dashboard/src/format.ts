@@ -35,6 +35,12 @@ export function pValue(p: unknown): string {
   return p.toFixed(4);
 }
 
+/** "p = 0.0123" or "p < 0.0001". */
+export function pIs(p: unknown): string {
+  const s = pValue(p);
+  return s.startsWith('<') ? `p ${s}` : `p = ${s}`;
+}
+
 export function dateTime(s: unknown): string {
   if (typeof s !== 'string' || !s) return '–';
   const d = new Date(s);

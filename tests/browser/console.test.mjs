@@ -367,6 +367,47 @@ step('without the WebSocket, results fall back to polling every 2 s', async () =
   await textIs(total, (before + 1).toLocaleString('en-US'));
 });
 
+step('results render what newer servers add: SRM, guardrails, bandit, extra statistics', async () => {
+  // A results document with every optional part, served in place of the real one.
+  const arm = (key, weight, exposures, mean, rate, win) => ({
+    key, weight, exposures, win_probability: win,
+    metrics: { reward: { units: exposures, count: exposures * 2, sum: mean * exposures, mean, std: 0.4 } },
+    conversions: { click: { units: Math.round(rate * exposures), rate } },
+  });
+  const lift = (variant, abs, lo, hi, p) => ({
+    metric: 'reward', kind: 'mean', control: 'arm_a', variant, control_value: 1, variant_value: 1 + abs, abs_lift: abs, rel_lift: abs,
+    ci_low: lo, ci_high: hi, p_value: p, test: 'welch_t', p_value_adjusted: Math.min(1, p * 2),
+    bayes: { prob_better: p < 0.05 ? 0.99 : 0.4, expected_loss: 0.002 }, cuped: { abs_lift: abs * 0.9, ci_low: lo * 0.8, ci_high: hi * 0.8 },
+  });
+  const doc = {
+    experiment: experimentKey, id: experimentId, status: 'running', version: 9, control: 'arm_a', alpha: 0.05, generated_at: new Date().toISOString(),
+    variants: [arm('arm_a', 0.34, 900, 1, 0.1, 0.01), arm('arm_b', 0.33, 1200, 0.9, 0.08, 0.0), arm('arm_c', 0.33, 700, 1.2, 0.14, 0.99)],
+    lift: [lift('arm_b', -0.1, -0.15, -0.05, 0.001), lift('arm_c', 0.2, 0.1, 0.3, 0.0001)],
+    srm: { p_value: 1e-9, expected: [0.34, 0.33, 0.33], observed: [900, 1200, 700], flagged: true },
+    guardrails: [{ metric: 'latency_ms', violated: true, message: 'arm_b raises p95 latency by 12%' }],
+    bandit: { variants: [{ key: 'arm_a', win_probability: 0.01, weight: 0.05 }, { key: 'arm_b', win_probability: 0, weight: 0.05 }, { key: 'arm_c', win_probability: 0.99, weight: 0.9 }], top_variant: 'arm_c', converged: true },
+    sequential: { method: 'mSPRT', always_valid: true, tau: 0.1 },
+  };
+  const resultsUrl = new RegExp(`/api/v1/experiments/${experimentId}/results$`);
+  await page.route(resultsUrl, (route) => route.fulfill({ json: doc }));
+  try {
+    await page.goto(`${BASE}/experiments/${experimentId}/results`);
+    await page.getByTestId('srm-warning').waitFor();
+    await textIs(page.getByTestId('guardrail-warning'), /latency_ms.*raises p95 latency/s);
+    await page.getByTestId('win-probability-chart').waitFor();
+    await textIs(page.getByTestId('bandit'), /CONVERGED/);
+    await page.getByTestId('extras').getByText('sequential').waitFor();
+    await page.getByTestId('lift-more-reward').waitFor({ state: 'attached' });
+    await textIs(page.getByTestId('lift-row-reward-arm_c'), /higher/);
+    await textIs(page.getByTestId('lift-row-reward-arm_b'), /lower/);
+    await page.getByText('More statistics for reward').click();
+    await textIs(page.getByTestId('lift-more-reward'), /bayes · prob better.*99\.0%/s);
+    await shot('16-results-optional-parts');
+  } finally {
+    await page.unroute(resultsUrl);
+  }
+});
+
 step('readable on a phone: no sideways scrolling', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [path, name] of [

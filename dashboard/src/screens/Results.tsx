@@ -7,7 +7,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, api, type BanditSnapshot, type Experiment, type Lift, type Results as ResultsDoc, type Timeseries } from '../api';
 import { ExposureBars, ForestPlot, LiftSeries, WinProbabilityBars, variantColor, type Series } from '../charts';
 import { Alert, ExperimentHeader, LoadError, Spinner, download, useLoad } from '../components';
-import { int, isNum, num, pValue, pct, signed, signedPct, timeOnly } from '../format';
+import { int, isNum, num, pIs, pValue, pct, signed, signedPct, timeOnly } from '../format';
 import { subscribeResults, type LiveMode } from '../live';
 
 const KNOWN_TOP = new Set(['experiment', 'id', 'status', 'version', 'control', 'alpha', 'generated_at', 'variants', 'lift', 'srm', 'guardrails', 'warnings', 'bandit']);
@@ -199,7 +199,7 @@ function Warnings({ doc, lifts, alpha, total }: { doc: ResultsDoc; lifts: Lift[]
   if (srm && (srm.flagged || (isNum(srm.p_value) && srm.p_value < 0.001))) {
     items.push(
       <Alert kind="warning" title="Sample-ratio mismatch" testId="srm-warning" key="srm">
-        Exposures do not match the configured weights (χ² p = {pValue(srm.p_value)}; observed {(srm.observed ?? []).map(int).join(' / ')}). Fix assignment or
+        Exposures do not match the configured weights (χ² {pIs(srm.p_value)}; observed {(srm.observed ?? []).map(int).join(' / ')}). Fix assignment or
         exposure logging before trusting any lift.
       </Alert>,
     );
@@ -245,7 +245,7 @@ function Warnings({ doc, lifts, alpha, total }: { doc: ResultsDoc; lifts: Lift[]
       {items}
       {srm && !items.some((x) => x.key === 'srm') && (
         <p class="check-ok small" data-testid="srm-ok">
-          ✓ Sample ratio matches the weights (χ² p = {pValue(srm.p_value)}).
+          ✓ Sample ratio matches the weights (χ² {pIs(srm.p_value)}).
         </p>
       )}
       {!srm && total > 0 && <p class="muted small">Sample-ratio check needs exposures in at least two weighted arms.</p>}
@@ -329,7 +329,7 @@ function Summaries({ doc, metricNames, conversionNames }: { doc: ResultsDoc; met
 }
 
 function humanize(k: string): string {
-  return k.replace(/_/g, ' ');
+  return k.replace(/_/g, ' ').replace(/\./g, ' · ');
 }
 
 function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
@@ -338,8 +338,12 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
     const k = `${l.metric}\u0000${l.kind}`;
     groups.set(k, [...(groups.get(k) ?? []), l]);
   }
-  // Extra per-row fields a newer API may add (adjusted p-values, Bayesian probabilities, CUPED...).
-  const extraKeys = unique(lifts.flatMap((l) => Object.keys(l).filter((k) => !KNOWN_LIFT.has(k) && (typeof l[k] === 'number' || typeof l[k] === 'string' || typeof l[k] === 'boolean'))));
+  // Extra per-row fields a newer API may add (adjusted p-values, Bayesian probabilities, CUPED...):
+  // a few become columns, more go to a "More statistics" table under each metric.
+  const flat = new Map(lifts.map((l) => [l, flatExtras(l)]));
+  const allExtra = unique(lifts.flatMap((l) => Object.keys(flat.get(l)!)));
+  const extraKeys = allExtra.length <= 3 ? allExtra : [];
+  const moreKeys = allExtra.length > 3 ? allExtra : [];
   return (
     <div data-testid="lift-section">
       {[...groups.values()].map((rows) => {
@@ -405,7 +409,7 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
                         <td class="mono small">{l.test ?? '–'}</td>
                         {extraKeys.map((k) => (
                           <td class="num" key={k}>
-                            {typeof l[k] === 'number' ? (/p_?value/i.test(k) ? pValue(l[k]) : num(l[k])) : String(l[k] ?? '–')}
+                            {showExtra(k, flat.get(l)![k])}
                           </td>
                         ))}
                         <td>
@@ -417,11 +421,66 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
                 </tbody>
               </table>
             </div>
+            {moreKeys.length > 0 && (
+              <details class="small">
+                <summary>More statistics for {metric}</summary>
+                <div class="table-wrap">
+                  <table class="table compact" data-testid={`lift-more-${metric}`}>
+                    <thead>
+                      <tr>
+                        <th scope="col">Statistic</th>
+                        {rows.map((l) => (
+                          <th scope="col" class="num mono" key={l.variant}>
+                            {l.variant}
+                          </th>
+                        ))}
+                      </tr>
+                    </thead>
+                    <tbody>
+                      {moreKeys.map((k) => (
+                        <tr key={k}>
+                          <th scope="row">{humanize(k)}</th>
+                          {rows.map((l) => (
+                            <td class="num" key={l.variant}>
+                              {showExtra(k, flat.get(l)![k])}
+                            </td>
+                          ))}
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                </div>
+              </details>
+            )}
           </div>
         );
       })}
     </div>
   );
+}
+
+/** Unknown fields of a lift row, nested objects flattened one level (`bayes.prob_better`). */
+function flatExtras(l: Lift): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(l)) {
+    if (KNOWN_LIFT.has(k) || v === null || v === undefined) continue;
+    if (typeof v === 'object' && !Array.isArray(v)) {
+      for (const [sub, x] of Object.entries(v as Record<string, unknown>)) {
+        if (x !== null && typeof x !== 'object') out[`${k}.${sub}`] = x;
+      }
+    } else if (!Array.isArray(v)) out[k] = v;
+  }
+  return out;
+}
+
+function showExtra(key: string, x: unknown): string {
+  if (typeof x === 'number') {
+    if (/p_?value|p_adj|adjusted/i.test(key)) return pValue(x);
+    if (/prob|probability|chance/i.test(key) && x >= 0 && x <= 1) return pct(x, 1);
+    return num(x);
+  }
+  if (x === undefined || x === null) return '–';
+  return String(x);
 }
 
 type MetricChoice = { name: string; kind: 'mean' | 'rate' };
