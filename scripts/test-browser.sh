@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Browser tests of the admin console (dashboard/) against the real control plane.
 #
-# Needs DATABASE_URL (scripts/test.sh's throwaway Postgres) and a built
-# target/debug/litmus-control-plane. Installs the dashboard's npm deps when missing, builds it,
+# Needs DATABASE_URL (scripts/test.sh's throwaway Postgres); uses target/debug/litmus-control-plane
+# (built here only when missing). Installs the dashboard's npm deps when missing, builds it,
 # starts the control plane on a free port with a known admin token, runs `node --test
 # tests/browser/` (playwright-core driving /usr/bin/chromium), and always stops the control plane.
 # Screenshots: test-output/screenshots/ (git-ignored).
@@ -11,7 +11,10 @@ set -euo pipefail
 cd "$ROOT"
 : "${DATABASE_URL:?DATABASE_URL must point at a Postgres (scripts/test.sh starts one)}"
 BIN=${CONTROL_PLANE_BIN:-target/debug/litmus-control-plane}
-[ -x "$BIN" ] || { echo "test-browser: $BIN is missing (cargo build -p litmus-control-plane)" >&2; exit 1; }
+if [ ! -x "$BIN" ]; then
+  phase "control plane build (binary missing)"
+  cargo build --locked -p litmus-control-plane
+fi
 CHROMIUM=${CHROMIUM_PATH:-/usr/bin/chromium}
 [ -x "$CHROMIUM" ] || { echo "test-browser: $CHROMIUM is missing (scripts/setup-toolchain.sh installs Debian's chromium)" >&2; exit 1; }
 
@@ -44,6 +47,7 @@ stop_cp() {
   rm -f "$LOG"
 }
 trap stop_cp EXIT
+trap 'exit 130' INT TERM
 if ! wait_for "http://127.0.0.1:$PORT/ready" 60; then
   echo "control plane did not become ready; its log:" >&2
   cat "$LOG" >&2

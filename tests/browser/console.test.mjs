@@ -192,6 +192,19 @@ step('create a draft with three variants; errors show next to their fields', asy
   await shot('05-detail-draft');
 });
 
+step('while a draft, variants change in settings', async () => {
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('button', { name: 'Save changes' }).waitFor();
+  const config = page.getByTestId('variant-1').getByLabel('Config JSON');
+  assert.ok(await config.isEnabled(), 'variants are editable in a draft');
+  await config.fill('{"model": "b", "temperature": 0.2}');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await textIs(page.getByTestId('settings-saved'), /Saved \(variants\)/);
+  const exp = await api('GET', `/experiments/${experimentId}`);
+  assert.deepEqual(exp.variants[1].config_json, { model: 'b', temperature: 0.2 });
+  await page.getByRole('link', { name: 'Overview' }).click();
+});
+
 step('launch at 10%', async () => {
   assert.ok(experimentId, 'created');
   const lifecycle = page.getByTestId('lifecycle');
@@ -312,8 +325,28 @@ step('settings: variants are locked once running; metadata still changes', async
   await shot('09-settings');
 });
 
-step('stop, with a confirmation', async () => {
+step('pause, resume, update the ramp', async () => {
   await page.getByRole('link', { name: 'Overview' }).click();
+  const lifecycle = page.getByTestId('lifecycle');
+  await textIs(lifecycle.getByTestId('status'), 'RUNNING');
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await textIs(lifecycle.getByTestId('status'), 'PAUSED');
+  assert.ok(await page.getByRole('button', { name: 'Pause' }).isDisabled());
+  await page.locator('#f-ramp-pct').fill('20');
+  await page.getByRole('button', { name: 'Launch / Update ramp' }).click();
+  await textIs(page.getByTestId('action-message'), 'Launched at 20%.');
+  await textIs(lifecycle.getByTestId('status'), 'RUNNING');
+  await page.locator('#f-ramp-pct').fill('25');
+  await page.getByRole('button', { name: 'Launch / Update ramp' }).click();
+  await textIs(page.getByTestId('action-message'), 'Ramp updated to 25%.');
+  // A bad ramp is refused next to the field.
+  await page.locator('#f-ramp-pct').fill('150');
+  await page.getByRole('button', { name: 'Launch / Update ramp' }).click();
+  await textIs(page.locator('#f-ramp-pct-error'), /0 to 100/);
+  assert.equal((await api('GET', `/experiments/${experimentId}`)).ramp_pct, 25);
+});
+
+step('stop, with a confirmation', async () => {
   const lifecycle = page.getByTestId('lifecycle');
   await textIs(lifecycle.getByTestId('status'), 'RUNNING');
   await page.getByRole('button', { name: 'Stop', exact: true }).click();
@@ -331,7 +364,7 @@ step('stop, with a confirmation', async () => {
   assert.ok(await page.getByRole('button', { name: 'Launch / Update ramp' }).isDisabled());
   await page.getByTestId('audit-table').getByRole('cell', { name: 'stop', exact: true }).waitFor();
   const audit = await api('GET', `/experiments/${experimentId}/audit`);
-  assert.deepEqual(audit.map((a) => a.action), ['create', 'launch', 'update', 'stop']);
+  assert.deepEqual(audit.map((a) => a.action), ['create', 'update', 'launch', 'update', 'pause', 'launch', 'ramp', 'stop']);
   assert.ok(audit.slice(1).every((a) => a.actor === 'ds.tester'), 'actions carry the signed-in name');
   assert.equal((await api('GET', `/experiments/${experimentId}`)).status, 'stopped');
   await shot('11-detail-stopped');
