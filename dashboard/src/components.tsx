@@ -151,8 +151,8 @@ export function useLoad<T>(fn: () => Promise<T>, deps: unknown[]) {
     }
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
+  // New deps keep the old data on screen until the new data arrives (no flash while filtering).
   useEffect(() => {
-    setData(undefined);
     void run();
   }, [run]);
   return { data, error, loading, reload: run, setData };

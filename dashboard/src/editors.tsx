@@ -2,7 +2,7 @@
 // variants (keys, weights that must sum to 1, config JSON), targeting, ramp, and the sample-size
 // calculator. Client-side checks catch the obvious; the API's own errors land next to the field
 // they name (`variants[1].weight`, `targeting.country.in`, ...).
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useRef, useState } from 'preact/hooks';
 import { ApiError, api, type Experiment, type ExperimentInput } from './api';
 import { Alert, FieldError, fieldId, fieldProps, type FieldErrors } from './components';
 import { int } from './format';
@@ -174,9 +174,13 @@ export function ExperimentForm(props: {
   const stopped = exp?.status === 'stopped';
   const lockDraftOnly = mode === 'edit' && exp?.status !== 'draft';
 
-  useEffect(() => {
-    if (exp) setF(initialForm(exp));
-  }, [exp?.version]);
+  // A new version from the server (after a save) resets the form, in the same render: no effect
+  // that could land after the user has started typing.
+  const [formFor, setFormFor] = useState(exp?.version);
+  if (exp && exp.version !== formFor) {
+    setFormFor(exp.version);
+    setF(initialForm(exp));
+  }
 
   // Editing a field clears its error (server-side or not); the rest stay until the next save.
   const clear = (match: (path: string) => boolean) =>

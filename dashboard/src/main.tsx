@@ -39,6 +39,9 @@ function App() {
     }
     window.scrollTo(0, 0);
     const t = window.setTimeout(() => {
+      // Unless the user is already typing somewhere on the new screen.
+      const active = document.activeElement;
+      if (active && active !== document.body && active.matches('input, textarea, select') && active.isConnected) return;
       const h = main.current?.querySelector<HTMLElement>('h1');
       h?.focus({ preventScroll: true });
     }, 0);

@@ -373,16 +373,22 @@ step('stop, with a confirmation', async () => {
 step('list: status filter and search', async () => {
   await page.getByRole('link', { name: 'Experiments', exact: true }).first().click();
   await page.getByRole('heading', { level: 1, name: 'Experiments' }).waitFor();
-  await page.getByRole('group', { name: 'Filter by status' }).getByRole('button', { name: 'Stopped' }).click();
-  await page.getByRole('link', { name: NAME }).waitFor();
+  const filters = page.getByRole('group', { name: 'Filter by status' });
+  // The list says which filter its rows answer (data-filter="status|query"): wait for that.
+  const listFor = (filter) => page.locator(`[data-testid="experiments-table"][data-filter="${filter}"], [data-testid="experiments-empty"][data-filter="${filter}"]`);
+  await filters.getByRole('button', { name: 'Stopped' }).click();
+  await listFor('stopped|').waitFor();
   assert.match(page.url(), /status=stopped/);
-  await page.getByRole('group', { name: 'Filter by status' }).getByRole('button', { name: 'Running' }).click();
-  await page.getByRole('link', { name: NAME }).waitFor({ state: 'detached' });
-  await page.getByRole('group', { name: 'Filter by status' }).getByRole('button', { name: 'All' }).click();
+  await listFor('stopped|').getByRole('link', { name: NAME }).waitFor();
+  await filters.getByRole('button', { name: 'Running' }).click();
+  await listFor('running|').waitFor();
+  assert.equal(await listFor('running|').getByRole('link', { name: NAME }).count(), 0);
+  await filters.getByRole('button', { name: 'All' }).click();
   await page.getByLabel('Search experiments').fill(run);
-  await page.waitForURL(/q=/);
-  await page.getByRole('link', { name: NAME }).waitFor();
-  assert.equal(await page.getByTestId('experiments-table').locator('tbody tr').count(), 1);
+  await listFor(`|${run}`).waitFor();
+  assert.match(page.url(), new RegExp(`q=${run}`));
+  assert.equal(await listFor(`|${run}`).locator('tbody tr').count(), 1);
+  await listFor(`|${run}`).getByRole('link', { name: NAME }).waitFor();
   await shot('12-list');
 });
 

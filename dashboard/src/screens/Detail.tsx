@@ -64,7 +64,12 @@ function Lifecycle({ exp, onChange }: { exp: Experiment; onChange(e: Experiment)
   const [confirmStop, setConfirmStop] = useState(false);
   const stopButton = useRef<HTMLButtonElement>(null);
 
-  useEffect(() => setRamp(String(exp.ramp_pct)), [exp.version]);
+  // Follow the server's ramp when the experiment changes (same render, so no late overwrite).
+  const [rampFor, setRampFor] = useState(exp.version);
+  if (rampFor !== exp.version) {
+    setRampFor(exp.version);
+    setRamp(String(exp.ramp_pct));
+  }
 
   const act = async (name: string, fn: () => Promise<Experiment>, done: (e: Experiment) => string) => {
     setBusy(name);

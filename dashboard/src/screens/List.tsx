@@ -19,7 +19,12 @@ export function List() {
   const status = loc.query.get('status') ?? '';
   const q = loc.query.get('q') ?? '';
   const [text, setText] = useState(q);
-  const { data, error, loading } = useLoad(() => api.listExperiments(status || undefined, q || undefined), [status, q]);
+  // Each answer remembers the filter it answers, so a stale list is never described as the new one.
+  const { data: loaded, error, loading } = useLoad(
+    () => api.listExperiments(status || undefined, q || undefined).then((rows) => ({ rows, status, q })),
+    [status, q],
+  );
+  const data = loaded?.rows;
 
   useEffect(() => {
     document.title = 'Experiments · Litmus Edge';
@@ -80,8 +85,8 @@ export function List() {
       {error && <LoadError error={error} />}
       {loading && !data && <Spinner />}
       {data && data.length === 0 && (
-        <div class="empty card">
-          {status || q ? (
+        <div class="empty card" data-testid="experiments-empty" data-filter={`${loaded?.status ?? ''}|${loaded?.q ?? ''}`}>
+          {loaded?.status || loaded?.q ? (
             <p>No experiments match these filters.</p>
           ) : (
             <>
@@ -96,12 +101,12 @@ export function List() {
         </div>
       )}
       {data && data.length > 0 && (
-        <div class="table-wrap card flush">
-          <table class="table" data-testid="experiments-table">
+        <div class="table-wrap card flush" aria-busy={loading}>
+          <table class="table" data-testid="experiments-table" data-filter={`${loaded?.status ?? ''}|${loaded?.q ?? ''}`}>
             <caption class="sr-only">
               {data.length} experiment{data.length === 1 ? '' : 's'}
-              {status ? `, ${status}` : ''}
-              {q ? `, matching “${q}”` : ''}
+              {loaded?.status ? `, ${loaded.status}` : ''}
+              {loaded?.q ? `, matching “${loaded.q}”` : ''}
             </caption>
             <thead>
               <tr>
