@@ -23,8 +23,11 @@ fi
 # shellcheck disable=SC1091
 . "$TC/env.sh"
 
-# Skip when the wasm is newer than every input: wrangler dev, the tests and the bench all call us.
-if [ $force = 0 ] && [ -f "$OUT/index.js" ] && [ -f "$OUT/index_bg.wasm" ] && [ -z "${WORKER_BUILD_PROFILE:-}" ]; then
+profile=${WORKER_BUILD_PROFILE:---release}
+# Skip when the wasm is newer than every input and was built the same way: wrangler dev, the
+# tests and the bench all call us.
+if [ $force = 0 ] && [ -f "$OUT/index.js" ] && [ -f "$OUT/index_bg.wasm" ] \
+   && [ "$(cat "$OUT/.litmus-profile" 2>/dev/null)" = "$profile" ]; then
   newer=$(find "$ROOT/edge-worker/src" "$ROOT/shared/src" "$ROOT/edge-worker/Cargo.toml" "$ROOT/shared/Cargo.toml" \
     "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$OUT/index_bg.wasm" -print -quit 2>/dev/null || true)
   if [ -z "$newer" ]; then
@@ -50,5 +53,7 @@ fi
 # profile) must not hold the build-directory lock this build waits on.
 export CARGO_TARGET_DIR="$ROOT/target/edge-worker"
 cd "$ROOT/edge-worker"
-worker-build "${WORKER_BUILD_PROFILE:---release}" "$@"
+rm -f "$OUT/.litmus-profile"
+worker-build "$profile" "$@"
+echo "$profile" >"$OUT/.litmus-profile"
 ls -l "$OUT/index_bg.wasm" | awk '{printf "build-worker.sh: index_bg.wasm %d bytes\n", $5}'
