@@ -22,7 +22,7 @@ cargo test --locked
 
 phase "edge worker: build to wasm32, run its tests inside workerd"
 scripts/build-worker.sh
-with_node node --test edge-worker/test/
+with_node node --test "edge-worker/test/*.test.mjs"
 
 if [ -d tests/e2e ]; then
   phase "end to end: control plane + worker"

@@ -50,12 +50,16 @@ impl Publisher {
     }
 }
 
-/// The running experiments as the engine sees them, ordered by key (no version yet).
-pub async fn running_experiments(db: &PgPool) -> anyhow::Result<Vec<Experiment>> {
+/// What the edge must know, as the engine sees it, ordered by key: running experiments, and
+/// paused or recently stopped ones so that asking for them by key still answers the control
+/// (`not_running`) rather than "unknown". Drafts never leave the control plane.
+pub async fn edge_experiments(db: &PgPool) -> anyhow::Result<Vec<Experiment>> {
     let rows: Vec<ExperimentRow> = sqlx::query_as(
         "SELECT id, key, name, description, owner_team, created_by, unit_type, type, status, version, ramp_pct,
                 targeting, variants, salt, hash_version, layer, created_at, updated_at, started_at, stopped_at
-         FROM experiments WHERE status = 'running' ORDER BY key",
+         FROM experiments
+         WHERE status IN ('running', 'paused') OR (status = 'stopped' AND stopped_at > now() - interval '30 days')
+         ORDER BY key",
     )
     .fetch_all(db)
     .await?;
@@ -87,7 +91,8 @@ impl Target {
         }
     }
 
-    async fn put(&self, client: &reqwest::Client, body: &str) -> anyhow::Result<()> {
+    /// PUTs the set. `Ok(Some(v))` when the worker kept a newer version `v` and ignored this one.
+    async fn put(&self, client: &reqwest::Client, body: &str) -> anyhow::Result<Option<i64>> {
         let (Target::Worker { url, token } | Target::CloudflareKv { url, token }) = self;
         let resp = client
             .put(url)
@@ -101,7 +106,8 @@ impl Target {
             let text = resp.text().await.unwrap_or_default();
             anyhow::bail!("{} answered {status}: {}", self.describe(), text.chars().take(300).collect::<String>());
         }
-        Ok(())
+        let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+        Ok(if answer["stale"] == true { answer["stored_version"].as_i64() } else { None })
     }
 }
 
@@ -160,7 +166,7 @@ pub async fn run(db: PgPool, config: Arc<Config>, publisher: Publisher) {
 
 async fn publish_once(db: &PgPool, client: &reqwest::Client, targets: &[Target], last: &mut Option<(Vec<Experiment>, i64)>)
     -> anyhow::Result<Option<(i64, usize)>> {
-    let experiments = running_experiments(db).await?;
+    let experiments = edge_experiments(db).await?;
     let version = match last {
         Some((prev, v)) if *prev == experiments => *v,
         _ => sqlx::query_scalar::<_, i64>("SELECT nextval('config_version_seq')").fetch_one(db).await?,
@@ -169,7 +175,16 @@ async fn publish_once(db: &PgPool, client: &reqwest::Client, targets: &[Target],
     let set = ConfigSet { version, published_at: Some(Utc::now().to_rfc3339()), experiments: experiments.clone() };
     let body = serde_json::to_string(&set)?;
     for t in targets {
-        t.put(client, &body).await?;
+        if let Some(stored) = t.put(client, &body).await? {
+            // The edge holds a newer version than our counter (e.g. a fresh database against old
+            // edge storage): move the counter past it and publish again as a new version.
+            sqlx::query("SELECT setval('config_version_seq', GREATEST($1, (SELECT last_value FROM config_version_seq)))")
+                .bind(stored)
+                .execute(db)
+                .await?;
+            *last = None;
+            anyhow::bail!("{} kept newer version {stored}; republishing above it", t.describe());
+        }
     }
     if changed {
         tracing::info!(version, experiments = set.experiments.len(), "published configs to the edge");

@@ -186,17 +186,23 @@ async fn results_without_data_have_no_nan(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn edge_config_lists_only_running_experiments(db: PgPool) {
+async fn edge_config_holds_live_experiments_but_no_drafts(db: PgPool) {
     let app = App::new(db);
     app.create(json!({})).await;
     app.create(json!({"key": "second"})).await;
+    app.create(json!({"key": "third"})).await;
     app.post("/api/v1/experiments/second/launch", json!({"ramp_pct": 30})).await;
+    app.post("/api/v1/experiments/third/launch", json!({"ramp_pct": 30})).await;
+    app.post("/api/v1/experiments/third/pause", json!({})).await;
     let v = app.get("/api/v1/edge/config").await.json();
     let exps = v["config"]["experiments"].as_array().expect("experiments");
-    assert_eq!(exps.len(), 1);
-    assert_eq!((exps[0]["key"].as_str(), exps[0]["status"].as_str(), exps[0]["ramp_pct"].as_f64()), (Some("second"), Some("running"), Some(30.0)));
+    let summary: Vec<(&str, &str)> = exps.iter().map(|e| (e["key"].as_str().unwrap_or(""), e["status"].as_str().unwrap_or(""))).collect();
+    assert_eq!(summary, [("second", "running"), ("third", "paused")], "drafts stay home; paused ones answer `not_running`");
+    assert_eq!(exps[0]["ramp_pct"], 30.0);
     let set: litmus_shared::ConfigSet = serde_json::from_value(v["config"].clone()).expect("the edge can parse it");
-    assert!(set.experiments[0].validate().is_ok());
+    assert!(set.experiments.iter().all(|e| e.validate().is_ok()));
+    let paused = litmus_shared::assign(&set.experiments[1], "u1", &litmus_shared::Attributes::new());
+    assert_eq!((paused.in_experiment, paused.reason), (false, litmus_shared::Reason::NotRunning));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

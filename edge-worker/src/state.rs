@@ -9,7 +9,7 @@ pub const CONFIG_KEY: &str = "configs";
 const DEFAULT_TTL_SECONDS: f64 = 5.0;
 /// Unit ids beyond this are rejected: longer ones are abuse, not identifiers, and every event
 /// carries the unit id to the control plane.
-pub const DEFAULT_MAX_UNIT_ID_BYTES: usize = 256;
+pub const DEFAULT_MAX_UNIT_ID_BYTES: usize = 512;
 
 pub struct AppState {
     /// `None` when the binding is missing: the worker still answers, with the safe default.

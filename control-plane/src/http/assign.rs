@@ -5,7 +5,7 @@ use axum::routing::post;
 use axum::Router;
 use litmus_shared::Attributes;
 use serde::Deserialize;
-use serde_json::Value;
+use axum::response::{IntoResponse, Response};
 
 use super::experiments::find;
 use super::extract::Json;
@@ -24,7 +24,7 @@ struct AssignRequest {
     attributes: Attributes,
 }
 
-pub const MAX_UNIT_ID_BYTES: usize = 256;
+pub const MAX_UNIT_ID_BYTES: usize = 512;
 
 pub fn check_unit_id(field: &str, unit_id: &str) -> ApiResult<()> {
     if unit_id.is_empty() || unit_id.len() > MAX_UNIT_ID_BYTES {
@@ -33,11 +33,12 @@ pub fn check_unit_id(field: &str, unit_id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn assign(State(state): State<AppState>, Json(req): Json<AssignRequest>) -> ApiResult<axum::Json<Value>> {
+async fn assign(State(state): State<AppState>, Json(req): Json<AssignRequest>) -> ApiResult<Response> {
     check_unit_id("unit_id", &req.unit_id)?;
     let row = find(&state.db, &req.experiment).await?;
     let experiment = row.to_engine()?;
     let answer = litmus_shared::assign(&experiment, &req.unit_id, &req.attributes);
     metrics::counter!("assignments_total", "in_experiment" => answer.in_experiment.to_string()).increment(1);
-    Ok(axum::Json(serde_json::to_value(answer).map_err(anyhow::Error::from)?))
+    // Serialized here: the answer borrows from `experiment`.
+    Ok(axum::Json(answer).into_response())
 }

@@ -1,4 +1,4 @@
-//! `GET /api/v1/edge/config`: the running set as the edge receives it, and how publishing fares.
+//! `GET /api/v1/edge/config`: the config set as the edge receives it, and how publishing fares.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -7,7 +7,7 @@ use litmus_shared::ConfigSet;
 use serde_json::{Value, json};
 
 use super::{ApiResult, AppState};
-use crate::publish::running_experiments;
+use crate::publish::edge_experiments;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/edge/config", get(config))
@@ -15,6 +15,6 @@ pub fn router() -> Router<AppState> {
 
 async fn config(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     let status = state.publisher.status();
-    let set = ConfigSet { version: status.version.unwrap_or(0), published_at: None, experiments: running_experiments(&state.db).await? };
+    let set = ConfigSet { version: status.version.unwrap_or(0), published_at: None, experiments: edge_experiments(&state.db).await? };
     Ok(axum::Json(json!({"publish": status, "config": set})))
 }

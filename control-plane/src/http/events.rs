@@ -43,6 +43,16 @@ pub enum Kind {
     Conversion = 3,
 }
 
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Exposure => "exposure",
+            Kind::Metric => "metric",
+            Kind::Conversion => "conversion",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventIn {
@@ -201,13 +211,13 @@ fn validate(index: usize, e: EventIn, forced: Option<Kind>, experiments: &HashMa
     let kind = forced.or(e.kind).ok_or_else(|| reject("kind", "missing: one of exposure, metric, conversion".into()))?;
     if let (Some(endpoint), Some(given)) = (forced, e.kind) {
         if endpoint != given {
-            return Err(reject("kind", format!("this endpoint takes {endpoint:?} events only")));
+            return Err(reject("kind", format!("this endpoint takes {} events only", endpoint.as_str())));
         }
     }
     let Some(exp) = experiments.get(e.experiment.as_str()) else {
         return Err(Rejected { index, code: "not_found", field: Some("experiment".into()), message: format!("experiment `{}` not found", e.experiment) });
     };
-    check_unit_id("unit_id", &e.unit_id).map_err(|_| reject("unit_id", "must be 1 to 256 bytes".into()))?;
+    check_unit_id("unit_id", &e.unit_id).map_err(|e| reject("unit_id", e.to_string()))?;
     if !exp.variants.iter().any(|v| v.key == e.variant_key) {
         let keys: Vec<&str> = exp.variants.iter().map(|v| v.key.as_str()).collect();
         return Err(reject("variant_key", format!("`{}` is not a variant of `{}` ({})", e.variant_key, e.experiment, keys.join(", "))));
