@@ -20,7 +20,11 @@ use sqlx::PgPool;
 
 use super::experiments::{ExperimentRow, find};
 use super::{ApiError, ApiResult, AppState};
-use crate::stats::{self, Comparison, Moments, finite};
+use crate::stats::bayes::{self, BetaPrior};
+use crate::stats::bootstrap::{self, Block};
+use crate::stats::cuped::{self, CovMoments};
+use crate::stats::rank::{self, RankSums};
+use crate::stats::{self, Analysis, Comparison, Moments, effect, finite, multiple, sequential};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/experiments/{id}/results", get(results))
@@ -40,6 +44,29 @@ pub struct Results {
     pub variants: Vec<VariantResult>,
     pub lift: Vec<Lift>,
     pub srm: Option<stats::srm::Srm>,
+    /// P(best) per metric over all arms.
+    pub bayesian: Vec<ProbBest>,
+    pub settings: Settings,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProbBest {
+    pub metric: String,
+    pub kind: &'static str,
+    /// variant key → P(this arm is best); `null` with `note` when it could not be computed.
+    pub prob_best: Option<BTreeMap<String, f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl ProbBest {
+    fn new(metric: &str, kind: &'static str, variants: &[VariantResult], p: stats::Outcome<Vec<f64>>) -> Self {
+        let (prob_best, note) = match p {
+            Ok(p) => (Some(variants.iter().map(|v| v.key.clone()).zip(p).collect()), None),
+            Err(e) => (None, Some(format!("not enough data: {}", e.reason))),
+        };
+        ProbBest { metric: metric.to_owned(), kind, prob_best, note }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +109,28 @@ pub struct Lift {
     pub test: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Delta-method 95% CI of `rel_lift`.
+    pub rel_ci_low: Option<f64>,
+    pub rel_ci_high: Option<f64>,
+    /// `p_value` adjusted across every lift row (variants × metrics).
+    pub p_value_holm: Option<f64>,
+    pub p_value_bh: Option<f64>,
+    /// Always-valid (mSPRT) interval and p-value: valid at whatever time the readout is looked at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<Analysis<sequential::AlwaysValid>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bayesian: Option<Analysis<bayes::Pairwise>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mann_whitney: Option<Analysis<rank::MannWhitney>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect_size: Option<Analysis<effect::EffectSize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Analysis<bootstrap::BootstrapCi>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cuped: Option<Analysis<cuped::Cuped>>,
+    /// Chi-square, or Fisher's exact test when an expected cell count is below 5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_test: Option<Analysis<stats::proportions::TableTest>>,
 }
 
 impl Lift {
@@ -90,7 +139,9 @@ impl Lift {
         let base = Lift {
             metric: metric.to_owned(), kind, control: control.to_owned(), variant: variant.to_owned(),
             control_value: fallback.0, variant_value: fallback.1, abs_lift: None, rel_lift: None,
-            ci_low: None, ci_high: None, p_value: None, test: None, note: None,
+            ci_low: None, ci_high: None, p_value: None, test: None, note: None, rel_ci_low: None, rel_ci_high: None,
+            p_value_holm: None, p_value_bh: None, sequential: None, bayesian: None, mann_whitney: None, effect_size: None,
+            bootstrap: None, cuped: None, table_test: None,
         };
         match result {
             Ok(c) => Lift {
@@ -101,16 +152,42 @@ impl Lift {
             Err(e) => Lift { abs_lift: fallback.0.zip(fallback.1).map(|(c, v)| v - c), note: Some(format!("not enough data: {}", e.reason)), ..base },
         }
     }
+
+    fn set_rel_ci(&mut self, ci: stats::Outcome<(f64, f64)>) {
+        if let Ok((lo, hi)) = ci {
+            (self.rel_ci_low, self.rel_ci_high) = (Some(lo), Some(hi));
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 struct ResultsQuery {
     format: Option<String>,
+    prior_alpha: Option<f64>,
+    prior_beta: Option<f64>,
+    prior_sd: Option<f64>,
+    tuning_n: Option<f64>,
+}
+
+impl ResultsQuery {
+    fn settings(&self) -> ApiResult<Settings> {
+        let positive = |field: &str, v: Option<f64>| match v {
+            Some(x) if !(x.is_finite() && x > 0.0) => Err(ApiError::validation(field, "must be a positive number")),
+            other => Ok(other),
+        };
+        let mut s = Settings::default();
+        s.beta_prior.alpha = positive("prior_alpha", self.prior_alpha)?.unwrap_or(s.beta_prior.alpha);
+        s.beta_prior.beta = positive("prior_beta", self.prior_beta)?.unwrap_or(s.beta_prior.beta);
+        s.mean_prior_sd = positive("prior_sd", self.prior_sd)?;
+        s.sequential_tuning_n = positive("tuning_n", self.tuning_n)?.unwrap_or(s.sequential_tuning_n);
+        Ok(s)
+    }
 }
 
 async fn results(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<ResultsQuery>) -> ApiResult<Response> {
+    let settings = q.settings()?;
     let row = find(&state.db, &id).await?;
-    let doc = compute(&state.db, &row).await?;
+    let doc = compute_with(&state.db, &row, &settings).await?;
     Ok(match q.format.as_deref() {
         None | Some("json") => axum::Json(doc).into_response(),
         Some("csv") => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&doc)).into_response(),
@@ -119,78 +196,161 @@ async fn results(State(state): State<AppState>, Path(id): Path<String>, Query(q)
     })
 }
 
-/// Aggregates in SQL, tests in Rust.
-pub async fn compute(db: &PgPool, row: &ExperimentRow) -> ApiResult<Results> {
-    let exposures: Vec<(String, i64)> =
-        sqlx::query_as("SELECT variant_key, count(*) FROM unit_exposures WHERE experiment_id = $1 GROUP BY 1")
-            .bind(row.id)
-            .fetch_all(db)
-            .await?;
-    let metric_rows: Vec<(String, String, i64, i64, f64, f64)> = sqlx::query_as(
-        "SELECT variant_key, metric, count(*), sum(n)::int8, sum(v), sum(v * v)
-         FROM (SELECT x.variant_key, e.metric, e.unit_id, count(*) AS n, sum(e.value) AS v
-               FROM events e
-               JOIN unit_exposures x ON x.experiment_id = e.experiment_id AND x.unit_id = e.unit_id
-               WHERE e.experiment_id = $1 AND e.kind = 2 AND e.ts >= x.first_ts
-               GROUP BY 1, 2, 3) per_unit
-         GROUP BY 1, 2",
-    )
-    .bind(row.id)
-    .fetch_all(db)
-    .await?;
-    let conversion_rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT x.variant_key, e.metric, count(DISTINCT e.unit_id)
-         FROM events e
-         JOIN unit_exposures x ON x.experiment_id = e.experiment_id AND x.unit_id = e.unit_id
-         WHERE e.experiment_id = $1 AND e.kind = 3 AND e.ts >= x.first_ts
-         GROUP BY 1, 2",
-    )
-    .bind(row.id)
-    .fetch_all(db)
-    .await?;
-    Ok(assemble(row, &exposures, &metric_rows, &conversion_rows))
+/// Read-time settings: `?prior_alpha=&prior_beta=` (Beta prior for conversions, default 1, 1),
+/// `?prior_sd=` (normal prior on a difference of means; default flat), `?tuning_n=` (units at
+/// which the always-valid interval is tightest, default 5000).
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub beta_prior: BetaPrior,
+    pub mean_prior_sd: Option<f64>,
+    pub sequential_tuning_n: f64,
+    pub bootstrap_replicates: usize,
 }
 
-fn assemble(row: &ExperimentRow, exposures: &[(String, i64)], metric_rows: &[(String, String, i64, i64, f64, f64)],
-            conversion_rows: &[(String, String, i64)]) -> Results {
-    let metric_names: Vec<&str> = dedup(metric_rows.iter().map(|r| r.1.as_str()));
-    let conversion_names: Vec<&str> = dedup(conversion_rows.iter().map(|r| r.1.as_str()));
-    let mut moments: BTreeMap<(&str, &str), Moments> = BTreeMap::new();
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { beta_prior: BetaPrior::default(), mean_prior_sd: None, sequential_tuning_n: sequential::DEFAULT_TUNING_N, bootstrap_replicates: bootstrap::DEFAULT_REPLICATES }
+    }
+}
+
+/// One row of `arm_stats`: sufficient statistics of one hash bucket of one arm.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct ArmRow {
+    kind: i16,
+    metric: String,
+    variant_key: String,
+    units: i64,
+    events: i64,
+    sum_y: f64,
+    sum_y2: f64,
+    sum_x: f64,
+    sum_x2: f64,
+    sum_xy: f64,
+}
+
+/// Rank statistics of one arm's per-unit values against control's, from SQL.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct RankRow {
+    metric: String,
+    variant_key: String,
+    n: f64,
+    u: f64,
+    tie_delta: f64,
+    own_ties: f64,
+}
+
+pub async fn compute(db: &PgPool, row: &ExperimentRow) -> ApiResult<Results> {
+    compute_with(db, row, &Settings::default()).await
+}
+
+/// Sufficient statistics from the tables maintained at ingest (migration 0003), tests in Rust.
+pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings) -> ApiResult<Results> {
+    let arms: Vec<ArmRow> = sqlx::query_as(
+        "SELECT kind, metric, variant_key, bucket, units, events, sum_y, sum_y2, sum_x, sum_x2, sum_xy
+         FROM arm_stats WHERE experiment_id = $1 AND units <> 0 ORDER BY kind, metric, variant_key, bucket",
+    )
+    .bind(row.id)
+    .fetch_all(db)
+    .await?;
+    // Ranks in SQL: per-unit values come in index order (unit_metrics_values_idx), ties are
+    // grouped, and window sums give each value's count of control units at or below it.
+    let ranks: Vec<RankRow> = sqlx::query_as(
+        "WITH v AS (
+             SELECT metric, post_sum AS y, variant_key, count(*) AS c
+             FROM unit_metrics
+             WHERE experiment_id = $1 AND kind = 2 AND post_n > 0 AND variant_key IS NOT NULL
+             GROUP BY 1, 2, 3
+         ), w AS (
+             SELECT metric, variant_key, c::float8 AS c,
+                    coalesce(sum(c) FILTER (WHERE variant_key = $2) OVER (PARTITION BY metric ORDER BY y RANGE UNBOUNDED PRECEDING), 0)::float8 AS cc_le,
+                    coalesce(sum(c) FILTER (WHERE variant_key = $2) OVER (PARTITION BY metric, y), 0)::float8 AS cc_eq
+             FROM v
+         )
+         SELECT metric, variant_key, sum(c)::float8 AS n, sum(c * (cc_le - 0.5 * cc_eq))::float8 AS u,
+                sum((cc_eq + c) ^ 3 - (cc_eq + c) - (cc_eq ^ 3 - cc_eq))::float8 AS tie_delta,
+                sum(c * c * c - c)::float8 AS own_ties
+         FROM w GROUP BY 1, 2",
+    )
+    .bind(row.id)
+    .bind(row.control())
+    .fetch_all(db)
+    .await?;
+    Ok(assemble(row, &arms, &ranks, settings))
+}
+
+/// Per (kind, metric, variant): totals and the per-bucket blocks for the bootstrap.
+#[derive(Debug, Clone, Default)]
+struct ArmTotals {
+    units: f64,
+    events: i64,
+    cov: CovMoments,
+    blocks: Vec<Block>,
+}
+
+impl ArmTotals {
+    fn moments(&self) -> Moments {
+        Moments { n: self.cov.n, sum: self.cov.sy, sum_sq: self.cov.syy }
+    }
+}
+
+fn totals(arms: &[ArmRow]) -> BTreeMap<(i16, String, String), ArmTotals> {
+    let mut out: BTreeMap<(i16, String, String), ArmTotals> = BTreeMap::new();
+    for r in arms {
+        let t = out.entry((r.kind, r.metric.clone(), r.variant_key.clone())).or_default();
+        t.units += r.units as f64;
+        t.events += r.events;
+        let c = &mut t.cov;
+        (c.n, c.sx, c.sy, c.sxx, c.syy, c.sxy) = (c.n + r.units as f64, c.sx + r.sum_x, c.sy + r.sum_y, c.sxx + r.sum_x2, c.syy + r.sum_y2, c.sxy + r.sum_xy);
+        t.blocks.push(Block { n: r.units as f64, sum: r.sum_y });
+    }
+    out
+}
+
+fn assemble(row: &ExperimentRow, arms: &[ArmRow], ranks: &[RankRow], settings: &Settings) -> Results {
+    let totals = totals(arms);
+    let names = |kind: i16| dedup(totals.keys().filter(|k| k.0 == kind).map(|k| k.1.as_str()));
+    let (metric_names, conversion_names) = (names(2), names(3));
+    let get = |kind: i16, m: &str, v: &str| totals.get(&(kind, m.to_owned(), v.to_owned())).cloned().unwrap_or_default();
 
     let variants: Vec<VariantResult> = row.variants.0.iter().map(|v| {
-        let exposed = exposures.iter().find(|(k, _)| *k == v.key).map_or(0, |e| e.1);
+        let exposed = get(1, "", &v.key).units as i64;
         let metrics = metric_names.iter().map(|&m| {
-            let r = metric_rows.iter().find(|r| r.0 == v.key && r.1 == m);
-            let (units, count, sum, sum_sq) = r.map_or((0, 0, 0.0, 0.0), |r| (r.2, r.3, r.4, r.5));
-            let mo = Moments { n: units as f64, sum, sum_sq };
-            moments.insert((v.key.as_str(), m), mo);
-            (m.to_owned(), MetricSummary { units, count, sum, mean: mo.mean(), std: mo.variance().map(f64::sqrt) })
+            let t = get(2, m, &v.key);
+            let mo = t.moments();
+            (m.to_owned(), MetricSummary { units: t.units as i64, count: t.events, sum: t.cov.sy, mean: mo.mean(), std: mo.variance().map(f64::sqrt) })
         }).collect();
         let conversions = conversion_names.iter().map(|&m| {
-            let units = conversion_rows.iter().find(|r| r.0 == v.key && r.1 == m).map_or(0, |r| r.2);
+            let units = get(3, m, &v.key).units as i64;
             (m.to_owned(), ConversionSummary { units, rate: (exposed > 0).then(|| units as f64 / exposed as f64) })
         }).collect();
         VariantResult { key: v.key.clone(), weight: v.weight, exposures: exposed, metrics, conversions }
     }).collect();
 
     let mut lift = Vec::new();
+    let mut bayesian = Vec::new();
     if let Some((control, treatments)) = variants.split_first() {
         for &m in &metric_names {
-            let c = moments[&(control.key.as_str(), m)];
-            for t in treatments {
-                let tm = moments[&(t.key.as_str(), m)];
-                lift.push(Lift::from(m, "mean", &control.key, &t.key, stats::means::welch_t(c, tm, ALPHA), (c.mean(), tm.mean())));
+            let arms: Vec<ArmTotals> = variants.iter().map(|v| get(2, m, &v.key)).collect();
+            let theta = cuped::theta(&arms.iter().map(|a| a.cov).collect::<Vec<_>>());
+            let control_ties = ranks.iter().find(|r| r.metric == m && r.variant_key == control.key).map_or(0.0, |r| r.own_ties);
+            for (i, t) in treatments.iter().enumerate() {
+                let rank = ranks.iter().find(|r| r.metric == m && r.variant_key == t.key).map(|r| RankSums {
+                    n_control: arms[0].units, n_treatment: r.n, u_treatment: r.u, tie_term: control_ties + r.tie_delta,
+                });
+                let seed = seed_for(row, m, &t.key);
+                lift.push(mean_lift(m, &control.key, &t.key, &arms[0], &arms[i + 1], theta.clone(), rank, seed, settings));
             }
+            bayesian.push(prob_best_means(m, &variants, &arms));
         }
         for &m in &conversion_names {
-            let (cx, cn) = (control.conversions[m].units as f64, control.exposures as f64);
-            for t in treatments {
-                let (tx, tn) = (t.conversions[m].units as f64, t.exposures as f64);
-                lift.push(Lift::from(m, "proportion", &control.key, &t.key, stats::proportions::z_test(cx, cn, tx, tn, ALPHA),
-                                     (control.conversions[m].rate, t.conversions[m].rate)));
+            let counts: Vec<(f64, f64)> = variants.iter().map(|v| (v.conversions[m].units as f64, v.exposures as f64)).collect();
+            for (i, t) in treatments.iter().enumerate() {
+                lift.push(proportion_lift(m, &control.key, &t.key, counts[0], counts[i + 1], (control.conversions[m].rate, t.conversions[m].rate), settings));
             }
+            bayesian.push(prob_best_rates(m, &variants, &counts, settings));
         }
     }
+    adjust(&mut lift);
 
     let weights: Vec<f64> = variants.iter().map(|v| v.weight).collect();
     let observed: Vec<u64> = variants.iter().map(|v| v.exposures.max(0) as u64).collect();
@@ -205,7 +365,85 @@ fn assemble(row: &ExperimentRow, exposures: &[(String, i64)], metric_rows: &[(St
         srm: stats::srm::srm(&weights, &observed),
         variants,
         lift,
+        bayesian,
+        settings: settings.clone(),
     }
+}
+
+/// A stable bootstrap seed per (experiment, metric, variant): the same data gives the same CI.
+fn seed_for(row: &ExperimentRow, metric: &str, variant: &str) -> u64 {
+    // FNV-1a: deterministic across processes (no RandomState).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in row.id.as_bytes().iter().chain(metric.as_bytes()).chain([0u8].iter()).chain(variant.as_bytes()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mean_lift(m: &str, control: &str, variant: &str, c: &ArmTotals, t: &ArmTotals, theta: stats::Outcome<f64>, rank: Option<RankSums>,
+             seed: u64, settings: &Settings) -> Lift {
+    let (cm, tm) = (c.moments(), t.moments());
+    let welch = stats::means::welch_t(cm, tm, ALPHA);
+    let mut l = Lift::from(m, "mean", control, variant, welch.clone(), (cm.mean(), tm.mean()));
+    if let Ok(w) = &welch {
+        let (vc, vt) = (cm.var_of_mean().unwrap_or(0.0), tm.var_of_mean().unwrap_or(0.0));
+        l.set_rel_ci(stats::relative_lift_ci(w.control_value, vc, w.variant_value, vt, ALPHA));
+        l.sequential = Some(sequential::msprt(w.abs_lift, vc + vt, cm.n + tm.n, ALPHA, settings.sequential_tuning_n).into());
+    } else if let Err(e) = &welch {
+        l.sequential = Some(Analysis::NotRun { not_enough_data: e.reason.clone() });
+    }
+    l.effect_size = Some(effect::cohens_d(cm, tm).into());
+    l.mann_whitney = Some(match rank {
+        Some(r) => rank::mann_whitney(r).into(),
+        None => Analysis::NotRun { not_enough_data: "no units with the metric in one arm".into() },
+    });
+    l.bootstrap = Some(bootstrap::mean_difference(&c.blocks, &t.blocks, ALPHA, settings.bootstrap_replicates, seed).into());
+    l.cuped = Some(theta.and_then(|th| cuped::compare(c.cov, t.cov, th, ALPHA)).into());
+    l.bayesian = Some(bayes::normal_pairwise(cm, tm, settings.mean_prior_sd).into());
+    l
+}
+
+fn proportion_lift(m: &str, control: &str, variant: &str, (cx, cn): (f64, f64), (tx, tn): (f64, f64), rates: (Option<f64>, Option<f64>),
+                   settings: &Settings) -> Lift {
+    let z = stats::proportions::z_test(cx, cn, tx, tn, ALPHA);
+    let mut l = Lift::from(m, "proportion", control, variant, z.clone(), rates);
+    if let Ok(z) = &z {
+        let (pc, pt) = (z.control_value, z.variant_value);
+        let (vc, vt) = (pc * (1.0 - pc) / cn, pt * (1.0 - pt) / tn);
+        l.set_rel_ci(stats::relative_lift_ci(pc, vc, pt, vt, ALPHA));
+        l.sequential = Some(sequential::msprt(z.abs_lift, vc + vt, cn + tn, ALPHA, settings.sequential_tuning_n).into());
+    }
+    l.table_test = Some(stats::proportions::table_test(cx, cn, tx, tn).into());
+    let posteriors = (bayes::beta_posterior(cx, cn, settings.beta_prior, ALPHA), bayes::beta_posterior(tx, tn, settings.beta_prior, ALPHA));
+    l.bayesian = Some(match posteriors {
+        (Ok(a), Ok(b)) => Analysis::Ran(bayes::beta_pairwise(&a, &b)),
+        (Err(e), _) | (_, Err(e)) => Analysis::NotRun { not_enough_data: e.reason },
+    });
+    l
+}
+
+/// Holm and Benjamini–Hochberg across every (variant, metric) fixed-horizon p-value.
+fn adjust(lift: &mut [Lift]) {
+    let idx: Vec<usize> = (0..lift.len()).filter(|&i| lift[i].p_value.is_some()).collect();
+    let p: Vec<f64> = idx.iter().filter_map(|&i| lift[i].p_value).collect();
+    for ((&i, h), b) in idx.iter().zip(multiple::holm(&p)).zip(multiple::benjamini_hochberg(&p)) {
+        lift[i].p_value_holm = Some(h);
+        lift[i].p_value_bh = Some(b);
+    }
+}
+
+fn prob_best_means(m: &str, variants: &[VariantResult], arms: &[ArmTotals]) -> ProbBest {
+    let est: Vec<(f64, f64)> = arms.iter().map(|a| {
+        let mo = a.moments();
+        (mo.mean().unwrap_or(f64::NAN), mo.var_of_mean().map_or(f64::NAN, f64::sqrt))
+    }).collect();
+    ProbBest::new(m, "mean", variants, bayes::normal_prob_best(&est))
+}
+
+fn prob_best_rates(m: &str, variants: &[VariantResult], counts: &[(f64, f64)], settings: &Settings) -> ProbBest {
+    let posts: stats::Outcome<Vec<bayes::BetaArm>> = counts.iter().map(|&(x, n)| bayes::beta_posterior(x, n, settings.beta_prior, ALPHA)).collect();
+    ProbBest::new(m, "proportion", variants, posts.map(|p| bayes::beta_prob_best(&p)))
 }
 
 fn dedup<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
