@@ -24,10 +24,11 @@ phase "edge worker: build to wasm32, run its tests inside workerd"
 scripts/build-worker.sh
 with_node node --test "edge-worker/test/*.test.mjs"
 
-if [ -d tests/e2e ]; then
-  phase "end to end: control plane + worker"
-  cargo build --locked -p litmus-control-plane
-  with_node node --test tests/e2e/
-fi
+phase "end to end: control plane + worker in workerd"
+cargo build --locked -p litmus-control-plane
+with_node node --test "tests/e2e/*.test.mjs"
+
+phase "dashboard in a real browser (chromium + playwright-core)"
+scripts/test-browser.sh
 
 phase "all tests passed in $((SECONDS - start)) s"

@@ -14,8 +14,9 @@ export const INGEST_TOKEN = "test-ingest-token";
 export const QUEUE = "litmus-events";
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-/** Starts the worker. `queue: false` leaves EVENTS unbound (the wait_until fallback). */
-export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5 } = {}) {
+/** Starts the worker. `queue: false` leaves EVENTS unbound (the wait_until fallback); `port`
+ * also serves it on 127.0.0.1:port (for callers outside this process, e.g. the control plane). */
+export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5, port } = {}) {
   for (const f of ["index.js", "index_bg.wasm"]) {
     if (!existsSync(path.join(BUILD, f))) {
       throw new Error(`edge-worker/build/${f} is missing: run scripts/build-worker.sh first`);
@@ -38,6 +39,10 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
     },
     cf: false,
   };
+  if (port !== undefined) {
+    options.host = "127.0.0.1";
+    options.port = port;
+  }
   if (queue) {
     options.queueProducers = { EVENTS: QUEUE };
     options.queueConsumers = {
@@ -48,7 +53,7 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
     if (v === undefined) delete options.bindings[k];
   }
   const mf = new Miniflare(convertV4MiniflareOptions(options));
-  await mf.ready;
+  const url = (await mf.ready).toString().replace(/\/$/, "");
   const kv = await mf.getKVNamespace("CONFIG");
   const call = (p, init) => mf.dispatchFetch(new URL(p, "http://edge.test").toString(), init);
   const json = async (p, init) => {
@@ -70,7 +75,7 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
     });
   const assign = (body, headers = {}) =>
     json("/v1/assign", { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
-  return { mf, kv, call, json, publish, assign, dispose: () => mf.dispose() };
+  return { mf, url, kv, call, json, publish, assign, dispose: () => mf.dispose() };
 }
 
 /** A stand-in for the control plane: records POST /api/v1/events/batch; `statuses` are answered
