@@ -26,6 +26,7 @@ pub mod extract;
 pub mod health;
 pub mod live;
 pub mod results;
+pub mod sample_size;
 pub mod timeseries;
 
 pub use error::{ApiError, ApiResult};
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(assign::router())
         .merge(events::router(state.config.batch_max_body_bytes))
         .merge(results::router())
+        .merge(sample_size::router())
         .merge(edge::router())
         .merge(timeseries::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))

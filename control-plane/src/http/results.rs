@@ -463,7 +463,7 @@ fn csv_field(s: &str) -> String {
 
 /// One row per (variant, metric): the summary, then the lift against control where there is one.
 fn to_csv(doc: &Results) -> String {
-    let mut out = String::from("experiment,variant,weight,exposures,metric,kind,units,count,sum,mean,std,rate,abs_lift,rel_lift,ci_low,ci_high,p_value,test\n");
+    let mut out = String::from("experiment,variant,weight,exposures,metric,kind,units,count,sum,mean,std,rate,abs_lift,rel_lift,ci_low,ci_high,p_value,test,rel_ci_low,rel_ci_high,p_value_holm,p_value_bh,always_valid_ci_low,always_valid_ci_high,always_valid_p,prob_beats_control\n");
     for v in &doc.variants {
         let lift_for = |m: &str| doc.lift.iter().find(|l| l.metric == m && l.variant == v.key);
         let mut rows: Vec<(String, &str, String)> = Vec::new();
@@ -478,8 +478,16 @@ fn to_csv(doc: &Results) -> String {
         }
         for (m, kind, summary) in rows {
             let l = lift_for(&m);
-            let lift = l.map_or_else(|| ",,,,,".to_owned(), |l| format!("{},{},{},{},{},{}",
-                num(l.abs_lift), num(l.rel_lift), num(l.ci_low), num(l.ci_high), num(l.p_value), l.test.unwrap_or("")));
+            let lift = l.map_or_else(|| ",,,,,,,,,,,,,".to_owned(), |l| {
+                let (seq_lo, seq_hi, seq_p) = match &l.sequential {
+                    Some(Analysis::Ran(s)) => (Some(s.ci_low), Some(s.ci_high), Some(s.p_value)),
+                    _ => (None, None, None),
+                };
+                let beats = match &l.bayesian { Some(Analysis::Ran(b)) => Some(b.prob_beats_control), _ => None };
+                format!("{},{},{},{},{},{},{},{},{},{},{},{},{},{}", num(l.abs_lift), num(l.rel_lift), num(l.ci_low), num(l.ci_high),
+                        num(l.p_value), l.test.unwrap_or(""), num(l.rel_ci_low), num(l.rel_ci_high), num(l.p_value_holm), num(l.p_value_bh),
+                        num(seq_lo), num(seq_hi), num(seq_p), num(beats))
+            });
             let _ = writeln!(out, "{},{},{},{},{},{kind},{summary},{lift}", csv_field(&doc.experiment), csv_field(&v.key), v.weight, v.exposures, csv_field(&m));
         }
     }
@@ -513,17 +521,42 @@ fn to_markdown(doc: &Results, row: &ExperimentRow) -> String {
                          fmt(l.variant_value, 4), fmt(l.abs_lift, 4), l.rel_lift.map_or("–".into(), |r| format!("{:+.2}%", r * 100.0)),
                          fmt(l.p_value, 4), l.test.unwrap_or("–"));
     }
+    let _ = writeln!(out, "\n## Always-valid and Bayesian readout\n\nThe always-valid interval (mSPRT) stays valid however often the results are looked at; \
+                           the fixed-horizon one above only at the planned end.\n\n| metric | variant | always-valid 95% CI | always-valid p | Holm p | P(beats control) | CUPED lift (variance reduction) |\n|---|---|---|---:|---:|---:|---|");
+    for l in &doc.lift {
+        let (seq_ci, seq_p) = match &l.sequential {
+            Some(Analysis::Ran(s)) => (format!("[{:.4}, {:.4}]", s.ci_low, s.ci_high), format!("{:.4}", s.p_value)),
+            _ => ("–".into(), "–".into()),
+        };
+        let beats = match &l.bayesian { Some(Analysis::Ran(b)) => format!("{:.3}", b.prob_beats_control), _ => "–".into() };
+        let cuped = match &l.cuped { Some(Analysis::Ran(c)) => format!("{:.4} ({:.0}%)", c.abs_lift, c.variance_reduction * 100.0), _ => "–".into() };
+        let _ = writeln!(out, "| {} | `{}` | {seq_ci} | {seq_p} | {} | {beats} | {cuped} |", l.metric, l.variant, fmt(l.p_value_holm, 4));
+    }
+    for b in &doc.bayesian {
+        if let Some(p) = &b.prob_best {
+            let list: Vec<String> = p.iter().map(|(k, v)| format!("`{k}` {:.3}", v)).collect();
+            let _ = writeln!(out, "\nP(best) for {}: {}", b.metric, list.join(", "));
+        }
+    }
     let _ = writeln!(out, "\n## Verdict\n");
     if let Some(srm) = doc.srm.as_ref().filter(|s| s.flagged) {
         let _ = writeln!(out, "⚠ **Sample-ratio mismatch** (p = {:.2e}): exposures do not match the weights; fix assignment or logging before trusting any lift.\n", srm.p_value);
     }
-    let significant: Vec<&Lift> = doc.lift.iter().filter(|l| l.p_value.is_some_and(|p| p < doc.alpha)).collect();
+    // A live readout is judged on the always-valid p-value (Holm-adjusted fixed-horizon p once stopped).
+    let live = doc.status != "stopped";
+    let p_of = |l: &Lift| if live {
+        match &l.sequential { Some(Analysis::Ran(s)) => Some(s.p_value), _ => None }
+    } else {
+        l.p_value_holm
+    };
+    let significant: Vec<&Lift> = doc.lift.iter().filter(|l| p_of(l).is_some_and(|p| p < doc.alpha)).collect();
+    let basis = if live { "always-valid p-values, safe to read at any time" } else { "Holm-adjusted fixed-horizon p-values" };
     if significant.is_empty() {
-        let _ = writeln!(out, "No variant differs from control at α = {} (fixed-horizon tests; peeking inflates false positives).", doc.alpha);
+        let _ = writeln!(out, "No variant differs from control at α = {} ({basis}).", doc.alpha);
     }
     for l in significant {
         let dir = if l.abs_lift.unwrap_or(0.0) > 0.0 { "higher" } else { "lower" };
-        let _ = writeln!(out, "- `{}` has {dir} `{}` than control (p = {:.4}).", l.variant, l.metric, l.p_value.unwrap_or(1.0));
+        let _ = writeln!(out, "- `{}` has {dir} `{}` than control (p = {:.4}; {basis}).", l.variant, l.metric, p_of(l).unwrap_or(1.0));
     }
     out
 }
