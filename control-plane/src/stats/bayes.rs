@@ -12,7 +12,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use statrs::function::beta::{inv_beta_reg, ln_beta};
 
 use super::integrate::simpson;
-use super::{Moments, NotEnoughData, Outcome};
+use super::{Moments, NotEnoughData, Outcome, positive};
 
 const TOL: f64 = 1e-10;
 
@@ -154,7 +154,7 @@ pub fn normal_pairwise(control: Moments, variant: Moments, prior_sd: Option<f64>
         return Err(NotEnoughData::new("each arm needs at least 2 units with the metric"));
     };
     let var = vc + vt;
-    if !(var > 0.0) {
+    if !positive(var) {
         return Err(NotEnoughData::new("zero variance in both arms"));
     }
     let d = variant.sum / variant.n - control.sum / control.n;
@@ -177,7 +177,7 @@ fn pdf(z: f64) -> f64 {
 
 /// P(each arm has the highest mean), arms as (mean, standard error); flat priors.
 pub fn normal_prob_best(arms: &[(f64, f64)]) -> Outcome<Vec<f64>> {
-    if arms.len() < 2 || arms.iter().any(|(m, s)| !m.is_finite() || !(*s > 0.0)) {
+    if arms.len() < 2 || arms.iter().any(|(m, s)| !m.is_finite() || !positive(*s)) {
         return Err(NotEnoughData::new("every arm needs a mean with a positive standard error"));
     }
     let normal = Normal::standard();

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::{NotEnoughData, Outcome, interval};
+use super::{NotEnoughData, Outcome, interval, positive};
 
 /// Per-arm sums over units with the metric: n, Σx, Σy, Σx², Σy², Σxy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -54,7 +54,7 @@ pub fn theta(arms: &[CovMoments]) -> Outcome<f64> {
         cxx += xx;
         cxy += xy;
     }
-    if !(cxx > 0.0) {
+    if !positive(cxx) {
         return Err(NotEnoughData::new("the pre-exposure covariate does not vary (no pre-exposure data?)"));
     }
     Ok(cxy / cxx)
@@ -68,7 +68,7 @@ pub fn compare(control: CovMoments, treatment: CovMoments, theta: f64, alpha: f6
     let (sc, st) = (control.adjusted_variance(theta) / control.n, treatment.adjusted_variance(theta) / treatment.n);
     let (rc, rt) = (control.adjusted_variance(0.0) / control.n, treatment.adjusted_variance(0.0) / treatment.n);
     let se = (sc + st).sqrt();
-    if !(se > 0.0) || !(rc + rt > 0.0) {
+    if !positive(se) || !positive(rc + rt) {
         return Err(NotEnoughData::new("zero variance after adjustment"));
     }
     let df = (sc + st).powi(2) / (sc * sc / (control.n - 1.0) + st * st / (treatment.n - 1.0));

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use statrs::function::gamma::ln_gamma;
 
-use super::{Moments, NotEnoughData, Outcome};
+use super::{Moments, NotEnoughData, Outcome, positive};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct EffectSize {
@@ -19,7 +19,7 @@ pub fn cohens_d(control: Moments, treatment: Moments) -> Outcome<EffectSize> {
     };
     let df = control.n + treatment.n - 2.0;
     let pooled = (((control.n - 1.0) * vc + (treatment.n - 1.0) * vt) / df).sqrt();
-    if !(pooled > 0.0) {
+    if !positive(pooled) {
         return Err(NotEnoughData::new("zero variance in both arms"));
     }
     let d = (treatment.sum / treatment.n - control.sum / control.n) / pooled;

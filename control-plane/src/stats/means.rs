@@ -11,7 +11,7 @@ pub fn welch_t(control: Moments, treatment: Moments, alpha: f64) -> Result<Compa
     let (mc, mt) = (control.sum / control.n, treatment.sum / treatment.n);
     let (sc, st) = (vc / control.n, vt / treatment.n);
     let se = (sc + st).sqrt();
-    if !(se > 0.0) {
+    if !super::positive(se) {
         return Err(NotEnoughData::new("zero variance in both arms"));
     }
     let df = (sc + st).powi(2) / (sc * sc / (control.n - 1.0) + st * st / (treatment.n - 1.0));

@@ -114,6 +114,16 @@ pub fn z_quantile(p: f64) -> f64 {
     Normal::standard().inverse_cdf(p)
 }
 
+/// `x > 0`, false for NaN: reads better than `!(x > 0.0)` where NaN must fail a check.
+pub(crate) fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
+/// `lo < x < hi`, false for NaN.
+pub(crate) fn between(x: f64, lo: f64, hi: f64) -> bool {
+    x > lo && x < hi
+}
+
 /// Finite or nothing: JSON has no NaN.
 pub(crate) fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use super::{NotEnoughData, Outcome, z_quantile};
+use super::{NotEnoughData, Outcome, between, positive, z_quantile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SampleSize {
@@ -20,7 +20,7 @@ pub struct SampleSize {
 }
 
 fn check(alpha: f64, power: f64) -> Outcome<()> {
-    if !(alpha > 0.0 && alpha < 1.0) || !(power > 0.0 && power < 1.0) {
+    if !between(alpha, 0.0, 1.0) || !between(power, 0.0, 1.0) {
         return Err(NotEnoughData::new("alpha and power must be strictly between 0 and 1"));
     }
     Ok(())
@@ -38,7 +38,7 @@ fn rounded(exact: f64) -> Outcome<SampleSize> {
 pub fn proportions(baseline: f64, mde: f64, alpha: f64, power: f64) -> Outcome<SampleSize> {
     check(alpha, power)?;
     let p2 = baseline + mde;
-    if !(baseline > 0.0 && baseline < 1.0) || !(p2 > 0.0 && p2 < 1.0) || mde == 0.0 {
+    if !between(baseline, 0.0, 1.0) || !between(p2, 0.0, 1.0) || mde == 0.0 {
         return Err(NotEnoughData::new("baseline_rate and baseline_rate + mde must be strictly between 0 and 1, mde non-zero"));
     }
     let pbar = (baseline + p2) / 2.0;
@@ -50,7 +50,7 @@ pub fn proportions(baseline: f64, mde: f64, alpha: f64, power: f64) -> Outcome<S
 /// Power of the proportions test with `n` units per variant (the formula above, inverted).
 pub fn proportions_power(baseline: f64, mde: f64, alpha: f64, n: f64) -> Outcome<f64> {
     let p2 = baseline + mde;
-    if !(baseline > 0.0 && baseline < 1.0) || !(p2 > 0.0 && p2 < 1.0) || !(n > 0.0) {
+    if !between(baseline, 0.0, 1.0) || !between(p2, 0.0, 1.0) || !positive(n) {
         return Err(NotEnoughData::new("rates must be strictly between 0 and 1 and n positive"));
     }
     let pbar = (baseline + p2) / 2.0;
@@ -61,7 +61,7 @@ pub fn proportions_power(baseline: f64, mde: f64, alpha: f64, n: f64) -> Outcome
 
 /// Power of the two-sample test of means with `n` units per variant, effect `mde`, unit sd `sd`.
 pub fn means_power(sd: f64, mde: f64, alpha: f64, n: f64) -> Outcome<f64> {
-    if !(sd > 0.0) || mde == 0.0 || !mde.is_finite() || !(n > 0.0) {
+    if !positive(sd) || mde == 0.0 || !mde.is_finite() || !positive(n) {
         return Err(NotEnoughData::new("std must be positive, mde non-zero, n positive"));
     }
     let normal = Normal::standard();

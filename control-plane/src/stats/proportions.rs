@@ -43,7 +43,7 @@ fn min_expected(cx: f64, cn: f64, tx: f64, tn: f64) -> Outcome<f64> {
 /// `scipy.stats.chi2_contingency(correction=True)` applies it: |O − E| reduced by up to 0.5).
 pub fn chi2(cx: f64, cn: f64, tx: f64, tn: f64, yates: bool) -> Outcome<TableTest> {
     let min_expected = min_expected(cx, cn, tx, tn)?;
-    if !(min_expected > 0.0) {
+    if !super::positive(min_expected) {
         return Err(NotEnoughData::new("no variation: every unit converted or none did"));
     }
     let total = cn + tn;
@@ -103,7 +103,7 @@ pub fn z_test(control_x: f64, control_n: f64, treatment_x: f64, treatment_n: f64
     let (pc, pt) = (control_x / control_n, treatment_x / treatment_n);
     let pooled = (control_x + treatment_x) / (control_n + treatment_n);
     let se0 = (pooled * (1.0 - pooled) * (1.0 / control_n + 1.0 / treatment_n)).sqrt();
-    if !(se0 > 0.0) {
+    if !super::positive(se0) {
         return Err(NotEnoughData::new("no variation: every unit converted or none did"));
     }
     let normal = Normal::standard();

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use super::{NotEnoughData, Outcome};
+use super::{NotEnoughData, Outcome, positive};
 
 /// What the test needs about two samples pooled and ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -37,7 +37,7 @@ pub fn mann_whitney(r: RankSums) -> Outcome<MannWhitney> {
     let n = n1 + n2;
     let mu = n1 * n2 / 2.0;
     let var = n1 * n2 / 12.0 * ((n + 1.0) - r.tie_term / (n * (n - 1.0)));
-    if !(var > 0.0) {
+    if !positive(var) {
         return Err(NotEnoughData::new("every value is tied: ranks carry no information"));
     }
     // scipy tests the larger of U1, U2, which makes the continuity correction one-directional.

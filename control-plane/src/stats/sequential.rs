@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::{NotEnoughData, Outcome, interval};
+use super::{NotEnoughData, Outcome, between, interval, positive};
 
 pub const DEFAULT_TUNING_N: f64 = 5000.0;
 
@@ -27,7 +27,7 @@ pub struct AlwaysValid {
 
 /// `diff` and its variance `var` (e.g. Welch's se²), over `n` units in the two arms.
 pub fn msprt(diff: f64, var: f64, n: f64, alpha: f64, tuning_n: f64) -> Outcome<AlwaysValid> {
-    if !(var > 0.0) || !(n >= 2.0) || !(tuning_n > 0.0) || !(alpha > 0.0 && alpha < 1.0) {
+    if !positive(var) || n.is_nan() || n < 2.0 || !positive(tuning_n) || !between(alpha, 0.0, 1.0) {
         return Err(NotEnoughData::new("needs a positive variance and at least 2 units"));
     }
     let l = -2.0 * alpha.ln();
