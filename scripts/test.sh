@@ -15,6 +15,8 @@ cleanup() { scripts/pg.sh stop "$PGDIR"; rm -rf "$PGDIR"; }
 trap cleanup EXIT
 scripts/pg.sh start "$PGDIR" "$PGPORT"
 export DATABASE_URL=$(scripts/pg.sh url "$PGPORT")
+# The fault tests restart this cluster.
+export LITMUS_TEST_PGDIR=$PGDIR LITMUS_TEST_PGPORT=$PGPORT
 echo "$DATABASE_URL"
 
 phase "Rust: shared engine (unit, property, test vectors) + control plane (unit, HTTP against Postgres)"
@@ -25,7 +27,7 @@ scripts/build-worker.sh
 with_node node --test "edge-worker/test/*.test.mjs"
 
 phase "end to end: control plane + worker in workerd"
-cargo build --locked -p litmus-control-plane
+cargo build --locked -p litmus-control-plane -p litmus-loadgen
 with_node node --test "tests/e2e/*.test.mjs"
 
 phase "dashboard in a real browser (chromium + playwright-core)"

@@ -60,9 +60,15 @@ impl ApiError {
     }
 }
 
-/// Connection-level failures: the database is down or saturated, so the client should retry.
+/// Connection-level failures: the database is down, restarting or saturated, so the client
+/// should retry (SQLSTATE class 08 connection exceptions, 57P0x shutdown/start-up, 53300 too many
+/// connections).
 fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
 }
 
 impl IntoResponse for ApiError {
