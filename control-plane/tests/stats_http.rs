@@ -144,3 +144,68 @@ async fn sample_size(db: PgPool) {
     assert_eq!(app.post("/api/v1/sample-size", json!({"baseline_rate": 0.1, "mde": 0.0})).await.error(422).0, "validation_failed");
     assert_eq!(app.post("/api/v1/sample-size", json!({"kind": "median", "mde": 1})).await.error(422).1.as_deref(), Some("kind"));
 }
+
+/// Stores events as the ingest statement does (events + first exposures in one statement), with
+/// segment attributes on exposures: what ingest will send once it accepts `attributes`.
+async fn ingest_sql(db: &PgPool, experiment: uuid::Uuid, rows: &[(i16, String, &str, Option<f64>, String, Option<Value>)]) {
+    for (i, (kind, unit, variant, value, ts, attrs)) in rows.iter().enumerate() {
+        sqlx::query(
+            "WITH ex AS (
+                 INSERT INTO unit_exposures (experiment_id, unit_id, variant_key, first_ts)
+                 SELECT $1, $3, $4, $6::timestamptz WHERE $2 = 1
+                 ON CONFLICT (experiment_id, unit_id) DO UPDATE SET variant_key = excluded.variant_key, first_ts = excluded.first_ts
+                 WHERE excluded.first_ts < unit_exposures.first_ts
+             )
+             INSERT INTO events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes)
+             VALUES ($1, $2, $3, $4, CASE WHEN $2 = 2 THEN 'order_value' END, $5, $6::timestamptz, $7, $8)",
+        )
+        .bind(experiment).bind(kind).bind(unit).bind(*variant).bind(value).bind(ts).bind(format!("e{i}")).bind(attrs)
+        .execute(db).await.expect("insert");
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn windows_and_segments(db: PgPool) {
+    let app = App::new(db.clone());
+    let id: uuid::Uuid = app.create(json!({"targeting": {}})).await["id"].as_str().expect("id").parse().expect("uuid");
+    let mut rows = Vec::new();
+    for u in 0..40 {
+        let (unit, variant) = (format!("u{u}"), if u % 2 == 0 { "model_a" } else { "model_b" });
+        let country = if u % 4 < 2 { "US" } else { "DE" };
+        rows.push((1, unit.clone(), variant, None, format!("2026-03-01T10:{u:02}:00Z"), Some(json!({"country": country}))));
+        rows.push((2, unit.clone(), variant, Some(f64::from(u % 7) + if u % 2 == 1 { 1.5 } else { 0.0 }), format!("2026-03-01T11:{u:02}:00Z"), None));
+        rows.push((2, unit, variant, Some(f64::from(u % 5)), format!("2026-03-01T09:{u:02}:00Z"), None));
+    }
+    ingest_sql(&db, id, &rows).await;
+
+    let all = app.get("/api/v1/experiments/model_ranking/results").await.json();
+    // A filter covering every unit goes through the per-unit path: same numbers as arm_stats.
+    let wide = app.get("/api/v1/experiments/model_ranking/results?from=2026-01-01T00:00:00Z").await.json();
+    assert_eq!(wide["filter"]["from"], "2026-01-01T00:00:00Z");
+    for k in ["abs_lift", "p_value", "ci_low", "rel_ci_high", "p_value_holm"] {
+        let (a, b) = (all["lift"][0][k].as_f64().expect(k), wide["lift"][0][k].as_f64().expect(k));
+        assert!((a - b).abs() < 1e-9, "{k}: {a} vs {b}");
+    }
+    for k in ["u", "p_value"] {
+        assert_eq!(all["lift"][0]["mann_whitney"][k], wide["lift"][0]["mann_whitney"][k]);
+    }
+    assert!((all["lift"][0]["cuped"]["theta"].as_f64().expect("theta") - wide["lift"][0]["cuped"]["theta"].as_f64().expect("theta")).abs() < 1e-9);
+
+    // Cohort: units first exposed from 10:20 on.
+    let late = app.get("/api/v1/experiments/model_ranking/results?from=2026-03-01T10:20:00Z&to=2026-03-01T11:00:00Z").await.json();
+    assert_eq!((late["variants"][0]["exposures"].as_i64(), late["variants"][1]["exposures"].as_i64()), (Some(10), Some(10)));
+
+    let seg = app.get("/api/v1/experiments/model_ranking/results?segment=country").await.json();
+    let segments = seg["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 2);
+    let us = segments.iter().find(|s| s["value"] == "US").expect("US");
+    assert_eq!(us["attribute"], "country");
+    assert_eq!(us["results"]["variants"][0]["exposures"], 10);
+    assert_eq!(us["results"]["variants"][0]["metrics"]["order_value"]["units"], 10);
+    // u0, u4, u8, … in control: values (u % 7) after exposure.
+    let want: f64 = (0..40).filter(|u| u % 4 == 0).map(|u| f64::from(u % 7)).sum::<f64>() / 10.0;
+    assert!((us["results"]["variants"][0]["metrics"]["order_value"]["mean"].as_f64().expect("mean") - want).abs() < 1e-12);
+
+    assert_eq!(app.get("/api/v1/experiments/model_ranking/results?from=yesterday").await.error(422).1.as_deref(), Some("from"));
+    assert_eq!(app.get("/api/v1/experiments/model_ranking/results?tuning_n=abc").await.error(422).1.as_deref(), Some("tuning_n"));
+}

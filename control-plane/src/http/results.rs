@@ -47,6 +47,18 @@ pub struct Results {
     /// P(best) per metric over all arms.
     pub bayesian: Vec<ProbBest>,
     pub settings: Settings,
+    /// The cohort/segment this readout covers (empty: every exposed unit).
+    pub filter: Filter,
+    /// `?segment=<attribute>`: the same readout per attribute value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segments: Option<Vec<Segment>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Segment {
+    pub attribute: String,
+    pub value: String,
+    pub results: Results,
 }
 
 #[derive(Debug, Serialize)]
@@ -163,31 +175,60 @@ impl Lift {
 #[derive(Debug, Deserialize)]
 struct ResultsQuery {
     format: Option<String>,
-    prior_alpha: Option<f64>,
-    prior_beta: Option<f64>,
-    prior_sd: Option<f64>,
-    tuning_n: Option<f64>,
+    // Strings, parsed here: a malformed value is a 422 in the contract's error shape, not
+    // axum's plain-text rejection.
+    prior_alpha: Option<String>,
+    prior_beta: Option<String>,
+    prior_sd: Option<String>,
+    tuning_n: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    segment: Option<String>,
+}
+
+fn positive(field: &str, v: Option<&str>) -> ApiResult<Option<f64>> {
+    v.map(|raw| match raw.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(ApiError::validation(field, format!("`{raw}` is not a positive number"))),
+    })
+    .transpose()
+}
+
+fn timestamp(field: &str, v: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+    v.map(|raw| {
+        DateTime::parse_from_rfc3339(raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ApiError::validation(field, format!("`{raw}` is not an RFC 3339 time")))
+    })
+    .transpose()
 }
 
 impl ResultsQuery {
     fn settings(&self) -> ApiResult<Settings> {
-        let positive = |field: &str, v: Option<f64>| match v {
-            Some(x) if !(x.is_finite() && x > 0.0) => Err(ApiError::validation(field, "must be a positive number")),
-            other => Ok(other),
-        };
         let mut s = Settings::default();
-        s.beta_prior.alpha = positive("prior_alpha", self.prior_alpha)?.unwrap_or(s.beta_prior.alpha);
-        s.beta_prior.beta = positive("prior_beta", self.prior_beta)?.unwrap_or(s.beta_prior.beta);
-        s.mean_prior_sd = positive("prior_sd", self.prior_sd)?;
-        s.sequential_tuning_n = positive("tuning_n", self.tuning_n)?.unwrap_or(s.sequential_tuning_n);
+        s.beta_prior.alpha = positive("prior_alpha", self.prior_alpha.as_deref())?.unwrap_or(s.beta_prior.alpha);
+        s.beta_prior.beta = positive("prior_beta", self.prior_beta.as_deref())?.unwrap_or(s.beta_prior.beta);
+        s.mean_prior_sd = positive("prior_sd", self.prior_sd.as_deref())?;
+        s.sequential_tuning_n = positive("tuning_n", self.tuning_n.as_deref())?.unwrap_or(s.sequential_tuning_n);
         Ok(s)
+    }
+
+    fn window(&self) -> ApiResult<Filter> {
+        Ok(Filter { from: timestamp("from", self.from.as_deref())?, to: timestamp("to", self.to.as_deref())?, segment: None })
     }
 }
 
 async fn results(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<ResultsQuery>) -> ApiResult<Response> {
     let settings = q.settings()?;
+    let window = q.window()?;
+    if let Some(s) = q.segment.as_deref().filter(|s| s.is_empty() || s.len() > 128) {
+        return Err(ApiError::validation("segment", format!("`{s}`: an attribute name of 1 to 128 bytes")));
+    }
     let row = find(&state.db, &id).await?;
-    let doc = compute_with(&state.db, &row, &settings).await?;
+    let mut doc = compute_with(&state.db, &row, &settings, &window).await?;
+    if let Some(attribute) = q.segment.as_deref() {
+        doc.segments = Some(segments(&state.db, &row, &settings, &window, attribute).await?);
+    }
     Ok(match q.format.as_deref() {
         None | Some("json") => axum::Json(doc).into_response(),
         Some("csv") => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&doc)).into_response(),
@@ -240,25 +281,64 @@ struct RankRow {
 }
 
 pub async fn compute(db: &PgPool, row: &ExperimentRow) -> ApiResult<Results> {
-    compute_with(db, row, &Settings::default()).await
+    compute_with(db, row, &Settings::default(), &Filter::default()).await
+}
+
+/// Which units a readout covers: a cohort by first exposure (`from` ≤ first exposure < `to`)
+/// and/or one value of a segment attribute (from the unit's first exposure event).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Filter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<(String, String)>,
+}
+
+impl Filter {
+    fn is_empty(&self) -> bool {
+        self.from.is_none() && self.to.is_none() && self.segment.is_none()
+    }
+
+    /// SQL over `unit_metrics um` with $3 from, $4 to, $5 attribute, $6 value.
+    const SQL: &'static str = "AND ($3::timestamptz IS NULL OR um.split_ts >= $3) AND ($4::timestamptz IS NULL OR um.split_ts < $4)
+         AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM unit_exposures x WHERE x.experiment_id = um.experiment_id
+                                          AND x.unit_id = um.unit_id AND x.attributes ->> $5 = $6))";
 }
 
 /// Sufficient statistics from the tables maintained at ingest (migration 0003), tests in Rust.
-pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings) -> ApiResult<Results> {
-    let arms: Vec<ArmRow> = sqlx::query_as(
-        "SELECT kind, metric, variant_key, bucket, units, events, sum_y, sum_y2, sum_x, sum_x2, sum_xy
-         FROM arm_stats WHERE experiment_id = $1 AND units <> 0 ORDER BY kind, metric, variant_key, bucket",
-    )
-    .bind(row.id)
-    .fetch_all(db)
-    .await?;
+/// Without a filter the arm statistics are read as materialised (a few thousand rows); with
+/// one they are aggregated from the per-unit rows of the selected units.
+pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings, filter: &Filter) -> ApiResult<Results> {
+    let arms: Vec<ArmRow> = if filter.is_empty() {
+        sqlx::query_as(
+            "SELECT kind, metric, variant_key, bucket, units, events, sum_y, sum_y2, sum_x, sum_x2, sum_xy
+             FROM arm_stats WHERE experiment_id = $1 AND units <> 0 ORDER BY kind, metric, variant_key, bucket",
+        )
+        .bind(row.id)
+        .fetch_all(db)
+        .await?
+    } else {
+        let sql = format!(
+            "SELECT kind, metric, variant_key, bucket, count(*) AS units, sum(post_n)::int8 AS events, sum(post_sum) AS sum_y,
+                    sum(post_sum * post_sum) AS sum_y2, sum(pre_sum) AS sum_x, sum(pre_sum * pre_sum) AS sum_x2, sum(pre_sum * post_sum) AS sum_xy
+             FROM unit_metrics um
+             WHERE experiment_id = $1 AND variant_key IS NOT NULL AND (kind = 1 OR post_n > 0) {}
+             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            Filter::SQL
+        );
+        // $2 (the control key, used by the rank query) keeps the filter's placeholders aligned.
+        let sql = sql.replace("(kind = 1 OR post_n > 0)", "(kind = 1 OR post_n > 0) AND $2::text IS NOT NULL");
+        bind_filter(sqlx::query_as(&sql).bind(row.id).bind(row.control()), filter).fetch_all(db).await?
+    };
     // Ranks in SQL: per-unit values come in index order (unit_metrics_values_idx), ties are
     // grouped, and window sums give each value's count of control units at or below it.
-    let ranks: Vec<RankRow> = sqlx::query_as(
+    let rank_sql = format!(
         "WITH v AS (
              SELECT metric, post_sum AS y, variant_key, count(*) AS c
-             FROM unit_metrics
-             WHERE experiment_id = $1 AND kind = 2 AND post_n > 0 AND variant_key IS NOT NULL
+             FROM unit_metrics um
+             WHERE experiment_id = $1 AND kind = 2 AND post_n > 0 AND variant_key IS NOT NULL {}
              GROUP BY 1, 2, 3
          ), w AS (
              SELECT metric, variant_key, c::float8 AS c,
@@ -270,12 +350,47 @@ pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings)
                 sum((cc_eq + c) ^ 3 - (cc_eq + c) - (cc_eq ^ 3 - cc_eq))::float8 AS tie_delta,
                 sum(c * c * c - c)::float8 AS own_ties
          FROM w GROUP BY 1, 2",
+        if filter.is_empty() { "" } else { Filter::SQL }
+    );
+    let query = sqlx::query_as(&rank_sql).bind(row.id).bind(row.control());
+    let ranks: Vec<RankRow> = if filter.is_empty() { query.fetch_all(db).await? } else { bind_filter(query, filter).fetch_all(db).await? };
+    let mut doc = assemble(row, &arms, &ranks, settings);
+    doc.filter = filter.clone();
+    Ok(doc)
+}
+
+fn bind_filter<'q, O>(q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>, f: &'q Filter)
+    -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(f.from).bind(f.to).bind(f.segment.as_ref().map(|s| s.0.as_str())).bind(f.segment.as_ref().map(|s| s.1.as_str()))
+}
+
+/// The most common values of a segment attribute among exposed units.
+async fn segment_values(db: &PgPool, row: &ExperimentRow, attribute: &str) -> ApiResult<Vec<String>> {
+    let values: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT attributes ->> $2, count(*) FROM unit_exposures
+         WHERE experiment_id = $1 AND attributes ->> $2 IS NOT NULL
+         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $3",
     )
     .bind(row.id)
-    .bind(row.control())
+    .bind(attribute)
+    .bind(MAX_SEGMENTS)
     .fetch_all(db)
     .await?;
-    Ok(assemble(row, &arms, &ranks, settings))
+    Ok(values.into_iter().map(|v| v.0).collect())
+}
+
+/// A segment breakdown covers at most this many values (the most common).
+const MAX_SEGMENTS: i64 = 20;
+
+/// The whole readout once per value of `attribute` (same window), most common values first.
+pub async fn segments(db: &PgPool, row: &ExperimentRow, settings: &Settings, window: &Filter, attribute: &str) -> ApiResult<Vec<Segment>> {
+    let mut out = Vec::new();
+    for value in segment_values(db, row, attribute).await? {
+        let filter = Filter { segment: Some((attribute.to_owned(), value.clone())), ..window.clone() };
+        let results = compute_with(db, row, settings, &filter).await?;
+        out.push(Segment { attribute: attribute.to_owned(), value, results });
+    }
+    Ok(out)
 }
 
 /// Per (kind, metric, variant): totals and the per-bucket blocks for the bootstrap.
@@ -367,6 +482,8 @@ fn assemble(row: &ExperimentRow, arms: &[ArmRow], ranks: &[RankRow], settings: &
         lift,
         bayesian,
         settings: settings.clone(),
+        filter: Filter::default(),
+        segments: None,
     }
 }
 
