@@ -27,3 +27,8 @@ fmt:
 
 clippy:
 	cargo clippy --all-targets -- -D warnings
+
+.PHONY: bench-stats
+# Results endpoint vs a bare count(*) over 10 million events (scripts/bench-stats.sh).
+bench-stats: setup
+	scripts/bench-stats.sh

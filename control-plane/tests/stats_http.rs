@@ -147,7 +147,10 @@ async fn sample_size(db: PgPool) {
 
 /// Stores events as the ingest statement does (events + first exposures in one statement), with
 /// segment attributes on exposures: what ingest will send once it accepts `attributes`.
-async fn ingest_sql(db: &PgPool, experiment: uuid::Uuid, rows: &[(i16, String, &str, Option<f64>, String, Option<Value>)]) {
+/// kind, unit, variant, value, ts, attributes.
+type Row<'a> = (i16, String, &'a str, Option<f64>, String, Option<Value>);
+
+async fn ingest_sql(db: &PgPool, experiment: uuid::Uuid, rows: &[Row<'_>]) {
     for (i, (kind, unit, variant, value, ts, attrs)) in rows.iter().enumerate() {
         sqlx::query(
             "WITH ex AS (
@@ -208,4 +211,49 @@ async fn windows_and_segments(db: PgPool) {
 
     assert_eq!(app.get("/api/v1/experiments/model_ranking/results?from=yesterday").await.error(422).1.as_deref(), Some("from"));
     assert_eq!(app.get("/api/v1/experiments/model_ranking/results?tuning_n=abc").await.error(422).1.as_deref(), Some("tuning_n"));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn metric_roles_and_guardrails(db: PgPool) {
+    let app = App::new(db.clone());
+    let metrics = json!([{"name": "order_value", "kind": "mean", "role": "primary"},
+                         {"name": "latency", "kind": "mean", "role": "guardrail", "direction": "decrease"}]);
+    let created = app.create(json!({"targeting": {}, "metrics": metrics})).await;
+    assert_eq!((created["metrics"][0]["role"].as_str(), created["metrics"][0]["direction"].as_str()), (Some("primary"), Some("increase")));
+    assert_eq!(created["metrics"][1]["direction"], "decrease");
+    let bad = app.post("/api/v1/experiments", json!({"key": "x", "name": "X", "metrics": [{"name": "a"}, {"name": "a", "kind": "mean"}],
+        "variants": [{"key": "a", "name": "A", "weight": 0.5, "config_json": {}}, {"key": "b", "name": "B", "weight": 0.5, "config_json": {}}]})).await;
+    assert_eq!(bad.error(422).1.as_deref(), Some("metrics[1].name"));
+    app.post("/api/v1/experiments/model_ranking/launch", json!({"ramp_pct": 100})).await;
+    let mut events = Vec::new();
+    for u in 0..200 {
+        let (unit, variant) = (format!("u{u}"), if u % 2 == 0 { "model_a" } else { "model_b" });
+        let ev = |kind: &str, metric: Option<&str>, value: Option<f64>, m: u32| {
+            let mut e = json!({"kind": kind, "experiment": "model_ranking", "unit_id": unit, "variant_key": variant, "ts": format!("2026-03-01T10:{m:02}:00Z")});
+            if let Some(n) = metric { e["metric"] = json!(n); }
+            if let Some(v) = value { e["value"] = json!(v); }
+            e
+        };
+        events.push(ev("exposure", None, None, 0));
+        // model_b is much slower: the guardrail (lower is better) must trip.
+        let latency = 100.0 + f64::from(u % 10) + if u % 2 == 1 { 50.0 } else { 0.0 };
+        events.push(ev("metric", Some("latency"), Some(latency), 1));
+        events.push(ev("metric", Some("order_value"), Some(f64::from(u % 13)), 2));
+        events.push(ev("metric", Some("clicks"), Some(f64::from(u % 3)), 3));
+    }
+    for chunk in events.chunks(200) {
+        assert_eq!(app.post("/api/v1/events/batch", json!({"events": chunk})).await.status, StatusCode::ACCEPTED);
+    }
+    let res = app.get("/api/v1/experiments/model_ranking/results").await.json();
+    let row = |m: &str| res["lift"].as_array().expect("lift").iter().find(|l| l["metric"] == m).cloned().expect("row");
+    assert_eq!(row("order_value")["role"], "primary");
+    assert_eq!(row("clicks")["role"], "secondary");
+    assert_eq!((row("latency")["role"].as_str(), row("latency")["guardrail_violated"].as_bool()), (Some("guardrail"), Some(true)));
+    assert!(row("order_value")["guardrail_violated"].is_null());
+    let md = app.get("/api/v1/experiments/model_ranking/results?format=md").await.text;
+    assert!(md.contains("Guardrail `latency` violated"), "{md}");
+    let patched = app.patch("/api/v1/experiments/model_ranking", json!({"metrics": []})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    let res = app.get("/api/v1/experiments/model_ranking/results").await.json();
+    assert!(res["lift"].as_array().expect("lift").iter().all(|l| l["role"] == "primary"));
 }

@@ -14,6 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::extract::{Json, OptionalJson};
+use super::results::{MetricDecl, validate_metrics};
 use super::{ApiError, ApiResult, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -47,6 +48,10 @@ pub struct ExperimentRow {
     pub salt: String,
     pub hash_version: i32,
     pub layer: Option<Db<LayerSlot>>,
+    /// Metric roles for the readout (see `results::MetricDecl`); default: queries that do not
+    /// select the column (the edge publisher) need not.
+    #[sqlx(default)]
+    pub metrics: Db<Vec<MetricDecl>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -84,7 +89,7 @@ impl ExperimentRow {
 }
 
 const COLUMNS: &str = "id, key, name, description, owner_team, created_by, unit_type, type, status, version, ramp_pct, \
-                       targeting, variants, salt, hash_version, layer, created_at, updated_at, started_at, stopped_at";
+                       targeting, variants, salt, hash_version, layer, metrics, created_at, updated_at, started_at, stopped_at";
 
 /// Loads by uuid or by key; 404 when neither matches.
 pub async fn find(db: &PgPool, id_or_key: &str) -> ApiResult<ExperimentRow> {
@@ -130,6 +135,8 @@ struct CreateExperiment {
     variants: Vec<Variant>,
     salt: Option<String>,
     layer: Option<LayerSlot>,
+    #[serde(default)]
+    metrics: Vec<MetricDecl>,
 }
 
 async fn create(State(state): State<AppState>, Json(req): Json<CreateExperiment>) -> ApiResult<(StatusCode, axum::Json<ExperimentRow>)> {
@@ -159,6 +166,7 @@ async fn create(State(state): State<AppState>, Json(req): Json<CreateExperiment>
         layer: req.layer,
     };
     validate(&engine)?;
+    validate_metrics(&req.metrics)?;
 
     // A derived key that collides gets a numeric suffix; an explicit one is a conflict.
     for attempt in 1..=50 {
@@ -170,8 +178,8 @@ async fn create(State(state): State<AppState>, Json(req): Json<CreateExperiment>
         let mut tx = state.db.begin().await?;
         let inserted = sqlx::query_as::<_, ExperimentRow>(&format!(
             "INSERT INTO experiments (id, key, name, description, owner_team, created_by, unit_type, type, status, version,
-                                      ramp_pct, targeting, variants, salt, hash_version, layer)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'draft', 1, $9, $10, $11, $12, $13, $14)
+                                      ramp_pct, targeting, variants, salt, hash_version, layer, metrics)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'draft', 1, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (key) DO NOTHING
              RETURNING {COLUMNS}"
         ))
@@ -189,6 +197,7 @@ async fn create(State(state): State<AppState>, Json(req): Json<CreateExperiment>
         .bind(&salt)
         .bind(engine.hash_version as i32)
         .bind(engine.layer.as_ref().map(Db))
+        .bind(Db(&req.metrics))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {
@@ -254,6 +263,7 @@ struct PatchExperiment {
     variants: Option<Vec<Variant>>,
     salt: Option<String>,
     layer: Option<LayerSlot>,
+    metrics: Option<Vec<MetricDecl>>,
     actor: Option<String>,
 }
 
@@ -324,6 +334,11 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, Json(req)
         row.layer = Some(Db(l));
         changed.push("layer");
     }
+    if let Some(m) = req.metrics {
+        validate_metrics(&m)?;
+        row.metrics = Db(m);
+        changed.push("metrics");
+    }
     if changed.is_empty() {
         return Err(ApiError::validation("", "nothing to change: give at least one field"));
     }
@@ -334,7 +349,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, Json(req)
 
     let updated = sqlx::query_as::<_, ExperimentRow>(&format!(
         "UPDATE experiments SET name = $2, description = $3, owner_team = $4, unit_type = $5, type = $6, targeting = $7,
-                ramp_pct = $8, variants = $9, salt = $10, layer = $11, version = version + 1, updated_at = now()
+                ramp_pct = $8, variants = $9, salt = $10, layer = $11, metrics = $12, version = version + 1, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(row.id)
@@ -348,6 +363,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, Json(req)
     .bind(&row.variants)
     .bind(&row.salt)
     .bind(&row.layer)
+    .bind(&row.metrics)
     .fetch_one(&mut *tx)
     .await?;
     let actor = req.actor.unwrap_or_else(|| "api".into());

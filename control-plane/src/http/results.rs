@@ -61,6 +61,63 @@ pub struct Segment {
     pub results: Results,
 }
 
+/// A metric's declared role in an experiment (`metrics` on create/patch):
+/// `{"name":"order_value","kind":"mean","role":"primary","direction":"increase"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricDecl {
+    pub name: String,
+    /// `mean` (metric events) or `proportion` (conversion events); absent: both.
+    #[serde(default)]
+    pub kind: Option<MetricKind>,
+    #[serde(default)]
+    pub role: Role,
+    /// Which way is good; a guardrail is violated by a significant move the other way.
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    Mean,
+    #[serde(alias = "conversion")]
+    Proportion,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Primary,
+    Guardrail,
+    #[default]
+    Secondary,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Increase,
+    Decrease,
+}
+
+pub fn validate_metrics(decls: &[MetricDecl]) -> ApiResult<()> {
+    for (i, d) in decls.iter().enumerate() {
+        if d.name.is_empty() || d.name.len() > 128 {
+            return Err(ApiError::validation(format!("metrics[{i}].name"), "must be 1 to 128 bytes"));
+        }
+        let clash = |o: &MetricDecl| o.name == d.name && (o.kind.is_none() || d.kind.is_none() || o.kind == d.kind);
+        if decls[..i].iter().any(clash) {
+            return Err(ApiError::validation(format!("metrics[{i}].name"), format!("`{}` is declared twice", d.name)));
+        }
+    }
+    if decls.len() > 100 {
+        return Err(ApiError::validation("metrics", "at most 100 metrics"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Serialize)]
 pub struct ProbBest {
     pub metric: String,
@@ -109,6 +166,13 @@ pub struct ConversionSummary {
 pub struct Lift {
     pub metric: String,
     pub kind: &'static str,
+    /// Declared role; with no declarations every metric is `primary`, else undeclared ones are
+    /// `secondary`.
+    pub role: Role,
+    /// Guardrails only: a significant move against `direction` (always-valid p while running,
+    /// Holm-adjusted p once stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guardrail_violated: Option<bool>,
     pub control: String,
     pub variant: String,
     pub control_value: Option<f64>,
@@ -149,7 +213,7 @@ impl Lift {
     fn from(metric: &str, kind: &'static str, control: &str, variant: &str, result: Result<Comparison, stats::NotEnoughData>,
             fallback: (Option<f64>, Option<f64>)) -> Self {
         let base = Lift {
-            metric: metric.to_owned(), kind, control: control.to_owned(), variant: variant.to_owned(),
+            metric: metric.to_owned(), kind, role: Role::Secondary, guardrail_violated: None, control: control.to_owned(), variant: variant.to_owned(),
             control_value: fallback.0, variant_value: fallback.1, abs_lift: None, rel_lift: None,
             ci_low: None, ci_high: None, p_value: None, test: None, note: None, rel_ci_low: None, rel_ci_high: None,
             p_value_holm: None, p_value_bh: None, sequential: None, bayesian: None, mann_whitney: None, effect_size: None,
@@ -466,6 +530,7 @@ fn assemble(row: &ExperimentRow, arms: &[ArmRow], ranks: &[RankRow], settings: &
         }
     }
     adjust(&mut lift);
+    assign_roles(&mut lift, &row.metrics.0, row.status != "stopped");
 
     let weights: Vec<f64> = variants.iter().map(|v| v.weight).collect();
     let observed: Vec<u64> = variants.iter().map(|v| v.exposures.max(0) as u64).collect();
@@ -538,6 +603,38 @@ fn proportion_lift(m: &str, control: &str, variant: &str, (cx, cn): (f64, f64), 
         (Err(e), _) | (_, Err(e)) => Analysis::NotRun { not_enough_data: e.reason },
     });
     l
+}
+
+fn assign_roles(lift: &mut [Lift], decls: &[MetricDecl], live: bool) {
+    for l in lift {
+        let kind = if l.kind == "mean" { MetricKind::Mean } else { MetricKind::Proportion };
+        let decl = decls.iter().find(|d| d.name == l.metric && d.kind.is_none_or(|k| k == kind));
+        l.role = match decl {
+            Some(d) => d.role,
+            None if decls.is_empty() => Role::Primary,
+            None => Role::Secondary,
+        };
+        if l.role == Role::Guardrail {
+            let harmful = match decl.map_or(Direction::Increase, |d| d.direction) {
+                Direction::Increase => l.abs_lift.is_some_and(|x| x < 0.0),
+                Direction::Decrease => l.abs_lift.is_some_and(|x| x > 0.0),
+            };
+            l.guardrail_violated = Some(harmful && decision_p(l, live).is_some_and(|p| p < ALPHA));
+        }
+    }
+}
+
+/// The p-value a decision rests on: always-valid while the experiment runs (people look at it
+/// every hour), Holm-adjusted fixed-horizon once it is stopped.
+fn decision_p(l: &Lift, live: bool) -> Option<f64> {
+    if live {
+        match &l.sequential {
+            Some(Analysis::Ran(s)) => Some(s.p_value),
+            _ => None,
+        }
+    } else {
+        l.p_value_holm
+    }
 }
 
 /// Holm and Benjamini–Hochberg across every (variant, metric) fixed-horizon p-value.
@@ -634,7 +731,8 @@ fn to_markdown(doc: &Results, row: &ExperimentRow) -> String {
             (Some(a), Some(b)) => format!("[{a:.4}, {b:.4}]"),
             _ => l.note.clone().unwrap_or_default(),
         };
-        let _ = writeln!(out, "| {} | `{}` | {} | {} | {} | {} | {ci} | {} | {} |", l.metric, l.variant, fmt(l.control_value, 4),
+        let role = match l.role { Role::Primary => "", Role::Guardrail => " (guardrail)", Role::Secondary => " (secondary)" };
+        let _ = writeln!(out, "| {}{role} | `{}` | {} | {} | {} | {} | {ci} | {} | {} |", l.metric, l.variant, fmt(l.control_value, 4),
                          fmt(l.variant_value, 4), fmt(l.abs_lift, 4), l.rel_lift.map_or("–".into(), |r| format!("{:+.2}%", r * 100.0)),
                          fmt(l.p_value, 4), l.test.unwrap_or("–"));
     }
@@ -659,17 +757,15 @@ fn to_markdown(doc: &Results, row: &ExperimentRow) -> String {
     if let Some(srm) = doc.srm.as_ref().filter(|s| s.flagged) {
         let _ = writeln!(out, "⚠ **Sample-ratio mismatch** (p = {:.2e}): exposures do not match the weights; fix assignment or logging before trusting any lift.\n", srm.p_value);
     }
-    // A live readout is judged on the always-valid p-value (Holm-adjusted fixed-horizon p once stopped).
     let live = doc.status != "stopped";
-    let p_of = |l: &Lift| if live {
-        match &l.sequential { Some(Analysis::Ran(s)) => Some(s.p_value), _ => None }
-    } else {
-        l.p_value_holm
-    };
-    let significant: Vec<&Lift> = doc.lift.iter().filter(|l| p_of(l).is_some_and(|p| p < doc.alpha)).collect();
+    let p_of = |l: &Lift| decision_p(l, live);
+    for l in doc.lift.iter().filter(|l| l.guardrail_violated == Some(true)) {
+        let _ = writeln!(out, "⚠ **Guardrail `{}` violated** by `{}` (lift {}, p = {:.4}).\n", l.metric, l.variant, fmt(l.abs_lift, 4), p_of(l).unwrap_or(1.0));
+    }
+    let significant: Vec<&Lift> = doc.lift.iter().filter(|l| l.role == Role::Primary && p_of(l).is_some_and(|p| p < doc.alpha)).collect();
     let basis = if live { "always-valid p-values, safe to read at any time" } else { "Holm-adjusted fixed-horizon p-values" };
     if significant.is_empty() {
-        let _ = writeln!(out, "No variant differs from control at α = {} ({basis}).", doc.alpha);
+        let _ = writeln!(out, "No variant differs from control on a primary metric at α = {} ({basis}).", doc.alpha);
     }
     for l in significant {
         let dir = if l.abs_lift.unwrap_or(0.0) > 0.0 { "higher" } else { "lower" };
