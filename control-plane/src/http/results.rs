@@ -4,7 +4,30 @@
 //! Unit-level definitions (the contract's): a unit belongs to the variant of its first exposure;
 //! its metric value is the sum of its metric events at or after that exposure; `mean`/`std` are
 //! over exposed units that have the metric; a conversion rate is converting units / exposed units.
-//! Postgres aggregates to sufficient statistics; only those reach this process.
+//! Postgres aggregates to sufficient statistics (maintained at ingest, migration 0003); only
+//! those reach this process, and every test runs in `crate::stats`.
+//!
+//! # Fields beyond the contract (also in control-plane/README.md, "Results fields")
+//! Top level: `id`, `version`, `alpha` (0.05), `generated_at`, `srm.flagged` (p < 0.001);
+//! `bayesian`: `[{metric, kind, prob_best: {variant: P(best of all arms)}, note?}]`;
+//! `settings`: `{beta_prior: {alpha, beta}, mean_prior_sd, sequential_tuning_n, bootstrap_replicates}`;
+//! `filter`: `{from?, to?, segment?}`; `segments` (with `?segment=`): `[{attribute, value, results}]`.
+//!
+//! Each `lift[]` row keeps the contract's fields (fixed-horizon `welch_t` / `z_test`, `note` when
+//! a test could not run) and adds: `role` (`primary` | `guardrail` | `secondary`),
+//! `guardrail_violated` (guardrails only), `rel_ci_low`/`rel_ci_high` (delta method),
+//! `p_value_holm`/`p_value_bh` (across all rows), and analyses, each either its fields or
+//! `{"not_enough_data": "<reason>"}`:
+//! - `sequential` `{ci_low, ci_high, p_value, method, tuning_n}`: always-valid (mSPRT);
+//! - `bayesian` `{prob_beats_control, expected_loss, expected_loss_control}`;
+//! - means: `mann_whitney` `{u, z, p_value, cliffs_delta}`, `effect_size` `{cohens_d, hedges_g}`,
+//!   `bootstrap` `{ci_low, ci_high, replicates, blocks, method}`,
+//!   `cuped` `{theta, abs_lift, ci_low, ci_high, p_value, variance_reduction, covariate}`;
+//! - proportions: `table_test` `{test: chi2 | fisher, statistic, p_value, min_expected}`.
+//!
+//! Query: `format=json|csv|md`, `from`/`to` (RFC 3339, cohort by first exposure), `segment`
+//! (attribute), `prior_alpha`/`prior_beta` (Beta prior), `prior_sd` (normal prior on a
+//! difference of means), `tuning_n` (always-valid tuning).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
