@@ -398,13 +398,18 @@ impl Filter {
 /// Without a filter the arm statistics are read as materialised (a few thousand rows); with
 /// one they are aggregated from the per-unit rows of the selected units.
 pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings, filter: &Filter) -> ApiResult<Results> {
+    let mut tx = db.begin().await?;
+    // The rank query sorts and windows up to one row per unit: enough memory keeps it off disk,
+    // and JIT compilation costs more than it saves on a query this short (bench-stats).
+    sqlx::query("SET LOCAL work_mem = '64MB'").execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
     let arms: Vec<ArmRow> = if filter.is_empty() {
         sqlx::query_as(
             "SELECT kind, metric, variant_key, bucket, units, events, sum_y, sum_y2, sum_x, sum_x2, sum_xy
              FROM arm_stats WHERE experiment_id = $1 AND units <> 0 ORDER BY kind, metric, variant_key, bucket",
         )
         .bind(row.id)
-        .fetch_all(db)
+        .fetch_all(&mut *tx)
         .await?
     } else {
         let sql = format!(
@@ -417,7 +422,7 @@ pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings,
         );
         // $2 (the control key, used by the rank query) keeps the filter's placeholders aligned.
         let sql = sql.replace("(kind = 1 OR post_n > 0)", "(kind = 1 OR post_n > 0) AND $2::text IS NOT NULL");
-        bind_filter(sqlx::query_as(&sql).bind(row.id).bind(row.control()), filter).fetch_all(db).await?
+        bind_filter(sqlx::query_as(&sql).bind(row.id).bind(row.control()), filter).fetch_all(&mut *tx).await?
     };
     // Ranks in SQL: per-unit values come in index order (unit_metrics_values_idx), ties are
     // grouped, and window sums give each value's count of control units at or below it.
@@ -440,7 +445,8 @@ pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings,
         if filter.is_empty() { "" } else { Filter::SQL }
     );
     let query = sqlx::query_as(&rank_sql).bind(row.id).bind(row.control());
-    let ranks: Vec<RankRow> = if filter.is_empty() { query.fetch_all(db).await? } else { bind_filter(query, filter).fetch_all(db).await? };
+    let ranks: Vec<RankRow> = if filter.is_empty() { query.fetch_all(&mut *tx).await? } else { bind_filter(query, filter).fetch_all(&mut *tx).await? };
+    tx.commit().await?;
     let mut doc = assemble(row, &arms, &ranks, settings);
     doc.filter = filter.clone();
     Ok(doc)
