@@ -40,10 +40,15 @@ pub fn mean_difference(control: &[Block], treatment: &[Block], alpha: f64, repli
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut diffs = Vec::with_capacity(replicates);
+    let mut draws = 0;
     while diffs.len() < replicates {
         // A replicate that drew no unit in an arm has no mean: draw again (rare unless tiny).
         if let (Some(c), Some(t)) = (resampled_mean(control, &mut rng), resampled_mean(treatment, &mut rng)) {
             diffs.push(t - c);
+        }
+        draws += 1;
+        if draws > 100 * replicates {
+            return Err(NotEnoughData::new("resamples keep coming out empty"));
         }
     }
     diffs.sort_by(f64::total_cmp);
