@@ -45,6 +45,11 @@ async fn auth_is_required_and_nothing_changes_without_it(db: PgPool) {
     let r = app.raw(Method::GET, "/api/v1/experiments", Some(INGEST), None).await;
     assert_eq!(r.error(403).0, "forbidden");
     assert_eq!(app.get("/api/v1/experiments").await.json(), json!([]));
+    // whoami says what each token may do
+    assert_eq!(app.get("/api/v1/whoami").await.json()["role"], "admin");
+    let read = app.raw(Method::GET, "/api/v1/whoami", Some(READER), None).await.json();
+    assert_eq!((read["role"].as_str(), read["can_write"].as_bool()), (Some("read"), Some(false)));
+    assert_eq!(app.raw(Method::GET, "/api/v1/whoami", None, None).await.error(401).0, "unauthorized");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

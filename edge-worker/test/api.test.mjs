@@ -250,14 +250,14 @@ describe("assignment requests", () => {
       [{ unit_id: "u", attributes: [1] }, "attributes"],
       [{ unit_id: "u", experiments: "checkout" }, "experiments"],
       [{ unit_id: "u", experiments: ["checkout", 7] }, "experiments[1]"],
-      [{ unit_id: "x".repeat(257) }, "unit_id"],
+      [{ unit_id: "x".repeat(513) }, "unit_id"],
     ];
     for (const [body, field] of cases) {
       const res = await w.assign(body);
       assertErrorShape(res, 422, "validation_failed");
       assert.equal(res.body.error.field, field);
     }
-    const long = await w.json(`/v1/assign?unit_id=${"y".repeat(300)}`);
+    const long = await w.json(`/v1/assign?unit_id=${"y".repeat(513)}`);
     assertErrorShape(long, 422, "validation_failed");
     assertErrorShape(await w.json("/v1/assign", { method: "POST", body: JSON.stringify({ pad: "z".repeat(70_000) }) }), 413, "payload_too_large");
     assertErrorShape(await w.json("/v1/nowhere"), 404, "not_found");

@@ -9,14 +9,15 @@ use axum::response::Response;
 use super::{ApiError, AppState};
 use crate::config::Config;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,
     Read,
     Ingest,
 }
 
-pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -34,6 +35,7 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
     if !allowed {
         return Err(ApiError::Forbidden(format!("this token may not {} {path}", req.method())));
     }
+    req.extensions_mut().insert(role);
     Ok(next.run(req).await)
 }
 
@@ -53,4 +55,14 @@ pub fn bearer(header: &str) -> Option<&str> {
 /// Compares without an early exit, so response timing does not reveal how much of a guess matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `GET /api/v1/whoami`: what the caller's token may do, so a console can hide what it cannot.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/whoami", axum::routing::get(whoami))
+}
+
+async fn whoami(axum::Extension(role): axum::Extension<Role>) -> axum::Json<serde_json::Value> {
+    let can_write = role == Role::Admin;
+    axum::Json(serde_json::json!({"role": role, "can_read": role != Role::Ingest, "can_write": can_write}))
 }

@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(results::router())
         .merge(sample_size::router())
         .merge(edge::router())
+        .merge(auth::router())
         .merge(timeseries::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The socket authenticates itself (browsers cannot set headers on a WebSocket).
