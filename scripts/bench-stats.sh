@@ -94,7 +94,7 @@ else
   phase "no ingest trigger: aggregation is asynchronous; the first results call below includes catching up"
 fi
 
-phase "load $EVENTS events for experiment $ID ($UNITS units) by COPY, through the ingest triggers"
+phase "load $EVENTS events for experiment $ID ($UNITS units) by COPY (through the ingest trigger, when there is one)"
 t0=$(now_ms)
 first_exposures "$ID" "$UNITS"
 gen_exposures "$ID" "$UNITS" | copy_in
