@@ -6,11 +6,13 @@
 //! - [`stats`]: pure statistics over sufficient statistics (no I/O).
 //! - [`publish`]: pushes the running experiments' configs to the edge.
 //! - [`partitions`]: creates event partitions ahead and drops expired ones.
+//! - [`rollup`]: applies new events to the aggregates the results read, off the ingest path.
 
 pub mod config;
 pub mod http;
 pub mod partitions;
 pub mod publish;
+pub mod rollup;
 pub mod startup;
 pub mod stats;
 

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::publish::Publisher;
-use crate::{MIGRATOR, partitions, publish};
+use crate::{MIGRATOR, partitions, publish, rollup};
 
 pub fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -35,6 +35,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = app_state(db, config, Some(metrics));
     tokio::spawn(publish::run(state.db.clone(), state.config.clone(), state.publisher.clone()));
     tokio::spawn(partitions::run(state.db.clone(), state.config.event_retention_days));
+    tokio::spawn(rollup::run(state.db.clone(), state.rollup.clone()));
     serve(listener, state, shutdown_signal()).await?;
     tracing::info!("control plane stopped");
     Ok(())
@@ -42,7 +43,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 pub fn app_state(db: PgPool, config: Config, metrics: Option<PrometheusHandle>) -> AppState {
     let (live, _) = tokio::sync::broadcast::channel(1024);
-    AppState { db, config: Arc::new(config), publisher: Publisher::default(), metrics, live }
+    AppState { db, config: Arc::new(config), publisher: Publisher::default(), metrics, live, rollup: Arc::default() }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.

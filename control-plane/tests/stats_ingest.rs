@@ -46,6 +46,7 @@ fn events(round: u64) -> Vec<Value> {
 }
 
 async fn check_consistency(db: &PgPool) {
+    litmus_control_plane::rollup::catch_up(db).await.expect("rollup");
     let (bad_units,): (i64,) = sqlx::query_as(
         "WITH raw AS (
              SELECT e.experiment_id, e.unit_id, e.kind, e.metric, x.variant_key, x.first_ts,

@@ -159,7 +159,7 @@ async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<Kind>) -
     for (index, p) in parsed.into_iter().enumerate() {
         match p.and_then(|e| validate(index, e, kind, &experiments, now)) {
             Ok(e) => {
-                if seen.insert(e.event_id.clone()) {
+                if seen.insert((e.experiment_id, e.event_id.clone())) {
                     events.push(e);
                 } else {
                     duplicates_in_batch += 1;
@@ -170,6 +170,7 @@ async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<Kind>) -
     }
     let accepted = store(state, &events).await?;
     if accepted > 0 {
+        state.rollup.notify_one();
         let touched: BTreeSet<Uuid> = events.iter().map(|e| e.experiment_id).collect();
         for id in touched {
             // No subscribers is fine: nobody is watching.
@@ -273,11 +274,12 @@ async fn store(state: &AppState, events: &[Event]) -> ApiResult<u64> {
     copy.finish().await?;
     let (accepted,): (i64,) = sqlx::query_as(
         "WITH fresh AS (
-             INSERT INTO event_ids (event_id) SELECT event_id FROM ingest_stage ON CONFLICT DO NOTHING RETURNING event_id
+             INSERT INTO event_ids (experiment_id, event_id) SELECT experiment_id, event_id FROM ingest_stage
+             ON CONFLICT DO NOTHING RETURNING experiment_id, event_id
          ), stored AS (
              INSERT INTO events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id)
              SELECT s.experiment_id, s.kind, s.unit_id, s.variant_key, s.metric, s.value, s.ts, s.event_id
-             FROM ingest_stage s JOIN fresh USING (event_id)
+             FROM ingest_stage s JOIN fresh USING (experiment_id, event_id)
              RETURNING experiment_id, kind, unit_id, variant_key, ts
          ), exposed AS (
              -- Earliest exposure wins, whatever order events arrive in.

@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Ids of experiments that just received events or changed (for live results).
     pub live: tokio::sync::broadcast::Sender<uuid::Uuid>,
+    /// Wakes the aggregator (`rollup::run`) after an ingest.
+    pub rollup: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -398,6 +398,8 @@ impl Filter {
 /// Without a filter the arm statistics are read as materialised (a few thousand rows); with
 /// one they are aggregated from the per-unit rows of the selected units.
 pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings, filter: &Filter) -> ApiResult<Results> {
+    // Read-your-writes: every event acknowledged before this request is in the aggregates.
+    crate::rollup::catch_up(db).await?;
     let mut tx = db.begin().await?;
     // The rank query sorts and windows up to one row per unit: enough memory keeps it off disk,
     // and JIT compilation costs more than it saves on a query this short (bench-stats).
