@@ -15,7 +15,6 @@ cd "$ROOT"
 EVENTS=${EVENTS:-10000000}
 UNITS=${UNITS:-1000000}
 RUNS=${RUNS:-5}
-INGEST_SAMPLE=${INGEST_SAMPLE:-1000000}
 TOKEN=bench-token
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -132,11 +132,15 @@ async fn main() -> anyhow::Result<()> {
                 let first = b * batch;
                 let n = batch.min(total - first);
                 let ids: Vec<String> = (first..first + n).map(|i| format!("{run_id}-{i}")).collect();
-                let events: Vec<Value> = (first..first + n)
-                    .zip(&ids)
-                    .map(|(i, id)| event(i, id, &experiment, &variants, units))
-                    .collect();
-                let body = json!({"events": events}).to_string();
+                let mut body = String::with_capacity(n as usize * 160);
+                body.push_str(r#"{"events":["#);
+                for (k, (i, id)) in (first..first + n).zip(&ids).enumerate() {
+                    if k > 0 {
+                        body.push(',');
+                    }
+                    event(&mut body, i, id, &experiment, &variants, units);
+                }
+                body.push_str("]}");
                 let sent = Instant::now();
                 let mut req = client.post(&endpoint).header("content-type", "application/json").body(body);
                 if !token.is_empty() {
@@ -192,18 +196,20 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Event `i`: an exposure for a unit's first event, metrics and conversions after, spread over
-/// `units` units with a fixed variant per unit.
-fn event(i: u64, id: &str, experiment: &str, variants: &[String], units: u64) -> Value {
+/// Event `i` as JSON text: an exposure for a unit's first event, then metrics and conversions,
+/// spread over `units` units with a fixed variant per unit. Written directly (not through
+/// `serde_json::Value`) because the generator shares the CPU with what it measures; ids and keys
+/// are plain ASCII, so no escaping is needed.
+fn event(out: &mut String, i: u64, id: &str, experiment: &str, variants: &[String], units: u64) {
+    use std::fmt::Write as _;
     let unit = i % units;
     let variant = &variants[(unit % variants.len() as u64) as usize];
-    let unit_id = format!("lg-{unit}");
-    match (i / units, i % 10) {
-        (0, _) => json!({"kind": "exposure", "experiment": experiment, "unit_id": unit_id, "variant_key": variant, "event_id": id}),
-        (_, 0) => json!({"kind": "conversion", "experiment": experiment, "unit_id": unit_id, "variant_key": variant, "metric": "purchase", "event_id": id}),
-        _ => json!({"kind": "metric", "experiment": experiment, "unit_id": unit_id, "variant_key": variant, "metric": "order_value",
-                    "value": ((i * 7919) % 20_000) as f64 / 100.0, "event_id": id}),
-    }
+    let head = format_args!(r#""experiment":"{experiment}","unit_id":"lg-{unit}","variant_key":"{variant}","event_id":"{id}""#);
+    let _ = match (i / units, i % 10) {
+        (0, _) => write!(out, r#"{{"kind":"exposure",{head}}}"#),
+        (_, 0) => write!(out, r#"{{"kind":"conversion",{head},"metric":"purchase"}}"#),
+        _ => write!(out, r#"{{"kind":"metric",{head},"metric":"order_value","value":{}}}"#, ((i * 7919) % 20_000) as f64 / 100.0),
+    };
 }
 
 async fn fetch_variants(client: &reqwest::Client, args: &Args) -> anyhow::Result<Vec<String>> {
