@@ -41,6 +41,15 @@ async fn single_events_and_idempotency(db: PgPool) {
     assert_eq!(events, 4);
     let (conv_metric,): (String,) = sqlx::query_as("SELECT metric FROM events WHERE kind = 3").fetch_one(&db).await.expect("row");
     assert_eq!(conv_metric, "conversion", "conversions default to the metric `conversion`");
+
+    // Exposures may carry the unit's attributes (for segment breakdowns); other kinds may not.
+    let with_attrs = json!({"experiment": "model_ranking", "unit_id": "u7", "variant_key": "model_a", "attributes": {"country": "CA", "note": "tab\there \"quoted\""}});
+    assert_eq!(app.post("/api/v1/events/exposure", with_attrs).await.status, StatusCode::ACCEPTED);
+    let m = json!({"experiment": "model_ranking", "unit_id": "u7", "variant_key": "model_a", "metric": "m", "value": 1, "attributes": {"x": 1}});
+    assert_eq!(app.post("/api/v1/events/metric", m).await.error(422).1.as_deref(), Some("attributes"));
+    app.get("/api/v1/experiments/model_ranking/results").await; // applies pending events
+    let (attrs,): (Value,) = sqlx::query_as("SELECT attributes FROM unit_exposures WHERE unit_id = 'u7'").fetch_one(&db).await.expect("row");
+    assert_eq!(attrs, json!({"country": "CA", "note": "tab\there \"quoted\""}));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -150,7 +159,10 @@ async fn results_follow_the_unit_level_definitions(db: PgPool) {
     let (lo, hi, p) = (mean["ci_low"].as_f64().expect("lo"), mean["ci_high"].as_f64().expect("hi"), mean["p_value"].as_f64().expect("p"));
     assert!(lo < -29.0 && -29.0 < hi && (0.0..=1.0).contains(&p));
     let prop = lift.iter().find(|l| l["metric"] == "purchase").expect("conversion lift");
-    assert_eq!((prop["kind"].as_str(), prop["test"].as_str()), (Some("proportion"), Some("z_test")));
+    // 2 of 3 against 1 of 3: expected counts below 5, so Fisher's exact test runs
+    // (scipy.stats.fisher_exact([[2, 1], [1, 2]]).pvalue == 1.0).
+    assert_eq!((prop["kind"].as_str(), prop["test"].as_str()), (Some("proportion"), Some("fisher")));
+    assert!((prop["p_value"].as_f64().expect("p") - 1.0).abs() < 1e-12);
     assert!((prop["abs_lift"].as_f64().expect("abs") + 1.0 / 3.0).abs() < 1e-9);
     assert_eq!(res["srm"]["observed"], json!([3, 3]));
     assert_eq!(res["srm"]["expected"], json!([0.5, 0.5]));

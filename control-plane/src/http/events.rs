@@ -64,6 +64,9 @@ struct EventIn {
     value: Option<f64>,
     event_id: Option<String>,
     ts: Option<DateTime<Utc>>,
+    /// On exposures: the unit's attributes (country, plan, …) for segment breakdowns; the first
+    /// exposure's are the unit's.
+    attributes: Option<serde_json::Map<String, serde_json::Value>>,
     /// Set by the edge on exposures it served; accepted and ignored here.
     #[allow(dead_code)]
     assignment_id: Option<String>,
@@ -79,7 +82,12 @@ struct Event {
     value: Option<f64>,
     ts: DateTime<Utc>,
     event_id: String,
+    /// JSON text of the exposure's attributes.
+    attributes: Option<String>,
 }
+
+/// Attributes are for segmenting, not payloads.
+const MAX_ATTRIBUTES_BYTES: usize = 4096;
 
 #[derive(Debug, Serialize)]
 pub struct Rejected {
@@ -210,10 +218,10 @@ async fn lookup_experiments(state: &AppState, refs: &BTreeSet<String>) -> ApiRes
 fn validate(index: usize, e: EventIn, forced: Option<Kind>, experiments: &HashMap<String, ExperimentRef>, now: DateTime<Utc>) -> Result<Event, Rejected> {
     let reject = |field: &str, message: String| Rejected { index, code: "validation_failed", field: Some(field.to_owned()), message };
     let kind = forced.or(e.kind).ok_or_else(|| reject("kind", "missing: one of exposure, metric, conversion".into()))?;
-    if let (Some(endpoint), Some(given)) = (forced, e.kind) {
-        if endpoint != given {
-            return Err(reject("kind", format!("this endpoint takes {} events only", endpoint.as_str())));
-        }
+    if let (Some(endpoint), Some(given)) = (forced, e.kind)
+        && endpoint != given
+    {
+        return Err(reject("kind", format!("this endpoint takes {} events only", endpoint.as_str())));
     }
     let Some(exp) = experiments.get(e.experiment.as_str()) else {
         return Err(Rejected { index, code: "not_found", field: Some("experiment".into()), message: format!("experiment `{}` not found", e.experiment) });
@@ -242,12 +250,23 @@ fn validate(index: usize, e: EventIn, forced: Option<Kind>, experiments: &HashMa
     if ts > now + Duration::hours(24) {
         return Err(reject("ts", "is more than 24 hours in the future".into()));
     }
+    let attributes = match (kind, e.attributes) {
+        (_, None) => None,
+        (Kind::Exposure, Some(map)) => {
+            let text = serde_json::to_string(&map).map_err(|err| reject("attributes", err.to_string()))?;
+            if text.len() > MAX_ATTRIBUTES_BYTES {
+                return Err(reject("attributes", format!("must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")));
+            }
+            Some(text)
+        }
+        (_, Some(_)) => return Err(reject("attributes", "are recorded on exposure events only".into())),
+    };
     let event_id = match e.event_id {
         Some(id) if id.is_empty() || id.len() > 128 => return Err(reject("event_id", "must be 1 to 128 bytes".into())),
         Some(id) => id,
         None => Uuid::now_v7().to_string(),
     };
-    Ok(Event { experiment_id: exp.id, kind, unit_id: e.unit_id, variant_key: e.variant_key, metric, value, ts, event_id })
+    Ok(Event { experiment_id: exp.id, kind, unit_id: e.unit_id, variant_key: e.variant_key, metric, value, ts, event_id, attributes })
 }
 
 /// Writes a batch in one transaction: `COPY` into a per-connection temp table (the fastest way
@@ -262,13 +281,13 @@ async fn store(state: &AppState, events: &[Event]) -> ApiResult<u64> {
     sqlx::query(
         "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
              experiment_id uuid, kind int2, unit_id text, variant_key text, metric text,
-             value float8, ts timestamptz, event_id text
+             value float8, ts timestamptz, event_id text, attributes jsonb
          ) ON COMMIT DELETE ROWS",
     )
     .execute(&mut *tx)
     .await?;
     let mut copy = tx
-        .copy_in_raw("COPY ingest_stage (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id) FROM STDIN")
+        .copy_in_raw("COPY ingest_stage (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes) FROM STDIN")
         .await?;
     copy.send(copy_text(events)).await?;
     copy.finish().await?;
@@ -277,8 +296,8 @@ async fn store(state: &AppState, events: &[Event]) -> ApiResult<u64> {
              INSERT INTO event_ids (experiment_id, event_id) SELECT experiment_id, event_id FROM ingest_stage
              ON CONFLICT DO NOTHING RETURNING experiment_id, event_id
          ), stored AS (
-             INSERT INTO events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id)
-             SELECT s.experiment_id, s.kind, s.unit_id, s.variant_key, s.metric, s.value, s.ts, s.event_id
+             INSERT INTO events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes)
+             SELECT s.experiment_id, s.kind, s.unit_id, s.variant_key, s.metric, s.value, s.ts, s.event_id, s.attributes
              FROM ingest_stage s JOIN fresh USING (experiment_id, event_id)
              RETURNING experiment_id, kind, unit_id, variant_key, ts
          ), exposed AS (
@@ -320,6 +339,11 @@ fn copy_text(events: &[Event]) -> Vec<u8> {
         }
         let _ = write!(out, "{}\t", e.ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
         escape_copy(&mut out, &e.event_id);
+        out.push('\t');
+        match &e.attributes {
+            Some(a) => escape_copy(&mut out, a),
+            None => out.push_str("\\N"),
+        }
         out.push('\n');
     }
     out.into_bytes()
@@ -346,8 +370,9 @@ mod tests {
         let e = Event {
             experiment_id: Uuid::nil(), kind: Kind::Metric, unit_id: "a\tb\\c\nd".into(), variant_key: "v".into(),
             metric: None, value: Some(0.1), ts: DateTime::from_timestamp(0, 0).unwrap_or_default(), event_id: "e".into(),
+            attributes: Some(r#"{"q":"a\"b\\c"}"#.into()),
         };
         let text = String::from_utf8(copy_text(&[e])).unwrap_or_default();
-        assert_eq!(text, "00000000-0000-0000-0000-000000000000\t2\ta\\tb\\\\c\\nd\tv\t\\N\t0.1\t1970-01-01T00:00:00.000000Z\te\n");
+        assert_eq!(text, "00000000-0000-0000-0000-000000000000\t2\ta\\tb\\\\c\\nd\tv\t\\N\t0.1\t1970-01-01T00:00:00.000000Z\te\t{\"q\":\"a\\\\\"b\\\\\\\\c\"}\n");
     }
 }

@@ -627,7 +627,16 @@ fn proportion_lift(m: &str, control: &str, variant: &str, (cx, cn): (f64, f64), 
         l.set_rel_ci(stats::relative_lift_ci(pc, vc, pt, vt, ALPHA));
         l.sequential = Some(sequential::msprt(z.abs_lift, vc + vt, cn + tn, ALPHA, settings.sequential_tuning_n).into());
     }
-    l.table_test = Some(stats::proportions::table_test(cx, cn, tx, tn).into());
+    let table = stats::proportions::table_test(cx, cn, tx, tn);
+    // With small expected counts the normal approximation is poor: the headline p-value is then
+    // Fisher's exact one, and `test` says so (the CI stays the Wald interval on the difference).
+    if let Ok(t) = &table
+        && t.test == "fisher"
+        && l.test.is_some()
+    {
+        (l.p_value, l.test) = (finite(t.p_value), Some("fisher"));
+    }
+    l.table_test = Some(table.into());
     let posteriors = (bayes::beta_posterior(cx, cn, settings.beta_prior, ALPHA), bayes::beta_posterior(tx, tn, settings.beta_prior, ALPHA));
     l.bayesian = Some(match posteriors {
         (Ok(a), Ok(b)) => Analysis::Ran(bayes::beta_pairwise(&a, &b)),
