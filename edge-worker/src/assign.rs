@@ -136,10 +136,14 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
 
     let set = config_cache::current(state).await;
     let assignments = evaluate(set.as_deref(), keys.as_deref(), &unit_id, &q.attributes);
+    // The request's attributes travel with the exposures, for segment breakdowns centrally.
+    let segment = events::segment_attributes(&q.attributes);
     let exposures: Vec<Event> = assignments
         .iter()
         .filter_map(|a| match a {
-            Entry::Known(a) if a.in_experiment => Some(Event::exposure(a.experiment, &unit_id, a.variant_key)),
+            Entry::Known(a) if a.in_experiment => {
+                Some(Event::exposure(a.experiment, &unit_id, a.variant_key, segment.clone()))
+            }
             _ => None,
         })
         .collect();

@@ -36,10 +36,22 @@ pub struct Event {
     pub value: Option<f64>,
     pub event_id: String,
     pub ts: String,
+    /// On exposures only: the unit's attributes, for segment breakdowns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Map<String, Value>>,
+}
+
+/// The control plane keeps at most this much attribute JSON per exposure.
+const MAX_ATTRIBUTES_BYTES: usize = 4096;
+
+/// Attributes worth forwarding with an exposure: none when empty or too large to store.
+pub fn segment_attributes(attributes: &Map<String, Value>) -> Option<Map<String, Value>> {
+    let size = serde_json::to_string(attributes).map_or(usize::MAX, |s| s.len());
+    (!attributes.is_empty() && size <= MAX_ATTRIBUTES_BYTES).then(|| attributes.clone())
 }
 
 impl Event {
-    pub fn exposure(experiment: &str, unit_id: &str, variant_key: &str) -> Self {
+    pub fn exposure(experiment: &str, unit_id: &str, variant_key: &str, attributes: Option<Map<String, Value>>) -> Self {
         Self {
             kind: "exposure".into(),
             experiment: experiment.into(),
@@ -49,6 +61,7 @@ impl Event {
             value: None,
             event_id: random_uuid(),
             ts: now_rfc3339(),
+            attributes,
         }
     }
 }
@@ -139,7 +152,19 @@ fn validate(item: &Value, max_unit_id_bytes: usize) -> Result<Event, (&'static s
         Some(_) => return Err(("ts", "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z".into())),
         None => now_rfc3339(),
     };
-    Ok(Event { kind, experiment, unit_id, variant_key, metric, value, event_id, ts })
+    let attributes = match obj.get("attributes") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) if m.is_empty() => None,
+        Some(Value::Object(_)) if kind != "exposure" => {
+            return Err(("attributes", "are recorded on exposure events only".into()));
+        }
+        Some(Value::Object(m)) => Some(segment_attributes(m).ok_or((
+            "attributes",
+            format!("must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON"),
+        ))?),
+        Some(_) => return Err(("attributes", "must be an object".into())),
+    };
+    Ok(Event { kind, experiment, unit_id, variant_key, metric, value, event_id, ts, attributes })
 }
 
 fn string_field(
@@ -233,9 +258,18 @@ pub async fn enqueue(state: &AppState, ctx: &Context, events: Vec<Event>, wait: 
 
 async fn send_to_queue(queue: &worker::Queue, events: &[Event]) -> worker::Result<()> {
     for chunk in events.chunks(SEND_BATCH) {
-        queue.send_batch::<Event, _>(chunk.to_vec()).await?;
+        let messages = chunk.iter().map(as_json_message).collect::<worker::Result<Vec<_>>>()?;
+        queue.send_raw_batch(messages).await?;
     }
     Ok(())
+}
+
+/// Messages go in as plain JSON objects: the typed `send_batch` converts maps (an exposure's
+/// `attributes`) into JavaScript `Map`s, which come out of the queue as `{}`.
+fn as_json_message(event: &Event) -> worker::Result<worker::SendMessage<worker::wasm_bindgen::JsValue>> {
+    let text = serde_json::to_string(event).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let object = worker::js_sys::JSON::parse(&text).map_err(|_| worker::Error::RustError("JSON.parse failed".into()))?;
+    Ok(worker::RawMessageBuilder::new(object).build_with_content_type(worker::QueueContentType::Json))
 }
 
 /// POSTs `{"events":[...]}` to the control plane's batch endpoint; the HTTP status on an answer.

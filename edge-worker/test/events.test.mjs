@@ -59,6 +59,25 @@ describe("through the queue", () => {
     assert.notEqual(got[0].event_id, got[1].event_id);
   });
 
+  test("exposures carry the request's attributes (segments); client events may only put them on exposures", async () => {
+    await w.json("/v1/assign?unit_id=exp-unit-3&experiment=checkout&country=CA&plan=pro");
+    const [e] = await waitFor(() => {
+      const got = sink.delivered().filter((x) => x.unit_id === "exp-unit-3");
+      return got.length ? got : null;
+    }, { what: "the exposure" });
+    assert.deepEqual(e.attributes, { country: "CA", plan: "pro" });
+    const good = { kind: "exposure", experiment: "checkout", unit_id: "exp-unit-4", variant_key: "control", attributes: { tier: 2 } };
+    assert.equal((await postEvents(w, [good])).status, 202);
+    const [client] = await waitFor(() => {
+      const got = sink.delivered().filter((x) => x.unit_id === "exp-unit-4");
+      return got.length ? got : null;
+    }, { what: "the client exposure" });
+    assert.deepEqual(client.attributes, { tier: 2 });
+    const bad = await postEvents(w, [{ ...good, kind: "metric", metric: "m", value: 1 }]);
+    assert.equal(bad.status, 422);
+    assert.equal(bad.body.error.field, "events[0].attributes");
+  });
+
   test("POST /v1/events: 202, ids and timestamps minted where missing, client ones kept", async () => {
     const events = [
       { kind: "metric", experiment: "checkout", unit_id: "ev-1", variant_key: "control", metric: "order_value", value: 12.5 },
