@@ -1,6 +1,6 @@
 # The two commands: `make run` (whole stack, foreground, Ctrl-C stops it) and `make test`.
 # Both install what is missing first (scripts/setup-toolchain.sh, idempotent, cached outside the repo).
-.PHONY: run test setup build-worker bench bench-assign bench-edge fmt clippy
+.PHONY: run test setup build-worker bench bench-assign bench-edge bench-ingest bench-stats fmt clippy
 
 run:
 	scripts/run.sh
@@ -14,7 +14,7 @@ setup:
 build-worker: setup
 	scripts/build-worker.sh
 
-bench: bench-assign bench-edge
+bench: bench-assign bench-edge bench-ingest bench-stats
 
 bench-assign:
 	cargo bench -p litmus-shared --bench assign
@@ -22,13 +22,16 @@ bench-assign:
 bench-edge: setup
 	scripts/bench-edge.sh
 
+# HTTP ingest (loadgen) vs a raw COPY of the same rows (scripts/bench-ingest.sh).
+bench-ingest: setup
+	scripts/bench-ingest.sh
+
 fmt:
 	cargo fmt --all
 
 clippy:
 	cargo clippy --all-targets -- -D warnings
 
-.PHONY: bench-stats
 # Results endpoint vs a bare count(*) over 10 million events (scripts/bench-stats.sh).
 bench-stats: setup
 	scripts/bench-stats.sh
