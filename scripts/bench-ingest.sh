@@ -55,7 +55,7 @@ psql -qAt -c "COPY (SELECT '$RAW_ID'::uuid, CASE WHEN i < 100000 THEN 1 WHEN i %
     'lg-' || (i % 100000), CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END,
     CASE WHEN i < 100000 THEN NULL WHEN i % 10 = 0 THEN 'purchase' ELSE 'order_value' END,
     CASE WHEN i >= 100000 AND i % 10 <> 0 THEN ((i * 7919) % 20000) / 100.0 END::float8, now(), 'raw-' || i
-  FROM generate_series(0, $EVENTS - 1) i) TO STDOUT" > "$PGDIR/rows.tsv"
+  FROM generate_series(0::bigint, $EVENTS - 1) i) TO STDOUT" > "$PGDIR/rows.tsv"
 t0=$(date +%s%3N)
 psql -q -c "\\copy events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id) FROM '$PGDIR/rows.tsv'"
 copy_ms=$(( $(date +%s%3N) - t0 ))

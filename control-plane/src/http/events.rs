@@ -147,6 +147,10 @@ async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<Kind>) -
         .iter()
         .enumerate()
         .map(|(index, v)| {
+            // The fast path; the path-tracking parser only runs again to explain a failure.
+            if let Ok(e) = serde_json::from_str::<EventIn>(v.get()) {
+                return Ok(e);
+            }
             let de = &mut serde_json::Deserializer::from_str(v.get());
             serde_path_to_error::deserialize::<_, EventIn>(de).map_err(|e| Rejected {
                 index,
