@@ -21,7 +21,7 @@ wait_for() {
 
 # Runs a command with the wasm toolchain's env (Node 22, wrangler) without polluting this shell.
 with_node() {
-  ( . "$TC/env.sh"; "$@" )
+  ( . "$TC/env.sh"; exec "$@" )
 }
 
 phase() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }

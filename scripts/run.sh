@@ -9,12 +9,15 @@ cd "$ROOT"
 
 scripts/setup-toolchain.sh
 
+# Each background process gets its own process group, so stopping one stops its children too
+# (wrangler runs workerd).
+set -m
 pids=()
 PGDIR=""
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "stopping..."
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ -n "$PGDIR" ] && scripts/pg.sh stop "$PGDIR"
   echo "stopped."
