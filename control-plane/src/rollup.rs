@@ -20,14 +20,20 @@ pub async fn catch_up(db: &PgPool) -> Result<u64, sqlx::Error> {
     sqlx::query("CREATE TEMP TABLE IF NOT EXISTS new_events (LIKE events) ON COMMIT DELETE ROWS")
         .execute(&mut *tx)
         .await?;
+    let (done_below, pending): (i64, Vec<i64>) =
+        sqlx::query_as("SELECT done_below, pending FROM rollup_state").fetch_one(&mut *tx).await?;
+    // With the bounds as plan-time constants, "nothing new" is an empty index range; a generic
+    // plan would guess a third of the table and scan it (10M-event bench: 2.6 s per readout).
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
     // One statement, one snapshot: the events it copies are exactly those committed in the
     // snapshot whose bounds it records (see migrations/0006_async_rollup.sql).
     let (applied,): (i64,) = sqlx::query_as(
         "WITH snap AS (SELECT pg_current_snapshot() AS s),
               batch AS (
                   INSERT INTO new_events
-                  SELECT e.* FROM events e, rollup_state st
-                  WHERE e.xid >= st.done_below OR e.xid = ANY (st.pending)
+                  SELECT * FROM events WHERE xid >= $1
+                  UNION ALL
+                  SELECT * FROM events WHERE xid = ANY ($2) AND xid < $1
                   RETURNING 1
               ),
               advanced AS (
@@ -40,6 +46,8 @@ pub async fn catch_up(db: &PgPool) -> Result<u64, sqlx::Error> {
               )
          SELECT (SELECT count(*) FROM batch) FROM advanced",
     )
+    .bind(done_below)
+    .bind(&pending)
     .fetch_one(&mut *tx)
     .await?;
     if applied > 0 {
