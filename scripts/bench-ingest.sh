@@ -17,27 +17,9 @@ BATCH=${BATCH:-2000}
 TOKEN=bench-token
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 
-phase "build (profile server)"
-cargo build --locked --profile server -p litmus-control-plane -p litmus-loadgen
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/server
-
-phase "throwaway Postgres"
-PGDIR=$(mktemp -d /tmp/litmus-bench-ingest.XXXXXX)
-PGPORT=$(free_port)
-APP_PID=
-cleanup() {
-  [ -n "$APP_PID" ] && kill "$APP_PID" 2>/dev/null || true
-  scripts/pg.sh stop "$PGDIR"; rm -rf "$PGDIR"
-}
-trap cleanup EXIT
-scripts/pg.sh start "$PGDIR" "$PGPORT"
-export DATABASE_URL=$(scripts/pg.sh url "$PGPORT")
+bench_stack "$TOKEN" -p litmus-loadgen
+BIN=$SERVER_BIN
 psql() { "$PG_BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U litmus -d litmus -v ON_ERROR_STOP=1 "$@"; }
-PORT=$(free_port)
-LITMUS_ADDR=127.0.0.1:$PORT ADMIN_API_TOKENS=$TOKEN RUST_LOG=warn "$BIN/litmus-control-plane" >"$PGDIR/control-plane.log" 2>&1 &
-APP_PID=$!
-wait_for "http://127.0.0.1:$PORT/ready" 60
-API=http://127.0.0.1:$PORT/api/v1
 for key in http raw; do
   curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "$API/experiments" \
     -d "{\"key\":\"$key\",\"name\":\"$key\",\"variants\":[{\"key\":\"a\",\"weight\":0.5},{\"key\":\"b\",\"weight\":0.5}]}"
@@ -45,7 +27,7 @@ for key in http raw; do
 done
 
 phase "HTTP ingest: $EVENTS events, concurrency $CONCURRENCY, batches of $BATCH"
-"$BIN/loadgen" --url "http://127.0.0.1:$PORT" --token "$TOKEN" --experiment http --events "$EVENTS" \
+"$BIN/loadgen" --url "$BASE_URL" --token "$TOKEN" --experiment http --events "$EVENTS" \
   --concurrency "$CONCURRENCY" --batch "$BATCH" --max-seconds 300 --quiet | tee "$PGDIR/loadgen.txt"
 http_rate=$(awk '/^throughput/ {print $2}' "$PGDIR/loadgen.txt")
 

@@ -18,28 +18,8 @@ RUNS=${RUNS:-5}
 TOKEN=bench-token
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 
-phase "build the control plane (profile server)"
-cargo build --locked --profile server -p litmus-control-plane
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/server/litmus-control-plane
-
-phase "throwaway Postgres"
-PGDIR=$(mktemp -d /tmp/litmus-bench-pg.XXXXXX)
-PGPORT=$(free_port)
-APP_PID=
-cleanup() {
-  [ -n "$APP_PID" ] && kill "$APP_PID" 2>/dev/null || true
-  scripts/pg.sh stop "$PGDIR"; rm -rf "$PGDIR"
-}
-trap cleanup EXIT
-scripts/pg.sh start "$PGDIR" "$PGPORT"
-export DATABASE_URL=$(scripts/pg.sh url "$PGPORT")
+bench_stack "$TOKEN"
 psql() { "$PG_BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U litmus -v ON_ERROR_STOP=1 "$@"; }
-
-PORT=$(free_port)
-LITMUS_ADDR=127.0.0.1:$PORT ADMIN_API_TOKENS=$TOKEN "$BIN" >"$PGDIR/control-plane.log" 2>&1 &
-APP_PID=$!
-wait_for "http://127.0.0.1:$PORT/health" 60
-API=http://127.0.0.1:$PORT/api/v1
 api() { curl -fsS -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' "$@"; }
 ID=$(api -X POST "$API/experiments" -d '{"key":"bench","name":"Bench","description":"Does the treatment raise order value?",
   "variants":[{"key":"control","name":"Control","weight":0.5,"config_json":{}},{"key":"treatment","name":"Treatment","weight":0.5,"config_json":{}}]}' \

@@ -25,3 +25,31 @@ with_node() {
 }
 
 phase() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+# For benches: builds the control plane (profile server, plus any extra `-p` packages given),
+# starts a throwaway Postgres and the control plane on free ports, and stops both on exit.
+# Sets PGDIR, PGPORT, DATABASE_URL, SERVER_BIN (the build dir), BASE_URL and API.
+bench_stack() {
+  local token=$1; shift
+  phase "build (profile server)"
+  cargo build --locked --profile server -p litmus-control-plane "$@"
+  SERVER_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/server
+  phase "throwaway Postgres and control plane"
+  PGDIR=$(mktemp -d /tmp/litmus-bench.XXXXXX)
+  PGPORT=$(free_port)
+  trap bench_stack_stop EXIT
+  scripts/pg.sh start "$PGDIR" "$PGPORT"
+  export DATABASE_URL=$(scripts/pg.sh url "$PGPORT")
+  local port; port=$(free_port)
+  LITMUS_ADDR=127.0.0.1:$port ADMIN_API_TOKENS=$token RUST_LOG=warn \
+    "$SERVER_BIN/litmus-control-plane" >"$PGDIR/control-plane.log" 2>&1 &
+  BENCH_APP_PID=$!
+  wait_for "http://127.0.0.1:$port/ready" 60
+  BASE_URL=http://127.0.0.1:$port
+  API=$BASE_URL/api/v1
+}
+
+bench_stack_stop() {
+  [ -n "${BENCH_APP_PID:-}" ] && kill "$BENCH_APP_PID" 2>/dev/null || true
+  scripts/pg.sh stop "$PGDIR"; rm -rf "$PGDIR"
+}
