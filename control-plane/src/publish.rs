@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::http::experiments::ExperimentRow;
+use crate::http::experiments::{COLUMNS, ExperimentRow};
 
 #[derive(Clone, Default)]
 pub struct Publisher {
@@ -54,13 +54,11 @@ impl Publisher {
 /// paused or recently stopped ones so that asking for them by key still answers the control
 /// (`not_running`) rather than "unknown". Drafts never leave the control plane.
 pub async fn edge_experiments(db: &PgPool) -> anyhow::Result<Vec<Experiment>> {
-    let rows: Vec<ExperimentRow> = sqlx::query_as(
-        "SELECT id, key, name, description, owner_team, created_by, unit_type, type, status, version, ramp_pct,
-                targeting, variants, salt, hash_version, layer, created_at, updated_at, started_at, stopped_at
-         FROM experiments
+    let rows: Vec<ExperimentRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM experiments
          WHERE status IN ('running', 'paused') OR (status = 'stopped' AND stopped_at > now() - interval '30 days')
-         ORDER BY key",
-    )
+         ORDER BY key"
+    ))
     .fetch_all(db)
     .await?;
     rows.iter().map(|r| r.to_engine().map_err(|e| anyhow::anyhow!("{e}"))).collect()

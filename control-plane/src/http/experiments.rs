@@ -88,30 +88,30 @@ impl ExperimentRow {
     }
 }
 
-const COLUMNS: &str = "id, key, name, description, owner_team, created_by, unit_type, type, status, version, ramp_pct, \
-                       targeting, variants, salt, hash_version, layer, metrics, created_at, updated_at, started_at, stopped_at";
+/// Every column of `ExperimentRow`, for queries that load whole experiments.
+pub const COLUMNS: &str = "id, key, name, description, owner_team, created_by, unit_type, type, status, version, ramp_pct, \
+                           targeting, variants, salt, hash_version, layer, metrics, created_at, updated_at, started_at, stopped_at";
 
 /// Loads by uuid or by key; 404 when neither matches.
 pub async fn find(db: &PgPool, id_or_key: &str) -> ApiResult<ExperimentRow> {
-    let sql = format!("SELECT {COLUMNS} FROM experiments WHERE {}", lookup_clause(id_or_key));
-    let row = match Uuid::parse_str(id_or_key) {
-        Ok(id) => sqlx::query_as::<_, ExperimentRow>(&sql).bind(id).fetch_optional(db).await?,
-        Err(_) => sqlx::query_as::<_, ExperimentRow>(&sql).bind(id_or_key).fetch_optional(db).await?,
-    };
-    row.ok_or_else(|| ApiError::not_found("experiment", id_or_key))
+    select_one(db, id_or_key, "").await
 }
 
-fn lookup_clause(id_or_key: &str) -> &'static str {
-    if Uuid::parse_str(id_or_key).is_ok() { "id = $1" } else { "key = $1" }
-}
-
+/// [`find`], locking the row for the rest of the transaction.
 async fn find_for_update(tx: &mut Transaction<'_, Postgres>, id_or_key: &str) -> ApiResult<ExperimentRow> {
-    let sql = format!("SELECT {COLUMNS} FROM experiments WHERE {} FOR UPDATE", lookup_clause(id_or_key));
-    let row = match Uuid::parse_str(id_or_key) {
-        Ok(id) => sqlx::query_as::<_, ExperimentRow>(&sql).bind(id).fetch_optional(&mut **tx).await?,
-        Err(_) => sqlx::query_as::<_, ExperimentRow>(&sql).bind(id_or_key).fetch_optional(&mut **tx).await?,
+    select_one(&mut **tx, id_or_key, " FOR UPDATE").await
+}
+
+async fn select_one<'e>(db: impl sqlx::PgExecutor<'e>, id_or_key: &str, lock: &str) -> ApiResult<ExperimentRow> {
+    let id = Uuid::parse_str(id_or_key).ok();
+    let by = if id.is_some() { "id" } else { "key" };
+    let sql = format!("SELECT {COLUMNS} FROM experiments WHERE {by} = $1{lock}");
+    let query = sqlx::query_as::<_, ExperimentRow>(&sql);
+    let query = match id {
+        Some(id) => query.bind(id),
+        None => query.bind(id_or_key),
     };
-    row.ok_or_else(|| ApiError::not_found("experiment", id_or_key))
+    query.fetch_optional(db).await?.ok_or_else(|| ApiError::not_found("experiment", id_or_key))
 }
 
 #[derive(Debug, Deserialize)]
