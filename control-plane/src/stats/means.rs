@@ -1,6 +1,6 @@
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::{Comparison, Moments, NotEnoughData, finite};
+use super::{Comparison, Moments, NotEnoughData};
 
 /// Welch's t-test of `treatment − control` with the Welch–Satterthwaite degrees of freedom; the
 /// confidence interval bounds the absolute lift at `1 − alpha`.
@@ -20,16 +20,7 @@ pub fn welch_t(control: Moments, treatment: Moments, alpha: f64) -> Result<Compa
     let t = diff / se;
     let p = 2.0 * dist.cdf(-t.abs());
     let q = dist.inverse_cdf(1.0 - alpha / 2.0);
-    let out = Comparison {
-        control_value: mc,
-        variant_value: mt,
-        abs_lift: diff,
-        rel_lift: (mc != 0.0).then(|| diff / mc).and_then(finite),
-        ci_low: diff - q * se,
-        ci_high: diff + q * se,
-        p_value: p.clamp(0.0, 1.0),
-        test: "welch_t",
-    };
+    let out = Comparison::new(mc, mt, q * se, p, "welch_t");
     if [out.ci_low, out.ci_high, out.p_value].iter().all(|x| x.is_finite()) {
         Ok(out)
     } else {

@@ -72,6 +72,23 @@ pub struct Comparison {
     pub test: &'static str,
 }
 
+impl Comparison {
+    /// Variant against control, with the interval `lift ± half_width` on the absolute lift.
+    pub fn new(control_value: f64, variant_value: f64, half_width: f64, p_value: f64, test: &'static str) -> Self {
+        let diff = variant_value - control_value;
+        Comparison {
+            control_value,
+            variant_value,
+            abs_lift: diff,
+            rel_lift: (control_value != 0.0).then(|| diff / control_value).and_then(finite),
+            ci_low: diff - half_width,
+            ci_high: diff + half_width,
+            p_value: p_value.clamp(0.0, 1.0),
+            test,
+        }
+    }
+}
+
 pub type Outcome<T> = Result<T, NotEnoughData>;
 
 /// How an analysis appears in JSON: its fields, or `{"not_enough_data": "<reason>"}`.

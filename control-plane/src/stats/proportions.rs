@@ -111,16 +111,7 @@ pub fn z_test(control_x: f64, control_n: f64, treatment_x: f64, treatment_n: f64
     let p = 2.0 * normal.cdf(-(diff / se0).abs());
     let se = (pc * (1.0 - pc) / control_n + pt * (1.0 - pt) / treatment_n).sqrt();
     let q = normal.inverse_cdf(1.0 - alpha / 2.0);
-    Ok(Comparison {
-        control_value: pc,
-        variant_value: pt,
-        abs_lift: diff,
-        rel_lift: (pc != 0.0).then(|| diff / pc).and_then(finite),
-        ci_low: diff - q * se,
-        ci_high: diff + q * se,
-        p_value: p.clamp(0.0, 1.0),
-        test: "z_test",
-    })
+    Ok(Comparison::new(pc, pt, q * se, p, "z_test"))
 }
 
 #[cfg(test)]
