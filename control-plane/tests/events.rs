@@ -103,6 +103,69 @@ async fn batch_lands_the_good_and_names_the_bad(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_partly_redelivered_batch_lands_only_its_new_events(db: PgPool) {
+    let app = App::new(db.clone());
+    running(&app).await;
+    let with_id = |mut e: Value, id: &str| { e["event_id"] = json!(id); e };
+    let uuid = "0193a8f2-7c4e-7b21-9f3a-5d6e7f809102";
+    let first = json!({"events": [
+        with_id(exposure("u1", "model_a", "2026-01-01T00:05:00Z"), uuid),
+        with_id(metric("u1", "model_a", 2.0, "2026-01-01T00:06:00Z"), "order-17"),
+    ]});
+    assert_eq!(app.post("/api/v1/events/batch", first).await.json(), json!({"accepted": 2, "duplicates": 0}));
+    // The same two again, with an earlier exposure of u1 (another variant) and a new metric.
+    let second = json!({"events": [
+        with_id(metric("u1", "model_a", 2.0, "2026-01-01T00:06:00Z"), "order-17"),
+        with_id(exposure("u1", "model_b", "2026-01-01T00:01:00Z"), "late-but-earlier"),
+        with_id(exposure("u1", "model_a", "2026-01-01T00:05:00Z"), uuid),
+        with_id(metric("u1", "model_a", 5.0, "2026-01-01T00:07:00Z"), "order-18"),
+    ]});
+    assert_eq!(app.post("/api/v1/events/batch", second).await.json(), json!({"accepted": 2, "duplicates": 2}));
+    let ids: Vec<(String,)> = sqlx::query_as("SELECT event_id FROM events ORDER BY event_id").fetch_all(&db).await.expect("ids");
+    let ids: Vec<&str> = ids.iter().map(|(i,)| i.as_str()).collect();
+    assert_eq!(ids, [uuid, "late-but-earlier", "order-17", "order-18"]);
+    let (variant, first_ts): (String, String) =
+        sqlx::query_as("SELECT variant_key, to_char(first_ts AT TIME ZONE 'UTC', 'HH24:MI') FROM unit_exposures WHERE unit_id = 'u1'")
+            .fetch_one(&db).await.expect("exposure");
+    assert_eq!((variant.as_str(), first_ts.as_str()), ("model_b", "00:01"), "the earliest exposure wins");
+    // The keys are what migration 0007 computes in SQL: a canonical UUID as is, else MD5.
+    let (matching,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM event_ids WHERE event_key IN (
+             SELECT CASE WHEN event_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                         THEN event_id::uuid ELSE md5(event_id)::uuid END FROM events)",
+    )
+    .fetch_one(&db).await.expect("keys");
+    assert_eq!(matching, 4);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn concurrent_batches_sharing_ids_store_each_event_once(db: PgPool) {
+    let app = App::new(db.clone());
+    running(&app).await;
+    // Eight batches of 200 over 400 ids, overlapping each other in different orders.
+    let batch = |k: usize| {
+        let mut ids: Vec<usize> = (k * 50..k * 50 + 200).map(|i| i % 400).collect();
+        if k % 2 == 1 { ids.reverse(); }
+        let events: Vec<Value> = ids.iter().map(|i| {
+            let mut e = metric(&format!("u{}", i % 50), "model_a", 1.0, "2026-01-01T00:00:00Z");
+            e["event_id"] = json!(format!("ev-{i}"));
+            e
+        }).collect();
+        json!({"events": events})
+    };
+    let answers = futures_util::future::join_all((0..8).map(|k| app.post("/api/v1/events/batch", batch(k)))).await;
+    let mut accepted = 0;
+    for r in &answers {
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let v = r.json();
+        assert_eq!(v["accepted"].as_u64().unwrap_or(0) + v["duplicates"].as_u64().unwrap_or(0), 200);
+        accepted += v["accepted"].as_u64().unwrap_or(0);
+    }
+    let (stored, distinct): (i64, i64) = sqlx::query_as("SELECT count(*), count(DISTINCT event_id) FROM events").fetch_one(&db).await.expect("count");
+    assert_eq!((stored, distinct, accepted), (400, 400, 400));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn results_follow_the_unit_level_definitions(db: PgPool) {
     let app = App::new(db);
     running(&app).await;

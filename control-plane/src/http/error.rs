@@ -60,13 +60,13 @@ impl ApiError {
     }
 }
 
-/// Connection-level failures: the database is down, restarting or saturated, so the client
-/// should retry (SQLSTATE class 08 connection exceptions, 57P0x shutdown/start-up, 53300 too many
-/// connections).
+/// Failures a retry cures: the database is down, restarting or saturated (SQLSTATE class 08
+/// connection exceptions, 57P0x shutdown/start-up, 53300 too many connections), or it picked this
+/// transaction as a deadlock or serialization victim (40P01, 40001).
 fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || ["53300", "40P01", "40001"].contains(&&*c)),
         _ => false,
     }
 }

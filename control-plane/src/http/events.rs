@@ -2,9 +2,9 @@
 //!
 //! Each event is validated on its own: in a batch the bad ones are reported by index and reason,
 //! the good ones land. Idempotency: an `event_id` (client-given, else minted here) is stored once
-//! in `event_ids`; a re-sent event is counted as a duplicate and changes nothing. One statement
-//! writes the ids, the raw events and the per-unit first exposures, so a batch lands whole or not
-//! at all: nothing answered 202 is lost.
+//! per experiment, as a uuid key in `event_ids`; a re-sent event is counted as a duplicate and
+//! changes nothing. One transaction writes the keys, the raw events and the per-unit first
+//! exposures, so a batch lands whole or not at all: nothing answered 202 is lost.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -17,6 +17,7 @@ use litmus_shared::Variant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
+use sqlx::PgPool;
 use sqlx::types::Json as Db;
 use uuid::Uuid;
 
@@ -82,6 +83,8 @@ struct Event {
     value: Option<f64>,
     ts: DateTime<Utc>,
     event_id: String,
+    /// What `event_ids` stores for `event_id` (see [`event_key`]).
+    key: Uuid,
     /// JSON text of the exposure's attributes.
     attributes: Option<String>,
 }
@@ -171,7 +174,7 @@ async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<Kind>) -
     for (index, p) in parsed.into_iter().enumerate() {
         match p.and_then(|e| validate(index, e, kind, &experiments, now)) {
             Ok(e) => {
-                if seen.insert((e.experiment_id, e.event_id.clone())) {
+                if seen.insert((e.experiment_id, e.key)) {
                     events.push(e);
                 } else {
                     duplicates_in_batch += 1;
@@ -180,7 +183,7 @@ async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<Kind>) -
             Err(r) => rejected.push(r),
         }
     }
-    let accepted = store(state, &events).await?;
+    let accepted = store(&state.db, &events).await?;
     if accepted > 0 {
         state.rollup.notify_one();
         let touched: BTreeSet<Uuid> = events.iter().map(|e| e.experiment_id).collect();
@@ -270,60 +273,111 @@ fn validate(index: usize, e: EventIn, forced: Option<Kind>, experiments: &HashMa
         Some(id) => id,
         None => Uuid::now_v7().to_string(),
     };
-    Ok(Event { experiment_id: exp.id, kind, unit_id: e.unit_id, variant_key: e.variant_key, metric, value, ts, event_id, attributes })
+    let key = event_key(&event_id);
+    Ok(Event { experiment_id: exp.id, kind, unit_id: e.unit_id, variant_key: e.variant_key, metric, value, ts, event_id, key, attributes })
 }
 
-/// Writes a batch in one transaction: `COPY` into a per-connection temp table (the fastest way
-/// into Postgres), then one statement that records the new event ids, stores the new events and
-/// keeps each unit's first exposure. Returns how many events were new.
-async fn store(state: &AppState, events: &[Event]) -> ApiResult<u64> {
+/// The dedup key of an event id: the id itself when it is a canonical UUID (what the edge, the
+/// SDKs and this module mint), else the MD5 of its bytes. Migration 0007 computes the same in SQL.
+fn event_key(event_id: &str) -> Uuid {
+    use md5::{Digest, Md5};
+    match Uuid::try_parse(event_id) {
+        // Only the canonical spelling: "ABC…" and "abc…" are different ids, so they must not
+        // share a key.
+        Ok(u) if u.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == event_id => u,
+        _ => Uuid::from_bytes(Md5::digest(event_id.as_bytes()).into()),
+    }
+}
+
+/// Writes a batch in one transaction and returns how many of its events were new: their keys
+/// into `event_ids`, the events by `COPY` straight into `events`, and each unit's first exposure.
+///
+/// A batch is normally all new (a duplicate is a redelivery), so the keys first go in with a plain
+/// `INSERT`: `ON CONFLICT` costs a speculative insertion per row, which measured more than storing
+/// the event itself. Only when that meets a duplicate (unique violation, which also waits out a
+/// concurrent batch holding the same key) is the batch redone, keeping just the new events.
+async fn store(db: &PgPool, events: &[Event]) -> Result<u64, sqlx::Error> {
     if events.is_empty() {
         return Ok(0);
     }
-    let mut tx = state.db.begin().await?;
-    // Temp tables are per connection, unlogged, and emptied at commit.
-    sqlx::query(
-        "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
-             experiment_id uuid, kind int2, unit_id text, variant_key text, metric text,
-             value float8, ts timestamptz, event_id text, attributes jsonb
-         ) ON COMMIT DELETE ROWS",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let mut copy = tx
-        .copy_in_raw("COPY ingest_stage (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes) FROM STDIN")
-        .await?;
-    copy.send(copy_text(events)).await?;
-    copy.finish().await?;
-    let (accepted,): (i64,) = sqlx::query_as(
-        "WITH fresh AS (
-             INSERT INTO event_ids (experiment_id, event_id) SELECT experiment_id, event_id FROM ingest_stage
-             ON CONFLICT DO NOTHING RETURNING experiment_id, event_id
-         ), stored AS (
-             INSERT INTO events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes)
-             SELECT s.experiment_id, s.kind, s.unit_id, s.variant_key, s.metric, s.value, s.ts, s.event_id, s.attributes
-             FROM ingest_stage s JOIN fresh USING (experiment_id, event_id)
-             RETURNING experiment_id, kind, unit_id, variant_key, ts
-         ), exposed AS (
-             -- Earliest exposure wins, whatever order events arrive in.
-             INSERT INTO unit_exposures (experiment_id, unit_id, variant_key, first_ts)
-             SELECT DISTINCT ON (experiment_id, unit_id) experiment_id, unit_id, variant_key, ts
-             FROM stored WHERE kind = 1
-             ORDER BY experiment_id, unit_id, ts
-             ON CONFLICT (experiment_id, unit_id) DO UPDATE
-                 SET variant_key = excluded.variant_key, first_ts = excluded.first_ts
-                 WHERE excluded.first_ts < unit_exposures.first_ts
-         )
-         SELECT count(*) FROM stored",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    // Sorted, so that two batches sharing keys lock them in the same order (no deadlock).
+    let mut keys: Vec<(Uuid, Uuid)> = events.iter().map(|e| (e.experiment_id, e.key)).collect();
+    keys.sort_unstable();
+    let (experiments, keys): (Vec<Uuid>, Vec<Uuid>) = keys.into_iter().unzip();
+    let mut tx = db.begin().await?;
+    let first = sqlx::query("INSERT INTO event_ids (experiment_id, event_key) SELECT * FROM unnest($1::uuid[], $2::uuid[])")
+        .bind(&experiments)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await;
+    let fresh: Vec<&Event> = match first {
+        Ok(_) => events.iter().collect(),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            tx.rollback().await?;
+            tx = db.begin().await?;
+            let new: HashSet<(Uuid, Uuid)> = sqlx::query_as(
+                "INSERT INTO event_ids (experiment_id, event_key) SELECT * FROM unnest($1::uuid[], $2::uuid[])
+                 ON CONFLICT DO NOTHING RETURNING experiment_id, event_key",
+            )
+            .bind(&experiments)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            events.iter().filter(|e| new.contains(&(e.experiment_id, e.key))).collect()
+        }
+        Err(e) => return Err(e),
+    };
+    if !fresh.is_empty() {
+        let mut copy = tx
+            .copy_in_raw("COPY events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes) FROM STDIN")
+            .await?;
+        copy.send(copy_text(&fresh)).await?;
+        copy.finish().await?;
+        let first_exposures = first_exposures(&fresh);
+        if !first_exposures.is_empty() {
+            let (mut ids, mut units, mut variants, mut ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for e in first_exposures {
+                ids.push(e.experiment_id);
+                units.push(e.unit_id.as_str());
+                variants.push(e.variant_key.as_str());
+                ts.push(e.ts);
+            }
+            sqlx::query(
+                // Earliest exposure wins, whatever order events arrive in.
+                "INSERT INTO unit_exposures (experiment_id, unit_id, variant_key, first_ts)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
+                 ON CONFLICT (experiment_id, unit_id) DO UPDATE
+                     SET variant_key = excluded.variant_key, first_ts = excluded.first_ts
+                     WHERE excluded.first_ts < unit_exposures.first_ts",
+            )
+            .bind(&ids)
+            .bind(&units)
+            .bind(&variants)
+            .bind(&ts)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
     tx.commit().await?;
-    Ok(accepted as u64)
+    Ok(fresh.len() as u64)
+}
+
+/// Each unit's earliest exposure in the batch, sorted by (experiment, unit): one row per unit for
+/// the upsert (which may not touch a row twice), locked in the same order by every batch.
+fn first_exposures<'a>(events: &[&'a Event]) -> Vec<&'a Event> {
+    let mut earliest: HashMap<(Uuid, &str), &Event> = HashMap::new();
+    for e in events.iter().copied().filter(|e| e.kind == Kind::Exposure) {
+        earliest.entry((e.experiment_id, e.unit_id.as_str())).and_modify(|f| if e.ts < f.ts { *f = e }).or_insert(e);
+    }
+    let mut out: Vec<&Event> = earliest.into_values().collect();
+    out.sort_unstable_by(|a, b| (a.experiment_id, &a.unit_id).cmp(&(b.experiment_id, &b.unit_id)));
+    out
 }
 
 /// Rows in COPY's text format: tab-separated, `\N` for NULL, backslash escapes.
-fn copy_text(events: &[Event]) -> Vec<u8> {
+fn copy_text(events: &[&Event]) -> Vec<u8> {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(events.len() * 128);
     for e in events {
@@ -369,14 +423,49 @@ fn escape_copy(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
+    fn event(kind: Kind, unit: &str, ts: i64) -> Event {
+        Event {
+            experiment_id: Uuid::nil(), kind, unit_id: unit.into(), variant_key: "v".into(), metric: None, value: None,
+            ts: DateTime::from_timestamp(ts, 0).unwrap_or_default(), event_id: "e".into(), key: Uuid::nil(), attributes: None,
+        }
+    }
+
     #[test]
     fn copy_text_escapes_and_nulls() {
         let e = Event {
-            experiment_id: Uuid::nil(), kind: Kind::Metric, unit_id: "a\tb\\c\nd".into(), variant_key: "v".into(),
-            metric: None, value: Some(0.1), ts: DateTime::from_timestamp(0, 0).unwrap_or_default(), event_id: "e".into(),
-            attributes: Some(r#"{"q":"a\"b\\c"}"#.into()),
+            metric: None, value: Some(0.1), attributes: Some(r#"{"q":"a\"b\\c"}"#.into()),
+            ..event(Kind::Metric, "a\tb\\c\nd", 0)
         };
-        let text = String::from_utf8(copy_text(&[e])).unwrap_or_default();
+        let text = String::from_utf8(copy_text(&[&e])).unwrap_or_default();
         assert_eq!(text, "00000000-0000-0000-0000-000000000000\t2\ta\\tb\\\\c\\nd\tv\t\\N\t0.1\t1970-01-01T00:00:00.000000Z\te\t{\"q\":\"a\\\\\"b\\\\\\\\c\"}\n");
+    }
+
+    #[test]
+    fn event_key_is_the_canonical_uuid_itself_else_md5() {
+        let id = "0193a8f2-7c4e-7b21-9f3a-5d6e7f809102";
+        assert_eq!(event_key(id).to_string(), id);
+        // MD5("abc") is RFC 1321's test vector.
+        assert_eq!(event_key("abc").simple().to_string(), "900150983cd24fb0d6963f7d28e17f72");
+        // Other spellings of the same UUID are other ids.
+        let upper = id.to_uppercase();
+        let simple = id.replace('-', "");
+        assert_ne!(event_key(&upper), event_key(id));
+        assert_ne!(event_key(&simple), event_key(id));
+        assert_ne!(event_key(&upper), event_key(&simple));
+    }
+
+    #[test]
+    fn first_exposures_keeps_each_units_earliest_sorted() {
+        let events = [
+            event(Kind::Exposure, "b", 5),
+            event(Kind::Exposure, "a", 9),
+            event(Kind::Metric, "c", 1),
+            event(Kind::Exposure, "b", 3),
+            event(Kind::Exposure, "a", 7),
+            event(Kind::Exposure, "b", 4),
+        ];
+        let refs: Vec<&Event> = events.iter().collect();
+        let got: Vec<(&str, i64)> = first_exposures(&refs).iter().map(|e| (e.unit_id.as_str(), e.ts.timestamp())).collect();
+        assert_eq!(got, [("a", 7), ("b", 3)]);
     }
 }
