@@ -18,8 +18,9 @@ async function launch(cp) {
   assert.equal((await cp.api("POST", "/experiments/faults/launch", { ramp_pct: 100 })).status, 200);
 }
 
-/** Event ids stored for `ids`, and how many rows they have (duplicates show as rows > ids). */
-function stored(databaseUrl, prefix) {
+/** Rows and distinct ids among the events whose id starts with `prefix` (each test has its own database);
+ * duplicates show as rows > distinct. */
+function stored(databaseUrl, prefix = "") {
   const [rows, distinct] = psql(databaseUrl, `SELECT count(*), count(DISTINCT event_id) FROM events WHERE event_id LIKE '${prefix}%'`).split("|").map(Number);
   return { rows, distinct };
 }
@@ -35,10 +36,10 @@ function missing(databaseUrl, file) {
   return { lost, acked };
 }
 
-function loadgen(url, { seconds, file, runId }) {
+function loadgen(url, { seconds, file }) {
   const bin = path.join(ROOT, "target/debug/loadgen");
   const child = spawn(bin, ["--url", url, "--token", ADMIN, "--experiment", "faults", "--variants", "a,b", "--events", "2000000",
-    "--batch", "500", "--concurrency", "4", "--max-seconds", String(seconds), "--acked-file", file, "--run-id", runId, "--quiet"],
+    "--batch", "500", "--concurrency", "4", "--max-seconds", String(seconds), "--acked-file", file, "--quiet"],
   { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout.on("data", (d) => (out += d));
@@ -96,7 +97,7 @@ test("SIGKILL during sustained ingest: every event answered 202 is in Postgres",
   const cp = await startControlPlane({ databaseUrl, port });
   await launch(cp);
   const file = path.join(mkdtempSync(path.join(os.tmpdir(), "litmus-kill-")), "acked.txt");
-  const run = loadgen(cp.url, { seconds: 8, file, runId: "kill" });
+  const run = loadgen(cp.url, { seconds: 8, file });
   await sleep(3000);
   await cp.stop("SIGKILL");
   const { out } = await run;
@@ -105,7 +106,7 @@ test("SIGKILL during sustained ingest: every event answered 202 is in Postgres",
   console.log(`killed mid-ingest: ${acked} events had been answered 202, ${lost} of them missing`);
   assert.ok(acked > 1000, `load was running when the process died: ${out}`);
   assert.equal(lost, 0);
-  const s = stored(databaseUrl, "kill-");
+  const s = stored(databaseUrl);
   assert.equal(s.rows, s.distinct, "no duplicates");
   await cp.stop();
 });
@@ -119,7 +120,7 @@ test("Postgres restarts during ingest: the control plane recovers by itself, 503
   try {
     await launch(cp);
     const file = path.join(mkdtempSync(path.join(os.tmpdir(), "litmus-pg-")), "acked.txt");
-    const run = loadgen(cp.url, { seconds: 12, file, runId: "pgrestart" });
+    const run = loadgen(cp.url, { seconds: 12, file });
     await sleep(3000);
     execFileSync(path.join(ROOT, "scripts/pg.sh"), ["stop", dir]);
     const notReady = await fetch(`${cp.url}/ready`);

@@ -62,9 +62,6 @@ struct Args {
     /// Append the event_id of every event answered 202 to this file (for loss checks).
     #[arg(long)]
     acked_file: Option<std::path::PathBuf>,
-    /// Prefix of the generated event ids (default: random), so runs never collide.
-    #[arg(long)]
-    run_id: Option<String>,
     /// No progress bar (for scripts).
     #[arg(long)]
     quiet: bool,
@@ -99,7 +96,6 @@ async fn main() -> anyhow::Result<()> {
         Target::ControlPlane => format!("{}/api/v1/events/batch", args.url.trim_end_matches('/')),
         Target::Edge => format!("{}/v1/events", args.url.trim_end_matches('/')),
     };
-    let run_id = args.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
 
     let batches = args.events.div_ceil(args.batch);
     let next = Arc::new(AtomicU64::new(0));
@@ -121,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let (client, next, stats, acked, bar) = (client.clone(), next.clone(), stats.clone(), acked.clone(), bar.clone());
-        let (endpoint, token, experiment, variants, run_id) = (endpoint.clone(), args.token.clone(), args.experiment.clone(), variants.clone(), run_id.clone());
+        let (endpoint, token, experiment, variants) = (endpoint.clone(), args.token.clone(), args.experiment.clone(), variants.clone());
         let (batch, total, units) = (args.batch, args.events, args.units);
         workers.push(tokio::spawn(async move {
             loop {
@@ -131,7 +127,8 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let first = b * batch;
                 let n = batch.min(total - first);
-                let ids: Vec<String> = (first..first + n).map(|i| format!("{run_id}-{i}")).collect();
+                // UUIDv7, as the edge mints them: unique across runs, and time-ordered.
+                let ids: Vec<String> = (first..first + n).map(|_| uuid::Uuid::now_v7().to_string()).collect();
                 let mut body = String::with_capacity(n as usize * 160);
                 body.push_str(r#"{"events":["#);
                 for (k, (i, id)) in (first..first + n).zip(&ids).enumerate() {
