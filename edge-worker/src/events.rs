@@ -59,7 +59,7 @@ impl Event {
             variant_key: variant_key.into(),
             metric: None,
             value: None,
-            event_id: random_uuid(),
+            event_id: event_uuid(),
             ts: now_rfc3339(),
             attributes,
         }
@@ -80,6 +80,19 @@ pub fn random_uuid() -> String {
     uuid.unwrap_or_else(|| {
         format!("{:016x}{:016x}", worker::Date::now().as_millis(), (worker::js_sys::Math::random() * 1e18) as u64)
     })
+}
+
+/// An event id: a UUIDv7 (RFC 9562), 48 bits of Unix milliseconds then a v4's random bits.
+/// Time-ordered ids land at the right edge of the control plane's dedup index instead of at
+/// random places in it, which made ingest measurably faster.
+pub fn event_uuid() -> String {
+    let v4 = random_uuid();
+    if v4.len() != 36 || !v4.is_ascii() {
+        return v4;
+    }
+    let ms = format!("{:012x}", worker::Date::now().as_millis() & 0xffff_ffff_ffff);
+    // v4 text is xxxxxxxx-xxxx-4xxx-…: the timestamp takes the first twelve digits, 7 the version.
+    format!("{}-{}-7{}", &ms[..8], &ms[8..], &v4[15..])
 }
 
 pub fn now_rfc3339() -> String {
@@ -146,7 +159,7 @@ fn validate(item: &Value, max_unit_id_bytes: usize) -> Result<Event, (&'static s
         }
     }
     let event_id =
-        string_field(obj, "event_id", MAX_NAME_BYTES)?.filter(|id| !id.is_empty()).unwrap_or_else(random_uuid);
+        string_field(obj, "event_id", MAX_NAME_BYTES)?.filter(|id| !id.is_empty()).unwrap_or_else(event_uuid);
     let ts = match string_field(obj, "ts", 64)? {
         Some(ts) if is_rfc3339(&ts) => ts,
         Some(_) => return Err(("ts", "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z".into())),

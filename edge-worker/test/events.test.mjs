@@ -3,7 +3,7 @@
 // control plane fails.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startWorker, startSink, waitFor, sleep, experiment, INGEST_TOKEN, UUID } from "./helpers.mjs";
+import { startWorker, startSink, waitFor, sleep, experiment, INGEST_TOKEN, UUID7, uuid7Millis } from "./helpers.mjs";
 
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
 
@@ -41,7 +41,8 @@ describe("through the queue", () => {
     assert.equal(e.kind, "exposure");
     assert.equal(e.experiment, "checkout");
     assert.equal(e.variant_key, served.variant_key);
-    assert.match(e.event_id, UUID);
+    assert.match(e.event_id, UUID7);
+    assert.ok(Math.abs(uuid7Millis(e.event_id) - Date.now()) < 60_000, `${e.event_id} carries the time it was minted`);
     assert.match(e.ts, RFC3339);
     const req = sink.received.find((r) => r.body?.events?.some((x) => x.unit_id === "exp-unit-1"));
     assert.equal(req.method, "POST");
@@ -95,7 +96,7 @@ describe("through the queue", () => {
     const byKind = Object.fromEntries(got.map((e) => [e.kind, e]));
     assert.equal(byKind.metric.value, 12.5);
     assert.equal(byKind.metric.metric, "order_value");
-    assert.match(byKind.metric.event_id, UUID);
+    assert.match(byKind.metric.event_id, UUID7);
     assert.match(byKind.metric.ts, RFC3339);
     assert.equal(byKind.conversion.event_id, "client-id-1");
     assert.equal(byKind.conversion.ts, "2026-01-31T12:00:00Z");
@@ -162,7 +163,7 @@ describe("when the control plane fails", () => {
       const ids = (events) => events.map((e) => e.event_id).sort();
       assert.deepEqual(ids(failed[0].body.events), ids(delivered), "the redelivered events are the same events");
       assert.deepEqual(ids(failed[1].body.events), ids(delivered));
-      assert.ok(ids(delivered).every((id) => UUID.test(id)));
+      assert.ok(ids(delivered).every((id) => UUID7.test(id)));
       await sleep(500);
       assert.equal(sink.delivered().length, 2, "acknowledged once delivered: no further posts");
     } finally {
@@ -183,7 +184,7 @@ describe("when the control plane fails", () => {
       await sleep(1000);
       sink = await startSink({ port });
       const got = await waitFor(() => sink.delivered().find((e) => e.unit_id === "later-1"), { what: "the late delivery" });
-      assert.match(got.event_id, UUID);
+      assert.match(got.event_id, UUID7);
     } finally {
       await w.dispose();
       await sink?.close();

@@ -13,6 +13,13 @@ export const PUBLISH_TOKEN = "test-publish-token";
 export const INGEST_TOKEN = "test-ingest-token";
 export const QUEUE = "litmus-events";
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** Event ids are UUIDv7. */
+export const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** The Unix milliseconds a UUIDv7 carries. */
+export function uuid7Millis(id) {
+  return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+}
 
 /** Starts the worker. `queue: false` leaves EVENTS unbound (the wait_until fallback); `port`
  * also serves it on 127.0.0.1:port (for callers outside this process, e.g. the control plane). */
