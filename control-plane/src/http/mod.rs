@@ -18,6 +18,7 @@ use crate::publish::Publisher;
 
 pub mod assign;
 pub mod auth;
+pub mod bandit;
 pub mod edge;
 pub mod error;
 pub mod events;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(assign::router())
         .merge(events::router(state.config.batch_max_body_bytes))
         .merge(results::router())
+        .merge(bandit::router())
         .merge(sample_size::router())
         .merge(edge::router())
         .merge(auth::router())
