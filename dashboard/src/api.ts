@@ -118,9 +118,13 @@ export interface Timeseries {
 }
 
 export interface BanditSnapshot {
-  variants: { key: string; exposures?: number; mean?: number | null; win_probability?: number | null; weight?: number | null }[];
+  /** `weight`: the Thompson-sampling share; `serving_weight`: the weight assignment uses now. */
+  variants: { key: string; exposures?: number; mean?: number | null; win_probability?: number | null; weight?: number | null; serving_weight?: number | null }[];
   top_variant?: string | null;
   converged?: boolean;
+  converged_at?: number;
+  metric?: { name: string; kind: string; direction: string } | null;
+  note?: string;
 }
 
 /** An error answered by the API (`{"error":{"code","message","field"?}}`) or a network failure (status 0). */

@@ -447,6 +447,35 @@ step('results render what newer servers add: SRM, guardrails, bandit, extra stat
   }
 });
 
+step('a live bandit: the console shows the real readout converging on the best arm', async () => {
+  const key = `bandit-${run}`;
+  const arms = ['arm_a', 'arm_b', 'arm_c'];
+  const exp = await api('POST', '/experiments', {
+    key, name: `Bandit ${run}`, type: 'bandit', targeting: {},
+    variants: arms.map((k, i) => ({ key: k, weight: i === 2 ? 0.34 : 0.33, config_json: { arm: k } })),
+  });
+  await api('POST', `/experiments/${key}/launch`, { ramp_pct: 100 });
+  const clicks = { arm_a: 20, arm_b: 24, arm_c: 90 };
+  const events = [];
+  for (const arm of arms) {
+    for (let u = 0; u < 300; u++) {
+      const unit_id = `${arm}-${run}-${u}`;
+      events.push({ kind: 'exposure', experiment: key, unit_id, variant_key: arm });
+      if (u < clicks[arm]) events.push({ kind: 'conversion', experiment: key, unit_id, variant_key: arm, metric: 'click' });
+    }
+  }
+  assert.equal((await api('POST', '/events/batch', { events })).accepted, events.length);
+  const readout = await api('GET', `/experiments/${key}/bandit`);
+  assert.equal(readout.top_variant, 'arm_c');
+  await page.goto(`${BASE}/experiments/${exp.id}/results`);
+  await textIs(page.getByTestId('bandit'), /CONVERGED/);
+  await textIs(page.getByTestId('bandit-top'), 'arm_c');
+  await textIs(page.getByTestId('bandit-reward'), /click.*conversion rate.*higher is better/s);
+  const pc = readout.variants.find((v) => v.key === 'arm_c');
+  await textIs(page.getByTestId('bandit-arm-arm_c'), new RegExp(`${(pc.win_probability * 100).toFixed(1)}%.*300.*30\\.00%.*${(pc.weight * 100).toFixed(1)}%.*34\\.0%`, 's'));
+  await shot('17-bandit');
+});
+
 step('readable on a phone: no sideways scrolling', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [path, name] of [

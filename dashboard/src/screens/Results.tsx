@@ -661,6 +661,15 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
   // Win probabilities may also sit on each variant of the results document.
   const perVariant = doc.variants.filter((v) => isNum(v.win_probability)).map((v) => ({ key: v.key, p: v.win_probability as number }));
   const arms = b?.variants?.filter((v) => isNum(v.win_probability)).map((v) => ({ key: v.key, p: v.win_probability as number })) ?? perVariant;
+  // Only the columns the snapshot has.
+  const columns = (
+    [
+      { field: 'exposures', label: 'Exposed' },
+      { field: 'mean', label: b?.metric?.kind === 'proportion' ? 'Rate' : 'Mean' },
+      { field: 'weight', label: 'Thompson' },
+      { field: 'serving_weight', label: 'Serving' },
+    ] as const
+  ).filter((c) => b?.variants?.some((v) => isNum(v[c.field])));
   if (!arms.length) {
     if (exp.type === 'bandit' && unavailable)
       return (
@@ -677,44 +686,49 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
         <h2 id="bandit-title">Bandit: probability of being best</h2>
         {b?.converged !== undefined && <span class={`badge ${b.converged ? 'badge-running' : 'badge-draft'} push-right`}>{b.converged ? 'CONVERGED' : 'EXPLORING'}</span>}
       </div>
-      {b?.top_variant && (
-        <p>
-          Leading arm: <code>{b.top_variant}</code>
+      {b?.metric && (
+        <p class="muted" data-testid="bandit-reward">
+          Reward: <code>{b.metric.name}</code> ({b.metric.kind === 'proportion' ? 'conversion rate' : 'mean'}, {b.metric.direction === 'decrease' ? 'lower' : 'higher'} is better)
+          {isNum(b.converged_at) && <> · converged once an arm is best with probability ≥ {pct(b.converged_at, 0)}</>}
         </p>
       )}
-      <div class="split">
+      {b?.note && <p class="muted">{b.note}</p>}
+      {b?.top_variant && (
+        <p>
+          Leading arm: <code data-testid="bandit-top">{b.top_variant}</code>
+        </p>
+      )}
+      <div class="split split-even">
         <WinProbabilityBars arms={arms} />
         <div class="table-wrap">
           <table class="table compact">
             <thead>
               <tr>
                 <th scope="col">Arm</th>
-                <th scope="col" class="num">
-                  Win probability
+                <th scope="col" class="num" title="Probability of being the best arm">
+                  P(best)
                 </th>
-                {b?.variants?.some((v) => isNum(v.weight)) && (
-                  <th scope="col" class="num">
-                    Serving weight
+                {columns.map((c) => (
+                  <th scope="col" class="num" key={c.field}>
+                    {c.label}
                   </th>
-                )}
-                {b?.variants?.some((v) => isNum(v.mean)) && (
-                  <th scope="col" class="num">
-                    Mean
-                  </th>
-                )}
+                ))}
               </tr>
             </thead>
             <tbody>
               {arms.map((a) => {
                 const bv = b?.variants?.find((v) => v.key === a.key);
                 return (
-                  <tr key={a.key}>
+                  <tr key={a.key} data-testid={`bandit-arm-${a.key}`}>
                     <th scope="row" class="mono">
                       {a.key}
                     </th>
                     <td class="num">{pct(a.p, 1)}</td>
-                    {b?.variants?.some((v) => isNum(v.weight)) && <td class="num">{pct(bv?.weight, 1)}</td>}
-                    {b?.variants?.some((v) => isNum(v.mean)) && <td class="num">{num(bv?.mean)}</td>}
+                    {columns.map((c) => (
+                      <td class="num" key={c.field}>
+                        {c.field === 'mean' ? (b?.metric?.kind === 'proportion' ? pct(bv?.mean, 2) : num(bv?.mean)) : c.field === 'exposures' ? int(bv?.exposures) : pct(bv?.[c.field], 1)}
+                      </td>
+                    ))}
                   </tr>
                 );
               })}
