@@ -265,9 +265,15 @@ function timeStep(spanMs: number): number {
 
 /** Cumulative relative lift of each treatment over time. */
 export function LiftSeries({ series, metric, spanMs }: { series: Series[]; metric: string; spanMs: number }) {
+  // A single time bucket has no span: Chart.js would then pick an arbitrary range around it
+  // (weeks of time-of-day labels); show ten minutes around it instead.
+  const xs = series.flatMap((s) => s.points.map((p) => p.x));
+  const single = xs.length > 0 && Math.max(...xs) - Math.min(...xs) < MIN;
+  const range = single ? { min: Math.min(...xs) - 5 * MIN, max: Math.min(...xs) + 5 * MIN } : {};
+  const span = single ? 10 * MIN : spanMs;
   const fmtTime = (ms: number) => {
     const d = new Date(ms);
-    return spanMs > 3 * 86400e3
+    return span > 3 * 86400e3
       ? d.toLocaleDateString('en-GB', { month: 'short', day: '2-digit' })
       : d.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' });
   };
@@ -289,7 +295,7 @@ export function LiftSeries({ series, metric, spanMs }: { series: Series[]; metri
     maintainAspectRatio: false,
     parsing: false,
     scales: {
-      x: { type: 'linear', ticks: { callback: (v: number | string) => fmtTime(Number(v)), stepSize: timeStep(spanMs), autoSkip: true, maxRotation: 0 } },
+      x: { type: 'linear', ...range, ticks: { callback: (v: number | string) => fmtTime(Number(v)), stepSize: timeStep(span), autoSkip: true, maxRotation: 0 } },
       y: { title: { display: true, text: `relative lift in ${metric}` }, ticks: { callback: (v: number | string) => signedPct(Number(v), 0) } },
     },
     plugins: {
