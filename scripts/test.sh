@@ -21,6 +21,9 @@ echo "$DATABASE_URL"
 
 phase "Rust: shared engine (unit, property, test vectors) + control plane (unit, HTTP against Postgres)"
 cargo test --locked
+# The worker's pure parts (parsing, backoff) also build natively; its default-members exclusion
+# only keeps the wasm-only crate out of plain `cargo build`.
+cargo test --locked -p litmus-edge-worker --lib
 
 phase "edge worker: build to wasm32, run its tests inside workerd"
 scripts/build-worker.sh

@@ -10,6 +10,8 @@ const DEFAULT_TTL_SECONDS: f64 = 5.0;
 /// Unit ids beyond this are rejected: longer ones are abuse, not identifiers, and every event
 /// carries the unit id to the control plane.
 pub const DEFAULT_MAX_UNIT_ID_BYTES: usize = 512;
+const DEFAULT_RETRY_MIN_SECONDS: u32 = 15;
+const DEFAULT_RETRY_MAX_SECONDS: u32 = 900;
 
 pub struct AppState {
     /// `None` when the binding is missing: the worker still answers, with the safe default.
@@ -23,6 +25,10 @@ pub struct AppState {
     /// `None` when no queue is bound (e.g. a plain `wrangler dev` without queues): events are then
     /// forwarded straight from `wait_until`, best effort.
     pub events: Option<Queue>,
+    /// Redelivery backoff bounds (`RETRY_MIN_SECONDS`, `RETRY_MAX_SECONDS`; see
+    /// `events::backoff_seconds`).
+    pub retry_min_seconds: u32,
+    pub retry_max_seconds: u32,
 }
 
 impl AppState {
@@ -42,8 +48,14 @@ impl AppState {
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(DEFAULT_MAX_UNIT_ID_BYTES),
             events: env.queue("EVENTS").ok(),
+            retry_min_seconds: seconds(env, "RETRY_MIN_SECONDS").unwrap_or(DEFAULT_RETRY_MIN_SECONDS),
+            retry_max_seconds: seconds(env, "RETRY_MAX_SECONDS").unwrap_or(DEFAULT_RETRY_MAX_SECONDS),
         }
     }
+}
+
+fn seconds(env: &Env, name: &str) -> Option<u32> {
+    text(env, name).and_then(|s| s.trim().parse().ok())
 }
 
 /// A non-empty string var or secret (both are plain strings to the worker).

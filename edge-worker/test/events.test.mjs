@@ -172,6 +172,24 @@ describe("when the control plane fails", () => {
     }
   });
 
+  test("redelivery backs off while the control plane stays down", { timeout: 30000 }, async () => {
+    const sink = await startSink({ statuses: Array(50).fill(503) });
+    // Waits of half the message's age, at least 1 s: about 1, 1, 1, 1, 2, 3 s between attempts.
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url }, retryDelay: 1, maxRetries: 50 });
+    try {
+      await postEvents(w, [{ kind: "exposure", experiment: "checkout", unit_id: "backoff-1", variant_key: "control" }]);
+      await waitFor(() => sink.received.length >= 7, { timeout: 20000, what: "seven attempts" });
+      const gaps = sink.received.slice(1, 7).map((r, i) => (r.at - sink.received[i].at) / 1000);
+      console.log(`seconds between attempts: ${gaps.map((g) => g.toFixed(1)).join(", ")}`);
+      assert.ok(gaps[0] >= 0.9 && gaps[0] < 1.8, `the first retry waits the minimum: ${gaps}`);
+      assert.ok(gaps[5] >= 2.5, `later retries wait longer: ${gaps}`);
+      assert.ok(gaps[5] > 2 * gaps[0], `the wait grows: ${gaps}`);
+    } finally {
+      await w.dispose();
+      await sink.close();
+    }
+  });
+
   test("events queued while the control plane is down arrive once it is back", async () => {
     const probe = await startSink();
     const { port, url } = probe;

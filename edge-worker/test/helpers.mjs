@@ -22,7 +22,8 @@ export function uuid7Millis(id) {
 }
 
 /** Starts the worker. `queue: false` leaves EVENTS unbound (the wait_until fallback); `port`
- * also serves it on 127.0.0.1:port (for callers outside this process, e.g. the control plane). */
+ * also serves it on 127.0.0.1:port (for callers outside this process, e.g. the control plane).
+ * `retryDelay` is the shortest redelivery delay in seconds (the worker backs off from there). */
 export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5, port } = {}) {
   for (const f of ["index.js", "index_bg.wasm"]) {
     if (!existsSync(path.join(BUILD, f))) {
@@ -42,6 +43,7 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
       INGEST_TOKEN,
       CONFIG_TTL_SECONDS: "5",
       ALLOWED_ORIGINS: "*",
+      RETRY_MIN_SECONDS: String(retryDelay),
       ...bindings,
     },
     cf: false,
@@ -99,7 +101,7 @@ export async function startSink({ statuses = [], port = 0 } = {}) {
       try {
         parsed = JSON.parse(body);
       } catch {}
-      received.push({ method: req.method, url: req.url, authorization: req.headers.authorization, body: parsed, status });
+      received.push({ method: req.method, url: req.url, authorization: req.headers.authorization, body: parsed, status, at: Date.now() });
       res.writeHead(status, { "content-type": "application/json" });
       res.end(JSON.stringify(status < 300 ? { accepted: parsed?.events?.length ?? 0, duplicates: 0 } : { error: { code: "unavailable", message: "down" } }));
     });
