@@ -47,7 +47,7 @@ printf 'PUBLISH_TOKEN=%s\nINGEST_TOKEN=%s\nCONTROL_PLANE_URL=http://%s\n' "$PUBL
 
 if [ -f dashboard/package.json ]; then
   phase "dashboard build"
-  with_node bash -c 'cd dashboard && { [ -d node_modules ] || npm ci --no-audit --no-fund || npm install --no-audit --no-fund --no-save; } && npm run build'
+  with_node bash -c 'cd dashboard && { [ -d node_modules ] || ../scripts/npm-install.sh .; } && npm run build'
 fi
 
 phase "control plane build"

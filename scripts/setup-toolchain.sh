@@ -118,9 +118,7 @@ if [ -f "$ROOT/package.json" ]; then
     :
   else
     step "npm ci"
-    # A lockfile written against this registry mirror lacks the macOS/Windows workerd packages, so
-    # `npm ci` can refuse it; fall back to an install that does not rewrite the lockfile.
-    npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --no-save --loglevel=error
+    "$ROOT/scripts/npm-install.sh" .
   fi
 fi
 step "toolchain ready ($TC)"

@@ -26,9 +26,7 @@ phase "dashboard: install + build"
 (
   cd dashboard
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    # The lockfile can lack other platforms' optional packages on this registry mirror, so
-    # `npm ci` may refuse it; fall back to an install that does not rewrite it.
-    npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --no-save --loglevel=error
+    ../scripts/npm-install.sh .
   fi
   npm run build --silent
 )
