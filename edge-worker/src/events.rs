@@ -255,8 +255,8 @@ pub async fn enqueue(state: &AppState, ctx: &Context, events: Vec<Event>, wait: 
             ctx.wait_until(async move {
                 let bodies: Vec<Value> = events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
                 match post_batch(url.as_deref(), token.as_deref(), bodies).await {
-                    Ok(status) if (200..300).contains(&status) => {}
-                    Ok(status) => worker::console_error!(
+                    Ok((status, _)) if (200..300).contains(&status) => {}
+                    Ok((status, _)) => worker::console_error!(
                         "control plane answered {status}; {} events lost (no queue bound)",
                         events.len()
                     ),
@@ -286,8 +286,8 @@ fn as_json_message(event: &Event) -> worker::Result<worker::SendMessage<worker::
     Ok(worker::RawMessageBuilder::new(object).build_with_content_type(worker::QueueContentType::Json))
 }
 
-/// POSTs `{"events":[...]}` to the control plane's batch endpoint; the HTTP status on an answer.
-async fn post_batch(base: Option<&str>, token: Option<&str>, events: Vec<Value>) -> Result<u16, String> {
+/// POSTs `{"events":[...]}` to the control plane's batch endpoint; its status and body on an answer.
+async fn post_batch(base: Option<&str>, token: Option<&str>, events: Vec<Value>) -> Result<(u16, String), String> {
     let base = base.ok_or("CONTROL_PLANE_URL is not set")?;
     let token = token.ok_or("INGEST_TOKEN is not set")?;
     let headers = Headers::new();
@@ -301,18 +301,22 @@ async fn post_batch(base: Option<&str>, token: Option<&str>, events: Vec<Value>)
     let signal = worker::AbortSignal::from(worker::web_sys::AbortSignal::timeout_with_u32(FORWARD_TIMEOUT_MS));
     let mut resp = Fetch::Request(req).send_with_signal(&signal).await.map_err(|e| e.to_string())?;
     let status = resp.status_code();
+    let text = resp.text().await.unwrap_or_default();
     if !(200..300).contains(&status) {
-        let text = resp.text().await.unwrap_or_default();
         worker::console_warn!(
             "control plane batch endpoint answered {status}: {}",
             text.chars().take(300).collect::<String>()
         );
     }
-    Ok(status)
+    Ok((status, text))
 }
 
-/// The queue consumer: one POST per delivered batch; anything but 2xx → redeliver the whole batch
-/// (the control plane dedupes by `event_id`, so a partly applied batch is safe to resend).
+/// The queue consumer: one POST per delivered batch. The control plane stores the good events of
+/// a batch and names the ones it refuses (`rejected: [{index, code, field, message}]`, in a 202,
+/// or in a 422 when it refuses them all). Refused events are final, so they are parked in the
+/// dead-letter queue with the reason ([`dead_letter`]) and the batch is acknowledged. Anything
+/// else (no answer, 5xx, 401…) → redeliver the whole batch, backing off (the control plane
+/// dedupes by `event_id`, so a partly applied batch is safe to resend).
 pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
     let mut bodies = Vec::new();
     let mut messages = Vec::new();
@@ -338,17 +342,61 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
         return;
     }
     let n = bodies.len();
-    match post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), bodies).await {
-        Ok(status) if (200..300).contains(&status) => messages.iter().for_each(MessageExt::ack),
-        outcome => {
-            worker::console_warn!("forwarding {n} events failed ({outcome:?}); queued for redelivery");
-            let now = worker::Date::now().as_millis();
-            for message in &messages {
-                let age = now.saturating_sub(message.timestamp().as_millis()) / 1000;
-                let delay = backoff_seconds(age, state.retry_min_seconds, state.retry_max_seconds);
-                message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
-            }
+    let outcome = post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), bodies.clone()).await;
+    let refused = match &outcome {
+        Ok((status, text)) if (200..300).contains(status) || *status == 422 => rejected(text, n),
+        _ => None,
+    };
+    let Some(refused) = refused else {
+        worker::console_warn!("forwarding {n} events failed ({outcome:?}); queued for redelivery");
+        retry_later(&messages, state);
+        return;
+    };
+    if !refused.is_empty() {
+        let parked: Vec<Value> = refused.iter().map(|(i, reason)| json!({"event": bodies[*i], "rejected": reason})).collect();
+        if let Err(e) = dead_letter(state, &parked).await {
+            // Not lost: redelivered, refused and parked again later.
+            worker::console_error!("parking {} refused events failed ({e}); queued for redelivery", parked.len());
+            retry_later(&messages, state);
+            return;
         }
+        worker::console_warn!("the control plane refused {} of {n} events; parked in the dead-letter queue", refused.len());
+    }
+    messages.iter().for_each(MessageExt::ack);
+}
+
+/// The refused events of an answer (`rejected[].index` → the entry), or `None` when the answer is
+/// not one that settles the batch.
+fn rejected(body: &str, n: usize) -> Option<Vec<(usize, Value)>> {
+    let doc: Value = serde_json::from_str(body).ok()?;
+    let Some(list) = doc.get("rejected") else {
+        // A 2xx without a `rejected` list stored everything; a 422 without one is not per-event.
+        return doc.get("accepted").is_some().then(Vec::new);
+    };
+    list.as_array()?.iter().map(|r| Some((usize::try_from(r.get("index")?.as_u64()?).ok().filter(|i| *i < n)?, r.clone()))).collect()
+}
+
+/// Sends `{event, rejected}` entries to the dead-letter queue (`EVENTS_DLQ`, the consumer's
+/// `dead_letter_queue`), next to the batches that ran out of retries.
+async fn dead_letter(state: &AppState, parked: &[Value]) -> Result<(), String> {
+    let queue = state.dead_letters.as_ref().ok_or("no EVENTS_DLQ binding")?;
+    for chunk in parked.chunks(SEND_BATCH) {
+        let mut messages = Vec::with_capacity(chunk.len());
+        for p in chunk {
+            let object = worker::js_sys::JSON::parse(&p.to_string()).map_err(|_| "JSON.parse failed".to_owned())?;
+            messages.push(worker::RawMessageBuilder::new(object).build_with_content_type(worker::QueueContentType::Json));
+        }
+        queue.send_raw_batch(messages).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn retry_later(messages: &[worker::RawMessage], state: &AppState) {
+    let now = worker::Date::now().as_millis();
+    for message in messages {
+        let age = now.saturating_sub(message.timestamp().as_millis()) / 1000;
+        let delay = backoff_seconds(age, state.retry_min_seconds, state.retry_max_seconds);
+        message.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
     }
 }
 
@@ -368,6 +416,19 @@ pub fn backoff_seconds(age_seconds: u64, min: u32, max: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_reads_the_control_planes_verdict() {
+        let settled = |body: &str| rejected(body, 3).map(|v| v.iter().map(|(i, _)| *i).collect::<Vec<_>>());
+        assert_eq!(settled(r#"{"accepted":3,"duplicates":0}"#), Some(vec![]));
+        assert_eq!(settled(r#"{"accepted":1,"duplicates":0,"rejected":[{"index":0,"code":"not_found"},{"index":2}]}"#), Some(vec![0, 2]));
+        // 422 "all rejected" carries the list next to the error.
+        assert_eq!(settled(r#"{"error":{"code":"validation_failed"},"rejected":[{"index":1}]}"#), Some(vec![1]));
+        // Anything else does not settle the batch: it is redelivered.
+        assert_eq!(settled(r#"{"error":{"code":"validation_failed","message":"bad"}}"#), None);
+        assert_eq!(settled(r#"{"accepted":1,"rejected":[{"index":7}]}"#), None, "an index outside the batch");
+        assert_eq!(settled("<html>"), None);
+    }
 
     #[test]
     fn backoff_grows_with_the_outage_within_bounds() {

@@ -25,6 +25,8 @@ pub struct AppState {
     /// `None` when no queue is bound (e.g. a plain `wrangler dev` without queues): events are then
     /// forwarded straight from `wait_until`, best effort.
     pub events: Option<Queue>,
+    /// The dead-letter queue, for events the control plane refused (`EVENTS_DLQ`).
+    pub dead_letters: Option<Queue>,
     /// Redelivery backoff bounds (`RETRY_MIN_SECONDS`, `RETRY_MAX_SECONDS`; see
     /// `events::backoff_seconds`).
     pub retry_min_seconds: u32,
@@ -48,6 +50,7 @@ impl AppState {
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(DEFAULT_MAX_UNIT_ID_BYTES),
             events: env.queue("EVENTS").ok(),
+            dead_letters: env.queue("EVENTS_DLQ").ok(),
             retry_min_seconds: seconds(env, "RETRY_MIN_SECONDS").unwrap_or(DEFAULT_RETRY_MIN_SECONDS),
             retry_max_seconds: seconds(env, "RETRY_MAX_SECONDS").unwrap_or(DEFAULT_RETRY_MAX_SECONDS),
         }

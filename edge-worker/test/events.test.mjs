@@ -172,6 +172,39 @@ describe("when the control plane fails", () => {
     }
   });
 
+  test("events the control plane refuses are parked in the dead-letter queue with the reason, not redelivered", async () => {
+    const sink = await startSink({ refuse: (e) => (e.experiment === "ghost" ? "experiment `ghost` not found" : null) });
+    const parked = await startSink();
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url }, retryDelay: 0, maxRetries: 5, deadLetterSink: parked.url });
+    try {
+      const ghost = (unit) => ({ kind: "conversion", experiment: "ghost", unit_id: unit, variant_key: "control", event_id: `ghost-${unit}` });
+      const mixed = await postEvents(w, [
+        { kind: "exposure", experiment: "checkout", unit_id: "dlq-1", variant_key: "control" },
+        ghost("dlq-2"),
+      ]);
+      assert.equal(mixed.status, 202);
+      const got = await waitFor(() => (parked.all().length >= 1 ? parked.all() : null), { what: "the refused event in the dead-letter queue" });
+      assert.equal(got.length, 1);
+      assert.equal(got[0].event.event_id, "ghost-dlq-2");
+      assert.equal(got[0].event.unit_id, "dlq-2");
+      assert.deepEqual([got[0].rejected.code, got[0].rejected.field], ["not_found", "experiment"]);
+      assert.match(got[0].rejected.message, /ghost/);
+      assert.deepEqual(sink.delivered().map((e) => e.unit_id), ["dlq-1"], "the good event of the batch is stored");
+
+      // A batch the control plane refuses whole (422) is parked too, and not retried.
+      await postEvents(w, [ghost("dlq-3")]);
+      await waitFor(() => parked.all().some((p) => p.event.unit_id === "dlq-3"), { what: "the wholly refused batch parked" });
+      await sleep(1000);
+      const posts = (unit) => sink.received.filter((r) => r.body?.events?.some((e) => e.unit_id === unit)).length;
+      assert.deepEqual([posts("dlq-1"), posts("dlq-2"), posts("dlq-3")], [1, 1, 1], "each batch was posted once");
+      assert.equal(sink.received.find((r) => r.body?.events?.some((e) => e.unit_id === "dlq-3")).status, 422);
+    } finally {
+      await w.dispose();
+      await sink.close();
+      await parked.close();
+    }
+  });
+
   test("redelivery backs off while the control plane stays down", { timeout: 30000 }, async () => {
     const sink = await startSink({ statuses: Array(50).fill(503) });
     // Waits of half the message's age, at least 1 s: about 1, 1, 1, 1, 2, 3 s between attempts.

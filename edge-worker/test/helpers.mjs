@@ -23,8 +23,10 @@ export function uuid7Millis(id) {
 
 /** Starts the worker. `queue: false` leaves EVENTS unbound (the wait_until fallback); `port`
  * also serves it on 127.0.0.1:port (for callers outside this process, e.g. the control plane).
- * `retryDelay` is the shortest redelivery delay in seconds (the worker backs off from there). */
-export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5, port } = {}) {
+ * `retryDelay` is the shortest redelivery delay in seconds (the worker backs off from there).
+ * `deadLetterSink`: a URL to which a second (JS) worker POSTs what reaches the dead-letter queue,
+ * as `{"events":[...]}`, so that tests can see it. */
+export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5, port, deadLetterSink } = {}) {
   for (const f of ["index.js", "index_bg.wasm"]) {
     if (!existsSync(path.join(BUILD, f))) {
       throw new Error(`edge-worker/build/${f} is missing: run scripts/build-worker.sh first`);
@@ -53,7 +55,7 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
     options.port = port;
   }
   if (queue) {
-    options.queueProducers = { EVENTS: QUEUE };
+    options.queueProducers = { EVENTS: QUEUE, EVENTS_DLQ: `${QUEUE}-dlq` };
     options.queueConsumers = {
       [QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 0.2, maxRetries, retryDelay, deadLetterQueue: `${QUEUE}-dlq` },
     };
@@ -61,7 +63,8 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
   for (const [k, v] of Object.entries(options.bindings)) {
     if (v === undefined) delete options.bindings[k];
   }
-  const mf = new Miniflare(convertV4MiniflareOptions(options));
+  const all = deadLetterSink && queue ? { workers: [{ name: "edge", ...options }, deadLetterReader(deadLetterSink)] } : options;
+  const mf = new Miniflare(convertV4MiniflareOptions(all));
   const url = (await mf.ready).toString().replace(/\/$/, "");
   const kv = await mf.getKVNamespace("CONFIG");
   const call = (p, init) => mf.dispatchFetch(new URL(p, "http://edge.test").toString(), init);
@@ -89,21 +92,52 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
 
 /** A stand-in for the control plane: records POST /api/v1/events/batch; `statuses` are answered
  * in order (then 202). */
-export async function startSink({ statuses = [], port = 0 } = {}) {
+/** A worker that consumes the dead-letter queue and POSTs each batch to `sink`. */
+function deadLetterReader(sink) {
+  return {
+    name: "dead-letter-reader",
+    modules: true,
+    script: `export default {
+      async queue(batch, env) {
+        await fetch(env.SINK + "/dead-letters", { method: "POST", body: JSON.stringify({ events: batch.messages.map((m) => m.body) }) });
+        batch.ackAll();
+      },
+    };`,
+    compatibilityDate: "2026-11-01",
+    bindings: { SINK: sink },
+    queueConsumers: { [`${QUEUE}-dlq`]: { maxBatchSize: 100, maxBatchTimeout: 0.2 } },
+  };
+}
+
+export async function startSink({ statuses = [], port = 0, refuse = () => null } = {}) {
   const received = [];
   const pending = [...statuses];
   const server = http.createServer((req, res) => {
     let body = "";
     req.on("data", (c) => (body += c));
     req.on("end", () => {
-      const status = pending.length ? pending.shift() : 202;
       let parsed = null;
       try {
         parsed = JSON.parse(body);
       } catch {}
+      // Like the control plane: events `refuse` names a reason for are rejected by index, the
+      // others accepted; 422 when every event is refused.
+      const events = parsed?.events ?? [];
+      const rejected = events.flatMap((e, index) => {
+        const message = refuse(e);
+        return message ? [{ index, code: "not_found", field: "experiment", message }] : [];
+      });
+      const allRefused = events.length > 0 && rejected.length === events.length;
+      const status = pending.length ? pending.shift() : allRefused ? 422 : 202;
       received.push({ method: req.method, url: req.url, authorization: req.headers.authorization, body: parsed, status, at: Date.now() });
       res.writeHead(status, { "content-type": "application/json" });
-      res.end(JSON.stringify(status < 300 ? { accepted: parsed?.events?.length ?? 0, duplicates: 0 } : { error: { code: "unavailable", message: "down" } }));
+      const answer =
+        status === 422
+          ? { error: { code: "validation_failed", message: "all events were rejected" }, rejected }
+          : status < 300
+            ? { accepted: events.length - rejected.length, duplicates: 0, ...(rejected.length ? { rejected } : {}) }
+            : { error: { code: "unavailable", message: "down" } };
+      res.end(JSON.stringify(answer));
     });
   });
   await new Promise((r) => server.listen(port, "127.0.0.1", r));
@@ -112,8 +146,8 @@ export async function startSink({ statuses = [], port = 0 } = {}) {
     url,
     port: server.address().port,
     received,
-    /** Every event body the sink answered 2xx for. */
-    delivered: () => received.filter((r) => r.status < 300).flatMap((r) => r.body?.events ?? []),
+    /** Every event body the sink answered 2xx for (refused ones excepted). */
+    delivered: () => received.filter((r) => r.status < 300).flatMap((r) => (r.body?.events ?? []).filter((e) => !refuse(e))),
     all: () => received.flatMap((r) => r.body?.events ?? []),
     setStatuses: (s) => pending.splice(0, pending.length, ...s),
     close: () => new Promise((r) => server.close(r)),
