@@ -49,11 +49,15 @@ def delta_rel_ci(mc, vc, mt, vt):
 def mann_whitney(c, t):
     if len(c) < 1 or len(t) < 1 or np.all(np.concatenate([c, t]) == c[0]):
         return None
-    r = stats.mannwhitneyu(t, c, alternative="two-sided", method="asymptotic", use_continuity=True)
+    # scipy's default: exact when an arm has at most 8 units and nothing is tied.
+    r = stats.mannwhitneyu(t, c, alternative="two-sided", method="auto", use_continuity=True)
+    pooled = np.concatenate([c, t])
+    exact = (len(c) <= 8 or len(t) <= 8) and len(np.unique(pooled)) == len(pooled)
     # Cliff's delta by brute force over pairs: independent of the U formula.
     diff = np.subtract.outer(np.asarray(t), np.asarray(c))
     delta = (np.sum(diff > 0) - np.sum(diff < 0)) / diff.size
-    return {"u": float(r.statistic), "p_value": float(r.pvalue), "cliffs_delta": float(delta)}
+    return {"u": float(r.statistic), "p_value": float(r.pvalue), "cliffs_delta": float(delta),
+            "method": "exact" if exact else "asymptotic"}
 
 
 def effect(c, t):
@@ -265,6 +269,13 @@ def gen_means():
     out.append(means_dataset("with_prior_sd", [("a", *arm(r, 100, 10, 2)), ("b", *arm(r, 100, 10.8, 2))], 20, prior_sd=0.5))
     r = rng(21)
     out.append(means_dataset("identical_arms", [("a", [1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 2.0, 2.0, 3.0]), ("b", [1.0, 2.0, 3.0, 4.0, 5.0], [3.0, 2.0, 2.0, 1.0, 1.0])], 21))
+    # Small arms without ties: scipy's Mann-Whitney is exact here.
+    r = rng(22)
+    out.append(means_dataset("exact_5_vs_7_shift", [("a", *arm(r, 5, 10, 2)), ("b", *arm(r, 7, 12, 2))], 22))
+    r = rng(23)
+    out.append(means_dataset("exact_8_vs_40", [("a", *arm(r, 8, 10, 2)), ("b", *arm(r, 40, 10.5, 2))], 23))
+    out.append(means_dataset("exact_6_vs_6_separated", [("a", [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1.0, 2.0, 1.5, 2.5, 3.0, 3.5]),
+                                                        ("b", [7.0, 8.0, 9.0, 10.0, 11.0, 12.0], [2.0, 1.0, 3.0, 2.5, 1.5, 3.5])], 24))
     return out
 
 

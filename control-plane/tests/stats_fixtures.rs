@@ -163,7 +163,8 @@ fn check_means(ds: &Value, tuning_n: f64, checked: &mut Counter) {
             close(&at("U"), mw.u, &comp["mann_whitney"]["u"]);
             close(&at("MW p"), mw.p_value, &comp["mann_whitney"]["p_value"]);
             close(&at("cliff"), mw.cliffs_delta, &comp["mann_whitney"]["cliffs_delta"]);
-            checked.0 += 3;
+            assert_eq!(Some(mw.method), comp["mann_whitney"]["method"].as_str(), "{}", at("MW method"));
+            checked.0 += 4;
         }
     }
     let best: Result<Vec<f64>, _> = bayes::normal_prob_best(&arms.iter().map(|(y, _)| {

@@ -20,7 +20,7 @@
 //! `{"not_enough_data": "<reason>"}`:
 //! - `sequential` `{ci_low, ci_high, p_value, method, tuning_n}`: always-valid (mSPRT);
 //! - `bayesian` `{prob_beats_control, expected_loss, expected_loss_control}`;
-//! - means: `mann_whitney` `{u, z, p_value, cliffs_delta}`, `effect_size` `{cohens_d, hedges_g}`,
+//! - means: `mann_whitney` `{u, z, p_value, cliffs_delta, method}`, `effect_size` `{cohens_d, hedges_g}`,
 //!   `bootstrap` `{ci_low, ci_high, replicates, blocks, method}`,
 //!   `cuped` `{theta, abs_lift, ci_low, ci_high, p_value, variance_reduction, covariate}`;
 //! - proportions: `table_test` `{test: chi2 | fisher, statistic, p_value, min_expected}`.
