@@ -254,7 +254,7 @@ pub async fn enqueue(state: &AppState, ctx: &Context, events: Vec<Event>, wait: 
             let (url, token) = (state.control_plane_url.clone(), state.ingest_token.clone());
             ctx.wait_until(async move {
                 let bodies: Vec<Value> = events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
-                match post_batch(url.as_deref(), token.as_deref(), bodies).await {
+                match post_batch(url.as_deref(), token.as_deref(), &bodies).await {
                     Ok((status, _)) if (200..300).contains(&status) => {}
                     Ok((status, _)) => worker::console_error!(
                         "control plane answered {status}; {} events lost (no queue bound)",
@@ -287,7 +287,7 @@ fn as_json_message(event: &Event) -> worker::Result<worker::SendMessage<worker::
 }
 
 /// POSTs `{"events":[...]}` to the control plane's batch endpoint; its status and body on an answer.
-async fn post_batch(base: Option<&str>, token: Option<&str>, events: Vec<Value>) -> Result<(u16, String), String> {
+async fn post_batch(base: Option<&str>, token: Option<&str>, events: &[Value]) -> Result<(u16, String), String> {
     let base = base.ok_or("CONTROL_PLANE_URL is not set")?;
     let token = token.ok_or("INGEST_TOKEN is not set")?;
     let headers = Headers::new();
@@ -342,7 +342,7 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
         return;
     }
     let n = bodies.len();
-    let outcome = post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), bodies.clone()).await;
+    let outcome = post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), &bodies).await;
     let refused = match &outcome {
         Ok((status, text)) if (200..300).contains(status) || *status == 422 => rejected(text, n),
         _ => None,
