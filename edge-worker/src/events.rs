@@ -270,8 +270,8 @@ pub async fn enqueue(state: &AppState, ctx: &Context, events: Vec<Event>, wait: 
     }
 }
 
-async fn send_to_queue(queue: &worker::Queue, events: &[Event]) -> worker::Result<()> {
-    for chunk in events.chunks(SEND_BATCH) {
+async fn send_to_queue<T: Serialize>(queue: &worker::Queue, items: &[T]) -> worker::Result<()> {
+    for chunk in items.chunks(SEND_BATCH) {
         let messages = chunk.iter().map(as_json_message).collect::<worker::Result<Vec<_>>>()?;
         queue.send_raw_batch(messages).await?;
     }
@@ -280,8 +280,8 @@ async fn send_to_queue(queue: &worker::Queue, events: &[Event]) -> worker::Resul
 
 /// Messages go in as plain JSON objects: the typed `send_batch` converts maps (an exposure's
 /// `attributes`) into JavaScript `Map`s, which come out of the queue as `{}`.
-fn as_json_message(event: &Event) -> worker::Result<worker::SendMessage<worker::wasm_bindgen::JsValue>> {
-    let text = serde_json::to_string(event).map_err(|e| worker::Error::RustError(e.to_string()))?;
+fn as_json_message<T: Serialize>(item: &T) -> worker::Result<worker::SendMessage<worker::wasm_bindgen::JsValue>> {
+    let text = serde_json::to_string(item).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let object = worker::js_sys::JSON::parse(&text).map_err(|_| worker::Error::RustError("JSON.parse failed".into()))?;
     Ok(worker::RawMessageBuilder::new(object).build_with_content_type(worker::QueueContentType::Json))
 }
@@ -380,15 +380,7 @@ fn rejected(body: &str, n: usize) -> Option<Vec<(usize, Value)>> {
 /// `dead_letter_queue`), next to the batches that ran out of retries.
 async fn dead_letter(state: &AppState, parked: &[Value]) -> Result<(), String> {
     let queue = state.dead_letters.as_ref().ok_or("no EVENTS_DLQ binding")?;
-    for chunk in parked.chunks(SEND_BATCH) {
-        let mut messages = Vec::with_capacity(chunk.len());
-        for p in chunk {
-            let object = worker::js_sys::JSON::parse(&p.to_string()).map_err(|_| "JSON.parse failed".to_owned())?;
-            messages.push(worker::RawMessageBuilder::new(object).build_with_content_type(worker::QueueContentType::Json));
-        }
-        queue.send_raw_batch(messages).await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    send_to_queue(queue, parked).await.map_err(|e| e.to_string())
 }
 
 fn retry_later(messages: &[worker::RawMessage], state: &AppState) {
