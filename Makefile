@@ -1,12 +1,16 @@
 # The two commands: `make run` (whole stack, foreground, Ctrl-C stops it) and `make test`.
 # Both install what is missing first (scripts/setup-toolchain.sh, idempotent, cached outside the repo).
-.PHONY: run test setup build-worker bench bench-assign bench-edge bench-ingest bench-stats fmt clippy
+.PHONY: run test wipe-data setup build-worker bench bench-assign bench-edge bench-ingest bench-stats fmt clippy
 
 run:
 	scripts/run.sh
 
 test:
 	scripts/test.sh
+
+# Stops and deletes the Postgres cluster `make run` keeps between runs (its path: `make run` prints it).
+wipe-data:
+	scripts/wipe-data.sh
 
 setup:
 	scripts/setup-toolchain.sh

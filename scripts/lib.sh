@@ -53,3 +53,35 @@ bench_stack_stop() {
   [ -n "${BENCH_APP_PID:-}" ] && kill "$BENCH_APP_PID" 2>/dev/null || true
   scripts/pg.sh stop "$PGDIR"; rm -rf "$PGDIR"
 }
+
+# Exit 0 when something accepts connections on 127.0.0.1:$1.
+port_taken() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# " by NAME (pid N)" for the process listening on port $1, when ss can tell; else nothing.
+port_holder() {
+  local who
+  who=$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -1) || true
+  [ -n "$who" ] || return 0
+  who=${who#users:((\"}
+  printf ' by %s (pid %s)' "${who%%\",pid=*}" "${who##*pid=}"
+}
+
+# Where `make run` keeps its Postgres cluster between runs (`make wipe-data` deletes it).
+# LITMUS_PGDATA wins. Otherwise .data/pg in the clone, except as root: the server then runs as
+# `postgres`, which cannot enter a clone under a private directory (/root, a `mktemp -d`), so the
+# cluster lives in /var/lib/litmus-edge/<clone name>-<hash of its path>/pg, one per clone.
+run_pgdata() {
+  if [ -n "${LITMUS_PGDATA:-}" ]; then echo "$LITMUS_PGDATA"; return; fi
+  if [ "$(id -u)" != 0 ]; then echo "$ROOT/.data/pg"; return; fi
+  local outside
+  outside=/var/lib/litmus-edge/$(basename "$ROOT")-$(printf %s "$ROOT" | sha256sum | cut -c1-12)/pg
+  # Once a cluster lives outside, it stays there, even if the clone later becomes reachable.
+  if [ -f "$outside/PG_VERSION" ] || ! runuser -u postgres -- sh -c \
+       'test -x "$1" && { test ! -e "$1/.data" || test -x "$1/.data"; }' _ "$ROOT"; then
+    echo "$outside"
+  else
+    echo "$ROOT/.data/pg"
+  fi
+}

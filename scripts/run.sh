@@ -1,19 +1,42 @@
 #!/usr/bin/env bash
 # `make run`: the whole stack in the foreground. Ctrl-C stops all of it.
-#   Postgres     DATABASE_URL, or a local cluster in .data/pg (started here, kept between runs)
+#   Postgres     DATABASE_URL, or a local cluster kept between runs (scripts/lib.sh run_pgdata:
+#                .data/pg, or /var/lib/litmus-edge/… as root; `make wipe-data` deletes it)
 #   control plane http://127.0.0.1:8000 (LITMUS_ADDR), dashboard at /
-#   edge worker  http://127.0.0.1:8787 under `wrangler dev`
+#   edge worker  http://127.0.0.1:8787 (LITMUS_EDGE_PORT) under `wrangler dev`
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+export LITMUS_ADDR=${LITMUS_ADDR:-127.0.0.1:8000}
+EDGE_PORT=${LITMUS_EDGE_PORT:-8787}
+PGPORT=${LITMUS_PG_PORT:-54329}
+
+# A port someone else holds would otherwise surface minutes later, after the builds, as a stack of
+# errors from whichever process lost the race. Say it now, before anything starts.
+busy() {
+  echo "make run: port $1 ($2) is already in use$(port_holder "$1")." >&2
+  echo "  Stop that process (another \`make run\`?) or choose another port: $3" >&2
+  exit 1
+}
+port_taken "${LITMUS_ADDR##*:}" && busy "${LITMUS_ADDR##*:}" "control plane" "LITMUS_ADDR=127.0.0.1:8001 make run"
+port_taken "$EDGE_PORT" && busy "$EDGE_PORT" "edge worker" "LITMUS_EDGE_PORT=8788 make run"
+
 scripts/setup-toolchain.sh
+
+PGDIR=""
+if [ -z "${DATABASE_URL:-}" ]; then
+  PGDIR=$(run_pgdata)
+  # Our own cluster still running (a run killed without Ctrl-C) is reused, not a conflict.
+  if ! scripts/pg.sh running "$PGDIR" && port_taken "$PGPORT"; then
+    busy "$PGPORT" "Postgres" "LITMUS_PG_PORT=54330 make run"
+  fi
+fi
 
 # Each background process gets its own process group, so stopping one stops its children too
 # (wrangler runs workerd).
 set -m
 pids=()
-PGDIR=""
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "stopping..."
@@ -24,14 +47,12 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-if [ -z "${DATABASE_URL:-}" ]; then
-  PGDIR="$ROOT/.data/pg"
-  PGPORT=${LITMUS_PG_PORT:-54329}
+if [ -n "$PGDIR" ]; then
+  phase "Postgres (data in $PGDIR)"
   DURABLE=1 scripts/pg.sh start "$PGDIR" "$PGPORT"
   export DATABASE_URL=$(scripts/pg.sh url "$PGPORT")
 fi
 
-export LITMUS_ADDR=${LITMUS_ADDR:-127.0.0.1:8000}
 generated=""
 if [ -z "${ADMIN_API_TOKENS:-}" ]; then
   export ADMIN_API_TOKENS=$(random_token)
@@ -41,7 +62,7 @@ fi
 PUBLISH_TOKEN=${PUBLISH_TOKEN:-$(random_token)}
 INGEST_TOKEN=${INGEST_TOKEN:-$(random_token)}
 export INGEST_API_TOKENS=${INGEST_API_TOKENS:-$INGEST_TOKEN}
-export EDGE_PUBLISH_URL=${EDGE_PUBLISH_URL:-http://127.0.0.1:8787/v1/admin/config}
+export EDGE_PUBLISH_URL=${EDGE_PUBLISH_URL:-http://127.0.0.1:$EDGE_PORT/v1/admin/config}
 export EDGE_PUBLISH_TOKEN=$PUBLISH_TOKEN
 printf 'PUBLISH_TOKEN=%s\nINGEST_TOKEN=%s\nCONTROL_PLANE_URL=http://%s\n' "$PUBLISH_TOKEN" "$INGEST_TOKEN" "$LITMUS_ADDR" > .dev.vars
 
@@ -52,23 +73,25 @@ fi
 
 phase "control plane build"
 cargo build --locked --profile server -p litmus-control-plane
-target/server/litmus-control-plane &
+"${CARGO_TARGET_DIR:-target}/server/litmus-control-plane" &
 pids+=($!)
 wait_for "http://$LITMUS_ADDR/health" 60
 
 phase "edge worker (wrangler dev builds it first)"
-with_node wrangler dev --ip 127.0.0.1 --port 8787 --log-level warn &
+with_node wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --log-level warn &
 pids+=($!)
-wait_for "http://127.0.0.1:8787/v1/health" 300
+wait_for "http://127.0.0.1:$EDGE_PORT/v1/health" 300
 
+data=""; [ -n "$PGDIR" ] && data="    data           $PGDIR  (kept between runs; make wipe-data deletes it)
+"
 cat <<MSG
 
   Litmus Edge is up.
     control plane  http://$LITMUS_ADDR        (health: /health, metrics: /metrics)
     dashboard      http://$LITMUS_ADDR/
-    edge worker    http://127.0.0.1:8787/v1/assign?unit_id=u1
+    edge worker    http://127.0.0.1:$EDGE_PORT/v1/assign?unit_id=u1
     database       $DATABASE_URL
-    admin token    $ADMIN_API_TOKENS$generated
+$data    admin token    $ADMIN_API_TOKENS$generated
 
   Try: curl -H "Authorization: Bearer $ADMIN_API_TOKENS" http://$LITMUS_ADDR/api/v1/experiments
   Ctrl-C stops everything.

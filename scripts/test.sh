@@ -36,4 +36,7 @@ with_node node --test "tests/e2e/*.test.mjs"
 phase "dashboard in a real browser (chromium + playwright-core)"
 scripts/test-browser.sh
 
+phase "make run from a private clone, as a new user runs it (data kept across restarts, taken ports)"
+with_node node --test tests/run/*.test.mjs
+
 phase "all tests passed in $((SECONDS - start)) s"
