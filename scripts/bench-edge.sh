@@ -1,71 +1,125 @@
 #!/usr/bin/env bash
-# Benchmarks the edge worker's assignment path on this machine: the release build served by
-# Miniflare (workerd) on loopback with 50 running experiments, driven by wrk with GET /v1/assign
-# for a fresh unit per request. Prints requests/s and p50/p99 latency at c=1 and c=32, and the
-# size of the wasm. The load generator shares the CPU with the worker, so treat the numbers as a
-# floor for relative comparisons, not as production capacity.
+# `make bench-edge`: our edge worker side by side with its peer, GrowthBook's JS SDK in a plain
+# worker, and with a worker that does nothing (the harness ceiling), in the same workerd
+# (Miniflare), each on its own loopback socket, driven back to back by the same wrk script
+# (edge-worker/bench/assign.lua: a new unit and varied attributes per request).
 #
-#   scripts/bench-edge.sh                   # 10 s per run
-#   BENCH_SECONDS=30 BENCH_PORT=8799 scripts/bench-edge.sh
+# For 1, 10 and 50 experiments it prints req/s, p50 and p99 per worker, our ratio to the peer and
+# to the ceiling, for ours answering only (expose=false) and ours logging exposures through the
+# queue to a stand-in control plane (with queue messages per 1000 requests). The load generator
+# shares the 2 cores with workerd: compare within a run, not across machines.
+#
+#   scripts/bench-edge.sh                          # 10 s per measurement, wrk -t2 -c8
+#   BENCH_SECONDS=5 BENCH_SIZES="50" scripts/bench-edge.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TC=${LITMUS_TOOLCHAIN_DIR:-$HOME/.cache/litmus-edge/toolchain}
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
-PORT=${BENCH_PORT:-8799}
+SIZES=${BENCH_SIZES:-1 10 50}
+WRK=(wrk -t2 -c8 "-d${SECONDS_PER_RUN}s" --latency -s edge-worker/bench/assign.lua)
 cd "$ROOT"
 
 [ -f "$TC/env.sh" ] || { echo "bench-edge.sh: no toolchain at $TC; run scripts/setup-toolchain.sh first" >&2; exit 2; }
 # shellcheck disable=SC1091
 . "$TC/env.sh"
 command -v wrk >/dev/null || { echo "bench-edge.sh: wrk not found (scripts/setup-toolchain.sh installs it)" >&2; exit 2; }
-[ -d node_modules/miniflare ] || npm install --no-audit --no-fund --loglevel=error
+[ -d node_modules/miniflare ] || scripts/npm-install.sh .
+[ -d edge-worker/bench/peer/node_modules/@growthbook/growthbook ] || scripts/npm-install.sh edge-worker/bench/peer
 scripts/build-worker.sh
 
-log=$(mktemp)
-node edge-worker/bench/serve.mjs >"$log" 2>&1 &
-server=$!
-cleanup() {
-  kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
-  rm -f "$log"
+work=$(mktemp -d)
+server=""
+stop_server() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; server=""; }
+trap 'stop_server; rm -rf "$work"' EXIT
+
+# The peer as one module, the way it would be deployed (production build of the SDK).
+"$ESBUILD_BIN" edge-worker/bench/peer/worker.mjs --bundle --format=esm --minify --log-level=warning \
+  --define:process.env.NODE_ENV='"production"' --outfile="$work/peer.js"
+gb_version=$(node -p 'require("./edge-worker/bench/peer/node_modules/@growthbook/growthbook/package.json").version')
+
+# $1 = label, $2 = url, rest = wrk script args. Appends a row to $work/rows.
+measure() {
+  local label=$1 url=$2; shift 2
+  local out
+  out=$("${WRK[@]}" "$url" -- "$@")
+  if ! grep -q '^errors: non-2xx=0 connect=0 read=0 write=0 timeout=0' <<<"$out"; then
+    echo "bench-edge.sh: $label had errors:" >&2; echo "$out" >&2; exit 1
+  fi
+  printf '%s %s %s %s %s %s\n' "$n" "$label" \
+    "$(awk '/^Requests\/sec:/{print $2}' <<<"$out")" \
+    "$(awk '$1=="50%"{print $2}' <<<"$out")" \
+    "$(awk '$1=="99%"{print $2}' <<<"$out")" \
+    "$(awk '/requests in/{print $1}' <<<"$out")" >>"$work/rows"
 }
-trap cleanup EXIT
-for _ in $(seq 1 150); do
-  grep -q '^ready ' "$log" && break
-  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.2
+
+count() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).assignments.length))'; }
+
+: >"$work/rows"; : >"$work/queue"
+for n in $SIZES; do
+  echo "== $n experiments"
+  N=$n PEER_BUNDLE="$work/peer.js" CEILING=edge-worker/bench/peer/ceiling.mjs \
+    node edge-worker/bench/serve.mjs >"$work/serve.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 150); do
+    grep -q '^ready ' "$work/serve.log" && break
+    kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  grep -q '^ready ' "$work/serve.log" || { echo "bench-edge.sh: workers did not start" >&2; cat "$work/serve.log" >&2; exit 1; }
+  url() { grep -o "$1=[^ ]*" "$work/serve.log" | head -1 | cut -d= -f2-; }
+  ours=$(url litmus); peer=$(url growthbook); ceiling=$(url ceiling); sink=$(url sink)
+
+  # Sanity: both evaluators answer every experiment.
+  probe="/v1/assign?unit_id=probe&country=US&age=30&platform=ios&expose=false"
+  for u in "$ours" "$peer"; do
+    got=$(curl -fsS "$u$probe" | count)
+    [ "$got" = "$n" ] || { echo "bench-edge.sh: $u answered $got assignments, expected $n" >&2; exit 1; }
+  done
+
+  # Warm every isolate (JIT, wasm tier-up) before measuring.
+  for u in "$ceiling" "$peer" "$ours"; do wrk -t1 -c4 -d2s -s edge-worker/bench/assign.lua "$u" -- expose=false >/dev/null; done
+
+  measure ceiling "$ceiling"
+  measure growthbook "$peer"
+  measure litmus "$ours" expose=false
+  before=$(curl -fsS "$sink" | node -p 'JSON.parse(require("fs").readFileSync(0)).messages')
+  measure litmus+exposures "$ours"
+  # Let the consumer drain, then count the queue messages those requests produced.
+  last=-1
+  for _ in $(seq 1 60); do
+    now=$(curl -fsS "$sink" | node -p 'JSON.parse(require("fs").readFileSync(0)).messages')
+    [ "$now" = "$last" ] && break
+    last=$now; sleep 1
+  done
+  reqs=$(awk -v n="$n" '$1==n && $2=="litmus+exposures"{print $6}' "$work/rows")
+  echo "$n $((now - before)) $reqs" >>"$work/queue"
+  stop_server
 done
-grep -q '^ready ' "$log" || { echo "bench-edge.sh: worker did not start" >&2; cat "$log" >&2; exit 1; }
-url="http://127.0.0.1:$PORT"
-sink=$(awk '/^ready /{print $4}' "$log")
 
-# A sanity request: 50 assignments, no error.
-n=$(curl -fsS "$url/v1/assign?unit_id=probe&country=US&platform=ios&age=30&app_version=2.3.1" \
-  | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).assignments.length))')
-[ "$n" = 50 ] || { echo "bench-edge.sh: expected 50 assignments, got $n" >&2; exit 1; }
-
-# Warm the isolate (JIT, wasm tier-up) before measuring.
-wrk -t1 -c4 -d2s -s edge-worker/bench/assign.lua "$url" >/dev/null
-
-summary=()
-for spec in "1 1" "2 32"; do
-  read -r threads conns <<<"$spec"
-  echo "== wrk -t$threads -c$conns -d${SECONDS_PER_RUN}s GET /v1/assign (50 experiments)"
-  out=$(wrk -t"$threads" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s edge-worker/bench/assign.lua "$url")
-  echo "$out"
-  rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$out")
-  p50=$(awk '$1=="50%"{print $2}' <<<"$out")
-  p99=$(awk '$1=="99%"{print $2}' <<<"$out")
-  summary+=("$(printf 'c=%-3s %10s req/s   p50 %-9s p99 %s' "$conns" "$rps" "$p50" "$p99")")
-done
-
+echo
+echo "== edge /v1/assign, wrk -t2 -c8 ${SECONDS_PER_RUN}s each, Miniflare (workerd) on loopback, 2 cores shared with wrk"
+echo "   peer: @growthbook/growthbook $gb_version; litmus = ours with expose=false; litmus+exposures = ours logging every exposure"
+node - "$work/rows" "$work/queue" <<'JS'
+const fs = require("fs");
+const rows = fs.readFileSync(process.argv[2], "utf8").trim().split("\n").map((l) => {
+  const [n, label, rps, p50, p99, reqs] = l.split(" ");
+  return { n: Number(n), label, rps: Number(rps), p50, p99, reqs: Number(reqs) };
+});
+const queue = Object.fromEntries(fs.readFileSync(process.argv[3], "utf8").trim().split("\n").filter(Boolean)
+  .map((l) => l.split(" ").map(Number)).map(([n, msgs, reqs]) => [n, (1000 * msgs) / reqs]));
+const pad = (s, w) => String(s).padEnd(w);
+const lpad = (s, w) => String(s).padStart(w);
+console.log(`${pad("N", 4)}${pad("worker", 18)}${lpad("req/s", 9)}${lpad("p50", 10)}${lpad("p99", 10)}${lpad("vs peer", 9)}${lpad("vs ceiling", 12)}${lpad("msgs/1000 req", 15)}`);
+for (const r of rows) {
+  const peer = rows.find((x) => x.n === r.n && x.label === "growthbook");
+  const ceiling = rows.find((x) => x.n === r.n && x.label === "ceiling");
+  const ratio = (x) => (x ? (r.rps / x.rps).toFixed(2) : "");
+  const msgs = r.label === "litmus+exposures" ? queue[r.n]?.toFixed(0) ?? "?" : "";
+  console.log(`${pad(r.n, 4)}${pad(r.label, 18)}${lpad(r.rps.toFixed(0), 9)}${lpad(r.p50, 10)}${lpad(r.p99, 10)}${lpad(ratio(peer), 9)}${lpad(ratio(ceiling), 12)}${lpad(msgs, 15)}`);
+}
+JS
 wasm=edge-worker/build/index_bg.wasm
 raw=$(wc -c <"$wasm")
 gz=$(gzip -9c "$wasm" | wc -c)
-sleep 2 # let the queue drain
-delivered=$(curl -fsS "$sink" || echo '?')
-echo
-echo "== summary (Miniflare on loopback, 2 cores shared with wrk)"
-printf '%s\n' "${summary[@]}"
-echo "exposures delivered to the stand-in control plane: $delivered"
 printf 'wasm: %d bytes raw (%d KiB), %d bytes gzip -9 (%d KiB)\n' "$raw" $((raw / 1024)) "$gz" $((gz / 1024))

@@ -1,32 +1,41 @@
-// Serves the built worker (edge-worker/build) with Miniflare on loopback for scripts/bench-edge.sh:
-// KV seeded through the real publish route with 50 running experiments (mixed targeting and
-// ramps), the EVENTS queue bound as in wrangler.toml, and an in-process stand-in for the control
-// plane's batch endpoint so exposures flow all the way through.
+// Serves the three workers `scripts/bench-edge.sh` compares, in one Miniflare (workerd), each on
+// its own loopback socket (`unsafeDirectSockets`: through Miniflare's entry worker everything
+// caps near 3.3k req/s here and the differences vanish):
+//   litmus    our release build (edge-worker/build), KV seeded through the real publish route, the
+//             EVENTS queue bound as in wrangler.toml, its consumer posting to an in-process
+//             stand-in for the control plane's batch endpoint;
+//   growthbook the peer: GrowthBook's JS SDK in a plain worker (bench/peer/worker.mjs, bundled);
+//   ceiling   a worker that does nothing: the harness's own limit.
+// Both evaluators get the same N experiments: 3 variants, 80 % coverage, a two-attribute
+// condition (country in a list, age at least a bound), written in each one's language.
 //
-//   PORT=8799 node edge-worker/bench/serve.mjs     # prints "ready <url> sink <url>" once serving
+//   N=50 PEER_BUNDLE=/tmp/peer.js CEILING=edge-worker/bench/peer/ceiling.mjs node edge-worker/bench/serve.mjs
+// prints "ready litmus=<url> growthbook=<url> ceiling=<url> sink=<url>" once serving.
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 
 const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../build");
-const PORT = Number(process.env.PORT || 8799);
+const N = Number(process.env.N || 50);
 const TOKEN = "bench-publish-token";
 
-let batches = 0;
-let events = 0;
+// The stand-in control plane: counts what reaches it. The consumer names how many queue messages
+// each post carries (x-litmus-queue-messages), so the bench can report messages per request.
+const seen = { posts: 0, events: 0, messages: 0 };
 const sink = http.createServer((req, res) => {
   if (req.method === "GET") {
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ batches, events }));
+    res.end(JSON.stringify(seen));
     return;
   }
   let body = "";
   req.on("data", (c) => (body += c));
   req.on("end", () => {
-    batches += 1;
+    seen.posts += 1;
+    seen.messages += Number(req.headers["x-litmus-queue-messages"] || 0);
     try {
-      events += JSON.parse(body).events.length;
+      seen.events += JSON.parse(body).events.length;
     } catch {}
     res.writeHead(202, { "content-type": "application/json" });
     res.end('{"accepted":0,"duplicates":0}');
@@ -34,65 +43,91 @@ const sink = http.createServer((req, res) => {
 });
 await new Promise((r) => sink.listen(0, "127.0.0.1", r));
 
-const mf = new Miniflare(convertV4MiniflareOptions({
-  host: "127.0.0.1",
-  port: PORT,
-  modulesRoot: BUILD,
-  modules: [
-    { type: "ESModule", path: path.join(BUILD, "index.js") },
-    { type: "CompiledWasm", path: path.join(BUILD, "index_bg.wasm") },
-  ],
-  compatibilityDate: "2026-11-01",
-  kvNamespaces: { CONFIG: "bench-config" },
-  queueProducers: { EVENTS: "litmus-events" },
-  queueConsumers: { "litmus-events": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 3 } },
-  bindings: {
-    PUBLISH_TOKEN: TOKEN,
-    INGEST_TOKEN: "bench-ingest-token",
-    CONTROL_PLANE_URL: `http://127.0.0.1:${sink.address().port}`,
-    CONFIG_TTL_SECONDS: "5",
-    ALLOWED_ORIGINS: "*",
-  },
-  cf: false,
-}));
-const url = await mf.ready;
-
-// 50 experiments; the bench's requests (country=US, platform=ios, age=30, app_version=2.3.1) match
-// about half of the targeting rules, and ramps vary, so both in- and out-of-experiment paths run.
-const targetings = [
-  {},
-  { country: { in: ["US", "CA"] } },
-  { country: "FR" },
-  { platform: { in: ["ios", "android"] }, age: { gte: 18 } },
-  { app_version: { semver: ">=2.0.0, <3" } },
-  { or: [{ country: "DE" }, { age: { lt: 21 } }] },
-  { email: { regex: "@example\\.com$" } },
-  { not: { platform: "web" } },
-];
-const experiments = Array.from({ length: 50 }, (_, i) => ({
+const COUNTRIES = [["US", "CA"], ["US", "GB", "DE"], ["FR"], ["US", "CA", "GB", "DE", "FR", "JP"], ["BR", "MX"]];
+const specs = Array.from({ length: N }, (_, i) => ({
   key: `bench_${String(i).padStart(2, "0")}`,
+  countries: COUNTRIES[i % COUNTRIES.length],
+  minAge: [18, 21, 30, 40][i % 4],
+  weights: [0.34, 0.33, 0.33],
+}));
+const ours = specs.map((s) => ({
+  key: s.key,
   status: "running",
   version: 1,
   unit_type: "user_id",
-  ramp_pct: [100, 50, 10, 100, 75][i % 5],
-  targeting: targetings[i % targetings.length],
-  variants:
-    i % 3 === 0
-      ? [{ key: "control", weight: 0.34, config_json: { v: 0 } }, { key: "b", weight: 0.33, config_json: { v: 1 } }, { key: "c", weight: 0.33, config_json: { v: 2 } }]
-      : [{ key: "control", weight: 0.5, config_json: { v: 0 } }, { key: "b", weight: 0.5, config_json: { v: 1, note: "treatment" } }],
+  ramp_pct: 80,
+  targeting: { country: { in: s.countries }, age: { gte: s.minAge } },
+  variants: ["control", "b", "c"].map((key, v) => ({ key, weight: s.weights[v], config_json: { v } })),
 }));
-const pub = await mf.dispatchFetch(new URL("/v1/admin/config", url), {
+const peer = specs.map((s) => ({
+  key: s.key,
+  variations: [{ v: 0 }, { v: 1 }, { v: 2 }],
+  meta: [{ key: "control" }, { key: "b" }, { key: "c" }],
+  weights: s.weights,
+  coverage: 0.8,
+  condition: { country: { $in: s.countries }, age: { $gte: s.minAge } },
+  hashAttribute: "id",
+  hashVersion: 2,
+}));
+
+const socket = { host: "127.0.0.1", port: 0 };
+const mf = new Miniflare(convertV4MiniflareOptions({
+  host: "127.0.0.1",
+  port: 0,
+  compatibilityDate: "2026-11-01",
+  cf: false,
+  workers: [
+    {
+      name: "litmus",
+      modulesRoot: BUILD,
+      modules: [
+        { type: "ESModule", path: path.join(BUILD, "index.js") },
+        { type: "CompiledWasm", path: path.join(BUILD, "index_bg.wasm") },
+      ],
+      kvNamespaces: { CONFIG: "bench-config" },
+      queueProducers: { EVENTS: "litmus-events" },
+      queueConsumers: { "litmus-events": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 3 } },
+      bindings: {
+        PUBLISH_TOKEN: TOKEN,
+        INGEST_TOKEN: "bench-ingest-token",
+        CONTROL_PLANE_URL: `http://127.0.0.1:${sink.address().port}`,
+        CONFIG_TTL_SECONDS: "5",
+        ALLOWED_ORIGINS: "*",
+      },
+      unsafeDirectSockets: [socket],
+    },
+    {
+      name: "growthbook",
+      modules: true,
+      scriptPath: process.env.PEER_BUNDLE,
+      bindings: { GB_EXPERIMENTS: JSON.stringify(peer) },
+      unsafeDirectSockets: [socket],
+    },
+    {
+      name: "ceiling",
+      modules: true,
+      scriptPath: process.env.CEILING,
+      unsafeDirectSockets: [socket],
+    },
+  ],
+}));
+await mf.ready;
+const urls = {};
+for (const name of ["litmus", "growthbook", "ceiling"]) urls[name] = (await mf.unsafeGetDirectURL(name)).toString().replace(/\/$/, "");
+
+const pub = await fetch(`${urls.litmus}/v1/admin/config`, {
   method: "PUT",
   headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-  body: JSON.stringify({ version: 1, experiments }),
+  body: JSON.stringify({ version: 1, experiments: ours }),
 });
 if (pub.status !== 200) {
   console.error("publish failed", pub.status, await pub.text());
   process.exit(1);
 }
 await pub.arrayBuffer();
-// `GET <sink>/` reports what reached the stand-in control plane.
-console.log(`ready ${url} sink http://127.0.0.1:${sink.address().port}/`);
+console.log(
+  `ready litmus=${urls.litmus} growthbook=${urls.growthbook} ceiling=${urls.ceiling} sink=http://127.0.0.1:${sink.address().port}/`,
+);
 
 process.on("SIGTERM", async () => {
   await mf.dispose();

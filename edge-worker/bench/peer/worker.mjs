@@ -1,0 +1,35 @@
+// The peer in `make bench-edge`: a plain JavaScript worker doing what ours does with GrowthBook's
+// SDK, written the way GrowthBook documents it for edge workers: the experiment definitions parsed
+// once and kept in module scope, a GrowthBook instance per request with that request's
+// attributes, `run()` for each experiment, and the same JSON answer shape as our /v1/assign.
+// Bundled by scripts/bench-edge.sh with esbuild (NODE_ENV=production strips the SDK's debug logs).
+import { GrowthBook } from "@growthbook/growthbook";
+
+let experiments = null;
+
+export default {
+  async fetch(request, env) {
+    experiments ??= JSON.parse(env.GB_EXPERIMENTS);
+    const url = new URL(request.url);
+    const q = url.searchParams;
+    const unit = q.get("unit_id");
+    if (!unit) return Response.json({ error: { code: "validation_failed", message: "unit_id is required", field: "unit_id" } }, { status: 422 });
+    const attributes = { id: unit };
+    for (const [k, v] of q) {
+      if (k === "unit_id" || k === "experiment") continue;
+      const n = Number(v);
+      attributes[k] = v !== "" && Number.isFinite(n) ? n : v;
+    }
+    const gb = new GrowthBook({ attributes });
+    const assignments = experiments.map((exp) => {
+      const r = gb.run(exp);
+      return {
+        experiment: exp.key,
+        variant_key: exp.meta[r.inExperiment ? r.variationId : 0].key,
+        config_json: r.inExperiment ? r.value : exp.variations[0],
+        in_experiment: r.inExperiment,
+      };
+    });
+    return Response.json({ assignments });
+  },
+};
