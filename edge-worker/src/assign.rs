@@ -20,8 +20,8 @@ const MAX_EXPERIMENTS: usize = 100;
 /// What the caller asked, whichever way it came in.
 #[derive(Debug, Default)]
 struct Query {
-    /// `None` = not given: the browser's cookie, or a fresh id. An explicit `""` is kept: it is a
-    /// valid (if unwise) unit id and every evaluator must hash it the same way.
+    /// `None` = not given: the browser's cookie, or a fresh id. An explicit `""` is refused, as
+    /// the control plane refuses it (`validate::unit_id`): its exposures could never be stored.
     unit_id: Option<String>,
     attributes: Attributes,
     /// `None` = every running experiment.
@@ -117,6 +117,9 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
             None => (events::random_uuid(), true),
         },
     };
+    // The shared rule first (non-empty, storable, ≤ 512 bytes: the control plane's), then this
+    // deployment's own limit, which may only be lower.
+    litmus_shared::validate::unit_id(&unit_id).map_err(|e| ApiError::validation(e.field, e.message))?;
     if unit_id.len() > state.max_unit_id_bytes {
         return Err(ApiError::validation("unit_id", format!("must be at most {} bytes", state.max_unit_id_bytes)));
     }

@@ -8,6 +8,7 @@
 //! of being dropped. Without an `EVENTS` queue binding the worker falls
 //! back to posting from `wait_until`, which is best effort only.
 
+use litmus_shared::validate;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use worker::{Context, Fetch, Headers, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit, Response};
@@ -20,9 +21,7 @@ pub const MAX_EVENTS: usize = 1000;
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Queues accept at most 100 messages per `sendBatch`.
 const SEND_BATCH: usize = 100;
-const MAX_NAME_BYTES: usize = 128;
 const FORWARD_TIMEOUT_MS: u32 = 10_000;
-const KINDS: [&str; 3] = ["exposure", "metric", "conversion"];
 
 /// The batch endpoint's event shape; only these fields are forwarded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,13 +41,11 @@ pub struct Event {
     pub attributes: Option<Map<String, Value>>,
 }
 
-/// The control plane keeps at most this much attribute JSON per exposure.
-const MAX_ATTRIBUTES_BYTES: usize = 4096;
-
-/// Attributes worth forwarding with an exposure: none when empty or too large to store.
+/// Attributes worth forwarding with an exposure: none when empty, too large or not storable
+/// (`validate::attributes`, the control plane's rule). The assignment is answered either way;
+/// only the segment breakdown loses them, where refusing would lose the exposure itself.
 pub fn segment_attributes(attributes: &Map<String, Value>) -> Option<Map<String, Value>> {
-    let size = serde_json::to_string(attributes).map_or(usize::MAX, |s| s.len());
-    (!attributes.is_empty() && size <= MAX_ATTRIBUTES_BYTES).then(|| attributes.clone())
+    (!attributes.is_empty() && validate::attributes(attributes).is_ok()).then(|| attributes.clone())
 }
 
 impl Event {
@@ -111,121 +108,53 @@ pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResu
         return Err(ApiError::too_large(format!("at most {MAX_EVENTS} events per request")));
     }
 
+    let now_micros = (worker::Date::now().as_millis() as i64).saturating_mul(1000);
     let mut events = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
+    let mut rejected = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        match validate(item, state.max_unit_id_bytes) {
-            Ok(e) => events.push(e),
-            Err((field, reason)) => errors.push(json!({"index": i, "field": field, "reason": reason})),
+        match validate::event(item, None, now_micros) {
+            Ok(e) => events.push(Event::from_valid(e)),
+            Err(e) => rejected.push(rejection(i, &e)),
         }
     }
-    if let Some(first) = errors.first() {
-        let field = format!("events[{}].{}", first["index"], first["field"].as_str().unwrap_or_default());
-        let message =
-            format!("{} invalid event(s); first: {}", errors.len(), first["reason"].as_str().unwrap_or_default());
-        return Err(ApiError::validation(field, message).with_details("errors", Value::Array(errors)));
+    // As the control plane's batch endpoint: the good events go on, the bad are named; all bad
+    // is a 422.
+    if !items.is_empty() && events.is_empty() {
+        let first = &rejected[0];
+        let field = first["field"].as_str().unwrap_or_default().to_owned();
+        let message = format!("all {} events were rejected; first: {}", rejected.len(), first["message"].as_str().unwrap_or_default());
+        return Err(ApiError::validation(field, message).with_details("rejected", Value::Array(rejected)));
     }
-
     let accepted = events.len();
     enqueue(state, ctx, events, true).await?;
-    Ok(json_response(202, &json!({ "accepted": accepted })))
+    let mut answer = json!({ "accepted": accepted });
+    if !rejected.is_empty() {
+        answer["rejected"] = Value::Array(rejected);
+    }
+    Ok(json_response(202, &answer))
 }
 
-/// One event of a client batch → the forwarded shape, or `(field, reason)`.
-fn validate(item: &Value, max_unit_id_bytes: usize) -> Result<Event, (&'static str, String)> {
-    let Value::Object(obj) = item else {
-        return Err(("", "an event must be a JSON object".into()));
-    };
-    let kind = required_str(obj, "kind", MAX_NAME_BYTES)?;
-    if !KINDS.contains(&kind.as_str()) {
-        return Err(("kind", format!("must be one of {}", KINDS.join(", "))));
-    }
-    let experiment = required_str(obj, "experiment", MAX_NAME_BYTES)?;
-    let unit_id = string_field(obj, "unit_id", max_unit_id_bytes)?.ok_or(("unit_id", "is required".into()))?;
-    let variant_key = required_str(obj, "variant_key", MAX_NAME_BYTES)?;
-    let metric = string_field(obj, "metric", MAX_NAME_BYTES)?.filter(|m| !m.is_empty());
-    let value = match obj.get("value") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => {
-            Some(n.as_f64().filter(|v| v.is_finite()).ok_or(("value", "must be a finite number".into()))?)
-        }
-        Some(_) => return Err(("value", "must be a number".into())),
-    };
-    if kind == "metric" {
-        if metric.is_none() {
-            return Err(("metric", "is required for metric events".into()));
-        }
-        if value.is_none() {
-            return Err(("value", "is required for metric events".into()));
-        }
-    }
-    let event_id =
-        string_field(obj, "event_id", MAX_NAME_BYTES)?.filter(|id| !id.is_empty()).unwrap_or_else(event_uuid);
-    let ts = match string_field(obj, "ts", 64)? {
-        Some(ts) if is_rfc3339(&ts) => ts,
-        Some(_) => return Err(("ts", "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z".into())),
-        None => now_rfc3339(),
-    };
-    let attributes = match obj.get("attributes") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(m)) if m.is_empty() => None,
-        Some(Value::Object(_)) if kind != "exposure" => {
-            return Err(("attributes", "are recorded on exposure events only".into()));
-        }
-        Some(Value::Object(m)) => Some(segment_attributes(m).ok_or((
-            "attributes",
-            format!("must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON"),
-        ))?),
-        Some(_) => return Err(("attributes", "must be an object".into())),
-    };
-    Ok(Event { kind, experiment, unit_id, variant_key, metric, value, event_id, ts, attributes })
+/// One refused event, in the control plane's `rejected[]` shape: the same code, field path and
+/// message for the same mistake.
+fn rejection(index: usize, e: &validate::Invalid) -> Value {
+    json!({"index": index, "code": e.code, "field": e.path(&format!("events[{index}]")), "message": e.message})
 }
 
-fn string_field(
-    obj: &Map<String, Value>,
-    name: &'static str,
-    max: usize,
-) -> Result<Option<String>, (&'static str, String)> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() > max => Err((name, format!("must be at most {max} bytes"))),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err((name, "must be a string".into())),
-    }
-}
-
-fn required_str(obj: &Map<String, Value>, name: &'static str, max: usize) -> Result<String, (&'static str, String)> {
-    string_field(obj, name, max)?.filter(|s| !s.is_empty()).ok_or((name, "is required".into()))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, with plausible field ranges.
-pub fn is_rfc3339(s: &str) -> bool {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
-        let part = b.get(r)?;
-        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
-    };
-    let (Some(_), Some(mo), Some(d), Some(h), Some(mi), Some(sec)) =
-        (digits(0..4), digits(5..7), digits(8..10), digits(11..13), digits(14..16), digits(17..19))
-    else {
-        return false;
-    };
-    let seps = b[4] == b'-' && b[7] == b'-' && matches!(b[10], b'T' | b't' | b' ') && b[13] == b':' && b[16] == b':';
-    if !seps || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return false;
-    }
-    let mut rest = &b[19..];
-    if let Some(frac) = rest.strip_prefix(b".") {
-        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 {
-            return false;
+impl Event {
+    /// The forwarded form of a valid event: ids and times minted where the client gave none, the
+    /// conversion metric spelled out (the control plane would default it the same way).
+    fn from_valid(e: validate::Event) -> Self {
+        Self {
+            kind: e.kind.as_str().to_owned(),
+            experiment: e.experiment,
+            unit_id: e.unit_id,
+            variant_key: e.variant_key,
+            metric: e.metric,
+            value: e.value,
+            event_id: e.event_id.unwrap_or_else(event_uuid),
+            ts: e.ts.map_or_else(now_rfc3339, |t| t.text),
+            attributes: e.attributes,
         }
-        rest = &frac[n..];
-    }
-    match rest {
-        [b'Z' | b'z'] => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
-        _ => false,
     }
 }
 
@@ -435,28 +364,5 @@ mod tests {
             age += u64::from(backoff_seconds(age, 15, 900));
         }
         assert!((21 * 3600..23 * 3600).contains(&age), "{age}");
-    }
-
-    #[test]
-    fn rfc3339() {
-        for ok in [
-            "2026-01-31T12:00:00Z",
-            "2026-01-31T12:00:00.123456Z",
-            "2026-01-31t12:00:00+02:00",
-            "2026-12-31T23:59:60-00:30",
-        ] {
-            assert!(is_rfc3339(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "2026-01-31",
-            "2026-13-01T00:00:00Z",
-            "2026-01-31T12:00:00",
-            "2026-01-31T12:00:00.Z",
-            "yesterday",
-            "2026-01-31T12:00:00+0200",
-        ] {
-            assert!(!is_rfc3339(bad), "{bad}");
-        }
     }
 }

@@ -8,8 +8,9 @@ use crate::cors::AllowedOrigins;
 pub const CONFIG_KEY: &str = "configs";
 const DEFAULT_TTL_SECONDS: f64 = 5.0;
 /// Unit ids beyond this are rejected: longer ones are abuse, not identifiers, and every event
-/// carries the unit id to the control plane.
-pub const DEFAULT_MAX_UNIT_ID_BYTES: usize = 512;
+/// carries the unit id to the control plane. `MAX_UNIT_ID_BYTES` may lower it, never raise it
+/// past the control plane's limit (exposures it would refuse).
+pub const DEFAULT_MAX_UNIT_ID_BYTES: usize = litmus_shared::validate::MAX_UNIT_ID_BYTES;
 const DEFAULT_RETRY_MIN_SECONDS: u32 = 15;
 const DEFAULT_RETRY_MAX_SECONDS: u32 = 900;
 
@@ -48,7 +49,7 @@ impl AppState {
             allowed_origins: AllowedOrigins::parse(text(env, "ALLOWED_ORIGINS").as_deref().unwrap_or("*")),
             max_unit_id_bytes: text(env, "MAX_UNIT_ID_BYTES")
                 .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(DEFAULT_MAX_UNIT_ID_BYTES),
+                .map_or(DEFAULT_MAX_UNIT_ID_BYTES, |n: usize| n.min(DEFAULT_MAX_UNIT_ID_BYTES)),
             events: env.queue("EVENTS").ok(),
             dead_letters: env.queue("EVENTS_DLQ").ok(),
             retry_min_seconds: seconds(env, "RETRY_MIN_SECONDS").unwrap_or(DEFAULT_RETRY_MIN_SECONDS),

@@ -251,6 +251,8 @@ describe("assignment requests", () => {
       [{ unit_id: "u", experiments: "checkout" }, "experiments"],
       [{ unit_id: "u", experiments: ["checkout", 7] }, "experiments[1]"],
       [{ unit_id: "x".repeat(513) }, "unit_id"],
+      [{ unit_id: "" }, "unit_id"],
+      [{ unit_id: "q\u0000s" }, "unit_id"],
     ];
     for (const [body, field] of cases) {
       const res = await w.assign(body);
@@ -259,6 +261,12 @@ describe("assignment requests", () => {
     }
     const long = await w.json(`/v1/assign?unit_id=${"y".repeat(513)}`);
     assertErrorShape(long, 422, "validation_failed");
+    // The same rule as the control plane's, so no exposure is served that it would refuse.
+    for (const bad of ["q%00s", ""]) {
+      const res = await w.json(`/v1/assign?experiment=checkout&unit_id=${bad}`);
+      assertErrorShape(res, 422, "validation_failed");
+      assert.equal(res.body.error.field, "unit_id");
+    }
     assertErrorShape(await w.json("/v1/assign", { method: "POST", body: JSON.stringify({ pad: "z".repeat(70_000) }) }), 413, "payload_too_large");
     assertErrorShape(await w.json("/v1/nowhere"), 404, "not_found");
     assertErrorShape(await w.json("/v1/assign", { method: "DELETE" }), 405, "method_not_allowed");

@@ -7,12 +7,14 @@
 //! - [`targeting`]: the targeting-condition language (see `shared/README.md`).
 //! - [`hashing`]: the versioned, documented bucketing hash.
 //! - [`assign()`]: the single entry point.
+//! - [`validate`]: the rules an event must meet, applied alike by the edge and the control plane.
 
 pub mod assign;
 pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod targeting;
+pub mod validate;
 
 pub use assign::{Assignment, Reason, assign};
 pub use config::{ConfigSet, Experiment, ExperimentType, LayerSlot, Status, Variant};

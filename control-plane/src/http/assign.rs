@@ -24,13 +24,9 @@ struct AssignRequest {
     attributes: Attributes,
 }
 
-pub const MAX_UNIT_ID_BYTES: usize = 512;
-
+/// The shared rule (`litmus_shared::validate::unit_id`), as the edge applies it too.
 pub fn check_unit_id(field: &str, unit_id: &str) -> ApiResult<()> {
-    if unit_id.is_empty() || unit_id.len() > MAX_UNIT_ID_BYTES {
-        return Err(ApiError::validation(field, format!("must be 1 to {MAX_UNIT_ID_BYTES} bytes")));
-    }
-    Ok(())
+    litmus_shared::validate::unit_id(unit_id).map_err(|e| ApiError::validation(field, e.message))
 }
 
 async fn assign(State(state): State<AppState>, Json(req): Json<AssignRequest>) -> ApiResult<Response> {

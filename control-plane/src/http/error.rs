@@ -17,6 +17,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A lifecycle conflict with its own code (`experiment_not_running`, `experiment_stopped`).
+    #[error("{message}")]
+    Lifecycle { code: &'static str, message: String },
     #[error("{message}")]
     Validation { field: Option<String>, message: String, details: Option<Value> },
     #[error("request body too large")]
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Lifecycle { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

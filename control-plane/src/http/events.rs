@@ -1,7 +1,8 @@
 //! Event ingestion: exposures, metrics, conversions, one at a time or in batches.
 //!
-//! Each event is validated on its own: in a batch the bad ones are reported by index and reason,
-//! the good ones land. Idempotency: an `event_id` (client-given, else minted here) is stored once
+//! Each event is validated on its own, by `litmus_shared::validate` (the edge's rules too) and then
+//! against its experiment ([`admit`]): in a batch the bad ones are reported by index, code, field
+//! path and message, the good ones land. Idempotency: an `event_id` (client-given, else minted here) is stored once
 //! per experiment, as a uuid key in `event_ids`; a re-sent event is counted as a duplicate and
 //! changes nothing. One transaction writes the keys, the raw events and the per-unit first
 //! exposures, so a batch lands whole or not at all: nothing answered 202 is lost.
@@ -12,8 +13,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use chrono::{DateTime, Duration, Utc};
-use litmus_shared::Variant;
+use chrono::{DateTime, Utc};
+use litmus_shared::validate;
+use litmus_shared::{Status, Variant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -21,56 +23,35 @@ use sqlx::PgPool;
 use sqlx::types::Json as Db;
 use uuid::Uuid;
 
-use super::assign::check_unit_id;
 use super::extract::{Json, strip_position};
 use super::{ApiError, ApiResult, AppState};
 
 pub fn router(batch_limit: usize) -> Router<AppState> {
     Router::new()
-        .route("/events/exposure", post(|s, b| single(s, b, Kind::Exposure)))
-        .route("/events/metric", post(|s, b| single(s, b, Kind::Metric)))
-        .route("/events/conversion", post(|s, b| single(s, b, Kind::Conversion)))
+        .route("/events/exposure", post(|s, b| single(s, b, validate::Kind::Exposure)))
+        .route("/events/metric", post(|s, b| single(s, b, validate::Kind::Metric)))
+        .route("/events/conversion", post(|s, b| single(s, b, validate::Kind::Conversion)))
         .route("/events/batch", post(batch).layer(DefaultBodyLimit::max(batch_limit)))
 }
 
 pub const MAX_BATCH_EVENTS: usize = 10_000;
-const DEFAULT_CONVERSION_METRIC: &str = "conversion";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// The event kinds, as stored in `events.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Exposure = 1,
     Metric = 2,
     Conversion = 3,
 }
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Exposure => "exposure",
-            Kind::Metric => "metric",
-            Kind::Conversion => "conversion",
+impl From<validate::Kind> for Kind {
+    fn from(k: validate::Kind) -> Self {
+        match k {
+            validate::Kind::Exposure => Kind::Exposure,
+            validate::Kind::Metric => Kind::Metric,
+            validate::Kind::Conversion => Kind::Conversion,
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventIn {
-    kind: Option<Kind>,
-    experiment: String,
-    unit_id: String,
-    variant_key: String,
-    metric: Option<String>,
-    value: Option<f64>,
-    event_id: Option<String>,
-    ts: Option<DateTime<Utc>>,
-    /// On exposures: the unit's attributes (country, plan, …) for segment breakdowns; the first
-    /// exposure's are the unit's.
-    attributes: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Set by the edge on exposures it served; accepted and ignored here.
-    #[allow(dead_code)]
-    assignment_id: Option<String>,
 }
 
 /// A validated event, ready to store.
@@ -89,9 +70,6 @@ struct Event {
     attributes: Option<String>,
 }
 
-/// Attributes are for segmenting, not payloads.
-const MAX_ATTRIBUTES_BYTES: usize = 4096;
-
 #[derive(Debug, Serialize)]
 pub struct Rejected {
     index: usize,
@@ -106,13 +84,17 @@ pub struct IngestResult {
     duplicates: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     rejected: Vec<Rejected>,
+    /// Single conversions: the metric it counts under (said, since it may be the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metric: Option<String>,
 }
 
-async fn single(State(state): State<AppState>, Json(body): Json<Box<RawValue>>, kind: Kind) -> ApiResult<(StatusCode, axum::Json<IngestResult>)> {
+async fn single(State(state): State<AppState>, Json(body): Json<Box<RawValue>>, kind: validate::Kind) -> ApiResult<(StatusCode, axum::Json<IngestResult>)> {
     let mut result = ingest(&state, vec![body], Some(kind)).await?;
     if let Some(r) = result.rejected.pop() {
         return Err(match r.code {
             "not_found" => ApiError::NotFound(r.message),
+            "experiment_not_running" | "experiment_stopped" => ApiError::Lifecycle { code: r.code, message: r.message },
             _ => ApiError::validation(r.field.unwrap_or_default(), r.message),
         });
     }
@@ -131,11 +113,18 @@ async fn batch(State(state): State<AppState>, Json(body): Json<BatchIn>) -> ApiR
         return Err(ApiError::PayloadTooLarge);
     }
     let n = body.events.len();
-    let result = ingest(&state, body.events, None).await?;
+    let mut result = ingest(&state, body.events, None).await?;
+    for r in &mut result.rejected {
+        let prefix = format!("events[{}]", r.index);
+        r.field = Some(match r.field.take() {
+            Some(f) if !f.is_empty() => format!("{prefix}.{f}"),
+            _ => prefix,
+        });
+    }
     if n > 0 && result.rejected.len() == n {
         let first = &result.rejected[0];
         return Err(ApiError::Validation {
-            field: Some(format!("events[{}]{}", first.index, first.field.as_deref().map(|f| format!(".{f}")).unwrap_or_default())),
+            field: first.field.clone(),
             message: format!("all {n} events were rejected; first: {}", first.message),
             details: Some(json!({"rejected": result.rejected})),
         });
@@ -144,23 +133,21 @@ async fn batch(State(state): State<AppState>, Json(body): Json<BatchIn>) -> ApiR
 }
 
 /// Validates every event, stores the good ones, reports the rest.
-async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<Kind>) -> ApiResult<IngestResult> {
+async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<validate::Kind>) -> ApiResult<IngestResult> {
     let now = Utc::now();
-    let parsed: Vec<Result<EventIn, Rejected>> = raw
+    let parsed: Vec<Result<validate::Event, Rejected>> = raw
         .iter()
         .enumerate()
         .map(|(index, v)| {
-            // The fast path; the path-tracking parser only runs again to explain a failure.
-            if let Ok(e) = serde_json::from_str::<EventIn>(v.get()) {
-                return Ok(e);
-            }
-            let de = &mut serde_json::Deserializer::from_str(v.get());
-            serde_path_to_error::deserialize::<_, EventIn>(de).map_err(|e| Rejected {
+            let invalid = |e: validate::Invalid| Rejected { index, code: e.code, field: Some(e.field), message: e.message };
+            // Parsed one by one, so that text serde refuses (a lone surrogate) rejects only its event.
+            let value: serde_json::Value = serde_json::from_str(v.get()).map_err(|e| Rejected {
                 index,
                 code: "validation_failed",
-                field: Some(e.path().to_string()).filter(|p| p != "."),
-                message: strip_position(&e.into_inner().to_string()),
-            })
+                field: None,
+                message: format!("is not valid JSON: {}", strip_position(&e.to_string())),
+            })?;
+            validate::event(&value, kind, now.timestamp_micros()).map_err(invalid)
         })
         .collect();
 
@@ -171,8 +158,12 @@ async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<Kind>) -
     let mut events = Vec::new();
     let mut seen = HashSet::new();
     let mut duplicates_in_batch = 0u64;
+    let single_metric = match &parsed[..] {
+        [Ok(e)] if kind == Some(validate::Kind::Conversion) => e.metric.clone(),
+        _ => None,
+    };
     for (index, p) in parsed.into_iter().enumerate() {
-        match p.and_then(|e| validate(index, e, kind, &experiments, now)) {
+        match p.and_then(|e| admit(index, e, &experiments, now)) {
             Ok(e) => {
                 if seen.insert((e.experiment_id, e.key)) {
                     events.push(e);
@@ -195,12 +186,15 @@ async fn ingest(state: &AppState, raw: Vec<Box<RawValue>>, kind: Option<Kind>) -
     metrics::counter!("events_accepted_total").increment(accepted);
     metrics::counter!("events_duplicate_total").increment(events.len() as u64 - accepted + duplicates_in_batch);
     metrics::counter!("events_rejected_total").increment(rejected.len() as u64);
-    Ok(IngestResult { accepted, duplicates: events.len() as u64 - accepted + duplicates_in_batch, rejected })
+    let metric = single_metric.filter(|_| rejected.is_empty());
+    Ok(IngestResult { accepted, duplicates: events.len() as u64 - accepted + duplicates_in_batch, rejected, metric })
 }
 
 struct ExperimentRef {
     id: Uuid,
     variants: Vec<Variant>,
+    status: Status,
+    stopped_at: Option<DateTime<Utc>>,
 }
 
 async fn lookup_experiments(state: &AppState, refs: &BTreeSet<String>) -> ApiResult<HashMap<String, ExperimentRef>> {
@@ -208,73 +202,64 @@ async fn lookup_experiments(state: &AppState, refs: &BTreeSet<String>) -> ApiRes
         return Ok(HashMap::new());
     }
     let list: Vec<&String> = refs.iter().collect();
-    let rows: Vec<(Uuid, String, Db<Vec<Variant>>)> =
-        sqlx::query_as("SELECT id, key, variants FROM experiments WHERE key = ANY($1) OR id::text = ANY($1)")
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        key: String,
+        variants: Db<Vec<Variant>>,
+        status: String,
+        stopped_at: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT id, key, variants, status, stopped_at FROM experiments WHERE key = ANY($1) OR id::text = ANY($1)")
             .bind(&list)
             .fetch_all(&state.db)
             .await?;
     let mut out = HashMap::new();
     for r in refs {
-        if let Some((id, _, variants)) = rows.iter().find(|(id, key, _)| key == r || id.to_string() == *r) {
-            out.insert(r.clone(), ExperimentRef { id: *id, variants: variants.0.clone() });
+        if let Some(row) = rows.iter().find(|row| row.key == *r || row.id.to_string() == *r) {
+            let status = Status::parse(&row.status).unwrap_or(Status::Draft);
+            out.insert(r.clone(), ExperimentRef { id: row.id, variants: row.variants.0.clone(), status, stopped_at: row.stopped_at });
         }
     }
     Ok(out)
 }
 
-fn validate(index: usize, e: EventIn, forced: Option<Kind>, experiments: &HashMap<String, ExperimentRef>, now: DateTime<Utc>) -> Result<Event, Rejected> {
-    let reject = |field: &str, message: String| Rejected { index, code: "validation_failed", field: Some(field.to_owned()), message };
-    let kind = forced.or(e.kind).ok_or_else(|| reject("kind", "missing: one of exposure, metric, conversion".into()))?;
-    if let (Some(endpoint), Some(given)) = (forced, e.kind)
-        && endpoint != given
-    {
-        return Err(reject("kind", format!("this endpoint takes {} events only", endpoint.as_str())));
-    }
+/// What only the control plane can check: the experiment exists, the variant is one of its
+/// variants, and its lifecycle takes an event from that time (`validate::lifecycle`).
+fn admit(index: usize, e: validate::Event, experiments: &HashMap<String, ExperimentRef>, now: DateTime<Utc>) -> Result<Event, Rejected> {
     let Some(exp) = experiments.get(e.experiment.as_str()) else {
         return Err(Rejected { index, code: "not_found", field: Some("experiment".into()), message: format!("experiment `{}` not found", e.experiment) });
     };
-    check_unit_id("unit_id", &e.unit_id).map_err(|e| reject("unit_id", e.to_string()))?;
     if !exp.variants.iter().any(|v| v.key == e.variant_key) {
         let keys: Vec<&str> = exp.variants.iter().map(|v| v.key.as_str()).collect();
-        return Err(reject("variant_key", format!("`{}` is not a variant of `{}` ({})", e.variant_key, e.experiment, keys.join(", "))));
+        let message = format!("`{}` is not a variant of `{}` ({})", e.variant_key, e.experiment, keys.join(", "));
+        return Err(Rejected { index, code: "validation_failed", field: Some("variant_key".into()), message });
     }
-    let metric = match kind {
-        Kind::Exposure => None,
-        Kind::Metric => Some(e.metric.ok_or_else(|| reject("metric", "missing: the metric's name".into()))?),
-        Kind::Conversion => Some(e.metric.unwrap_or_else(|| DEFAULT_CONVERSION_METRIC.into())),
-    };
-    if metric.as_ref().is_some_and(|m| m.is_empty() || m.len() > 128) {
-        return Err(reject("metric", "must be 1 to 128 bytes".into()));
-    }
-    let value = match kind {
-        Kind::Metric => Some(e.value.ok_or_else(|| reject("value", "missing: a number".into()))?),
-        _ => e.value,
-    };
-    if value.is_some_and(|v| !v.is_finite()) {
-        return Err(reject("value", "must be a finite number".into()));
-    }
-    let ts = e.ts.unwrap_or(now);
-    if ts > now + Duration::hours(24) {
-        return Err(reject("ts", "is more than 24 hours in the future".into()));
-    }
-    let attributes = match (kind, e.attributes) {
-        (_, None) => None,
-        (Kind::Exposure, Some(map)) => {
-            let text = serde_json::to_string(&map).map_err(|err| reject("attributes", err.to_string()))?;
-            if text.len() > MAX_ATTRIBUTES_BYTES {
-                return Err(reject("attributes", format!("must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")));
-            }
-            Some(text)
-        }
-        (_, Some(_)) => return Err(reject("attributes", "are recorded on exposure events only".into())),
-    };
-    let event_id = match e.event_id {
-        Some(id) if id.is_empty() || id.len() > 128 => return Err(reject("event_id", "must be 1 to 128 bytes".into())),
-        Some(id) => id,
-        None => Uuid::now_v7().to_string(),
-    };
+    // Without `ts` the event happened when it arrived.
+    let ts = e.ts.as_ref().and_then(|t| DateTime::from_timestamp_micros(t.micros)).unwrap_or(now);
+    validate::lifecycle(exp.status, exp.stopped_at.map(|t| t.timestamp_micros()), ts.timestamp_micros())
+        .map_err(|(code, message)| Rejected { index, code, field: Some("experiment".into()), message })?;
+    let attributes = e.attributes.as_ref().map(serde_json::to_string).transpose().map_err(|err| Rejected {
+        index,
+        code: "validation_failed",
+        field: Some("attributes".into()),
+        message: err.to_string(),
+    })?;
+    let event_id = e.event_id.unwrap_or_else(|| Uuid::now_v7().to_string());
     let key = event_key(&event_id);
-    Ok(Event { experiment_id: exp.id, kind, unit_id: e.unit_id, variant_key: e.variant_key, metric, value, ts, event_id, key, attributes })
+    Ok(Event {
+        experiment_id: exp.id,
+        kind: e.kind.into(),
+        unit_id: e.unit_id,
+        variant_key: e.variant_key,
+        metric: e.metric,
+        value: e.value,
+        ts,
+        event_id,
+        key,
+        attributes,
+    })
 }
 
 /// The dedup key of an event id: the id itself when it is a canonical UUID (what the edge, the

@@ -20,7 +20,11 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let ping = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.db)).await;
     match ping {
-        Ok(Ok(_)) => (StatusCode::OK, Json(json!({"status": "ready", "database": "ok"}))),
+        // Events the aggregator set aside are worth a look, but do not make the service unready.
+        Ok(Ok(_)) => {
+            let quarantined = crate::rollup::quarantined(&state.db, None).await.ok();
+            (StatusCode::OK, Json(json!({"status": "ready", "database": "ok", "quarantined_events": quarantined})))
+        }
         _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "unreachable"}))),
     }
 }

@@ -28,6 +28,7 @@ pub mod health;
 pub mod live;
 pub mod results;
 pub mod sample_size;
+pub mod storable;
 pub mod timeseries;
 
 pub use error::{ApiError, ApiResult};
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(edge::router())
         .merge(auth::router())
         .merge(timeseries::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), storable::refuse_nul))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The socket authenticates itself (browsers cannot set headers on a WebSocket).
         .merge(live::router())

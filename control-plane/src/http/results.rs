@@ -75,6 +75,9 @@ pub struct Results {
     /// `?segment=<attribute>`: the same readout per attribute value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub segments: Option<Vec<Segment>>,
+    /// Events of this experiment the aggregator could not apply and set aside (see
+    /// `rollup::apply`); they are not in these numbers.
+    pub quarantined_events: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -451,6 +454,7 @@ pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings,
     tx.commit().await?;
     let mut doc = assemble(row, &arms, &ranks, settings);
     doc.filter = filter.clone();
+    doc.quarantined_events = crate::rollup::quarantined(db, Some(row.id)).await?;
     Ok(doc)
 }
 
@@ -580,6 +584,7 @@ fn assemble(row: &ExperimentRow, arms: &[ArmRow], ranks: &[RankRow], settings: &
         settings: settings.clone(),
         filter: Filter::default(),
         segments: None,
+        quarantined_events: 0,
     }
 }
 
