@@ -9,7 +9,8 @@ use worker::{Context, Request, Response};
 use crate::body;
 use crate::config_cache;
 use crate::error::{ApiError, ApiResult, json_response};
-use crate::events::{self, Event};
+use crate::envelope;
+use crate::events;
 use crate::state::AppState;
 
 const COOKIE: &str = "litmus_uid";
@@ -18,7 +19,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_EXPERIMENTS: usize = 100;
 
 /// What the caller asked, whichever way it came in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Query {
     /// `None` = not given: the browser's cookie, or a fresh id. An explicit `""` is refused, as
     /// the control plane refuses it (`validate::unit_id`): its exposures could never be stored.
@@ -26,6 +27,23 @@ struct Query {
     attributes: Attributes,
     /// `None` = every running experiment.
     experiments: Option<Vec<String>>,
+    /// `false` (`expose=false`): answer without logging exposures, for clients that log them
+    /// through `/v1/events` when they actually show a variant.
+    expose: bool,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Self { unit_id: None, attributes: Attributes::new(), experiments: None, expose: true }
+    }
+}
+
+fn parse_expose(value: &str) -> ApiResult<bool> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::validation("expose", "must be true or false")),
+    }
 }
 
 pub async fn get(req: &Request, state: &AppState, ctx: &Context) -> ApiResult<Response> {
@@ -36,6 +54,7 @@ pub async fn get(req: &Request, state: &AppState, ctx: &Context) -> ApiResult<Re
         match name.as_ref() {
             "experiment" => keys.push(value.into_owned()),
             "unit_id" => q.unit_id = Some(value.into_owned()),
+            "expose" => q.expose = parse_expose(&value)?,
             "" => {}
             // Repeated attributes become a list, which the targeting language treats as "any of".
             attr => match q.attributes.get_mut(attr) {
@@ -81,7 +100,12 @@ pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResu
         ),
         Some(_) => return Err(ApiError::validation("experiments", "must be an array of experiment keys")),
     };
-    respond(req, state, ctx, Query { unit_id, attributes, experiments }).await
+    let expose = match obj.remove("expose") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(ApiError::validation("expose", "must be true or false")),
+    };
+    respond(req, state, ctx, Query { unit_id, attributes, experiments, expose }).await
 }
 
 /// An experiment the config set does not hold (or no config set at all): never an error, so a
@@ -139,20 +163,30 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
 
     let set = config_cache::current(state).await;
     let assignments = evaluate(set.as_deref(), keys.as_deref(), &unit_id, &q.attributes);
-    // The request's attributes travel with the exposures, for segment breakdowns centrally.
-    let segment = events::segment_attributes(&q.attributes);
-    let exposures: Vec<Event> = assignments
-        .iter()
-        .filter_map(|a| match a {
-            Entry::Known(a) if a.in_experiment => {
-                Some(Event::exposure(a.experiment, &unit_id, a.variant_key, segment.clone()))
-            }
-            _ => None,
+    // One queue message for all the exposures of this answer; the request's attributes travel
+    // with them once, for segment breakdowns centrally.
+    let message = if q.expose {
+        let exposed: Vec<[&str; 2]> = assignments
+            .iter()
+            .filter_map(|a| match a {
+                Entry::Known(a) if a.in_experiment => Some([a.experiment, a.variant_key]),
+                _ => None,
+            })
+            .collect();
+        (!exposed.is_empty()).then(|| {
+            let (id, ts) = (events::event_uuid(), events::now_rfc3339());
+            let attributes = events::storable_segment(&q.attributes).then_some(&q.attributes);
+            serde_json::to_string(&envelope::Exposures { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed })
         })
-        .collect();
+    } else {
+        None
+    };
     let mut resp =
         json_response(200, &Answer { unit_id: &unit_id, config_version: set.as_ref().map(|s| s.version), assignments });
-    events::enqueue(state, ctx, exposures, false).await?;
+    if let Some(message) = message {
+        let message = message.map_err(|e| ApiError::internal("serializing exposures", e))?;
+        events::enqueue(state, ctx, vec![message], false).await?;
+    }
 
     let headers = resp.headers_mut();
     // Answers are per unit: no shared cache may keep them.

@@ -65,7 +65,7 @@ fn install(c: &mut Cache, set: ConfigSet) {
 }
 
 async fn load(state: &AppState) -> Option<ConfigSet> {
-    let kv = state.kv.as_ref()?;
+    let kv = state.kv()?;
     let text = match kv.get(CONFIG_KEY).text().await {
         Ok(Some(text)) => text,
         Ok(None) => return None,

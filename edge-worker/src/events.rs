@@ -1,7 +1,8 @@
 //! Events: exposures the edge served and events clients send to `POST /v1/events`, forwarded to
 //! the control plane's `POST /api/v1/events/batch`.
 //!
-//! The request path only enqueues (one Queue message per event); the `queue` handler posts batches
+//! The request path only enqueues (one Queue message per request, [`crate::envelope`]); the `queue`
+//! handler expands messages back into events, posts them in batches
 //! to the control plane and asks for redelivery when it does not answer 2xx, so nothing the edge
 //! acknowledged is lost while the control plane is down. Redelivery backs off ([`backoff_seconds`]),
 //! so `max_retries` spans a long outage; past it a batch lands in the dead-letter queue instead
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 use worker::{Context, Fetch, Headers, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit, Response};
 
 use crate::body;
+use crate::envelope;
 use crate::error::{ApiError, ApiResult, json_response};
 use crate::state::AppState;
 
@@ -44,25 +46,10 @@ pub struct Event {
 /// Attributes worth forwarding with an exposure: none when empty, too large or not storable
 /// (`validate::attributes`, the control plane's rule). The assignment is answered either way;
 /// only the segment breakdown loses them, where refusing would lose the exposure itself.
-pub fn segment_attributes(attributes: &Map<String, Value>) -> Option<Map<String, Value>> {
-    (!attributes.is_empty() && validate::attributes(attributes).is_ok()).then(|| attributes.clone())
+pub fn storable_segment(attributes: &Map<String, Value>) -> bool {
+    !attributes.is_empty() && validate::attributes(attributes).is_ok()
 }
 
-impl Event {
-    pub fn exposure(experiment: &str, unit_id: &str, variant_key: &str, attributes: Option<Map<String, Value>>) -> Self {
-        Self {
-            kind: "exposure".into(),
-            experiment: experiment.into(),
-            unit_id: unit_id.into(),
-            variant_key: variant_key.into(),
-            metric: None,
-            value: None,
-            event_id: event_uuid(),
-            ts: now_rfc3339(),
-            attributes,
-        }
-    }
-}
 
 /// A v4 UUID from the runtime's CSPRNG (`crypto.randomUUID()`), called through `Reflect` because
 /// the `web-sys` build that workers-rs uses does not include `Crypto`.
@@ -126,7 +113,8 @@ pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResu
         return Err(ApiError::validation(field, message).with_details("rejected", Value::Array(rejected)));
     }
     let accepted = events.len();
-    enqueue(state, ctx, events, true).await?;
+    let texts: Vec<String> = events.iter().filter_map(|e| serde_json::to_string(e).ok()).collect();
+    enqueue(state, ctx, envelope::pack_events(&texts), true).await?;
     let mut answer = json!({ "accepted": accepted });
     if !rejected.is_empty() {
         answer["rejected"] = Value::Array(rejected);
@@ -160,21 +148,22 @@ impl Event {
 
 // --- Forwarding ------------------------------------------------------------------------------
 
-/// Hands events to the queue. `wait` = the caller acknowledges them to a client, so the enqueue
-/// must have succeeded first; exposures from `/v1/assign` enqueue after the response instead.
-pub async fn enqueue(state: &AppState, ctx: &Context, events: Vec<Event>, wait: bool) -> ApiResult<()> {
-    if events.is_empty() {
+/// Hands queue message bodies ([`crate::envelope`]) to the queue. `wait` = the caller
+/// acknowledges them to a client, so the enqueue must have succeeded first; exposures from
+/// `/v1/assign` enqueue after the response instead.
+pub async fn enqueue(state: &AppState, ctx: &Context, messages: Vec<String>, wait: bool) -> ApiResult<()> {
+    if messages.is_empty() {
         return Ok(());
     }
-    match state.events.clone() {
-        Some(queue) if wait => send_to_queue(&queue, &events).await.map_err(|e| {
-            worker::console_error!("enqueueing {} events failed: {e}", events.len());
+    match state.events() {
+        Some(queue) if wait => send_to_queue(&queue, &messages).await.map_err(|e| {
+            worker::console_error!("enqueueing {} messages failed: {e}", messages.len());
             ApiError::unavailable("queue_unavailable", "events could not be queued; retry")
         }),
         Some(queue) => {
             ctx.wait_until(async move {
-                if let Err(e) = send_to_queue(&queue, &events).await {
-                    worker::console_error!("enqueueing {} exposures failed: {e}", events.len());
+                if let Err(e) = send_to_queue(&queue, &messages).await {
+                    worker::console_error!("enqueueing exposures failed: {e}");
                 }
             });
             Ok(())
@@ -182,15 +171,20 @@ pub async fn enqueue(state: &AppState, ctx: &Context, events: Vec<Event>, wait: 
         None => {
             let (url, token) = (state.control_plane_url.clone(), state.ingest_token.clone());
             ctx.wait_until(async move {
-                let bodies: Vec<Value> = events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
-                match post_batch(url.as_deref(), token.as_deref(), &bodies).await {
+                let bodies: Vec<Value> = messages
+                    .into_iter()
+                    .filter_map(|m| serde_json::from_str(&m).ok())
+                    .filter_map(|m| envelope::expand(m).ok())
+                    .flatten()
+                    .collect();
+                match post_batch(url.as_deref(), token.as_deref(), &bodies, 0).await {
                     Ok((status, _)) if (200..300).contains(&status) => {}
                     Ok((status, _)) => worker::console_error!(
                         "control plane answered {status}; {} events lost (no queue bound)",
-                        events.len()
+                        bodies.len()
                     ),
                     Err(e) => {
-                        worker::console_error!("forwarding failed: {e}; {} events lost (no queue bound)", events.len())
+                        worker::console_error!("forwarding failed: {e}; {} events lost (no queue bound)", bodies.len())
                     }
                 }
             });
@@ -199,29 +193,30 @@ pub async fn enqueue(state: &AppState, ctx: &Context, events: Vec<Event>, wait: 
     }
 }
 
-async fn send_to_queue<T: Serialize>(queue: &worker::Queue, items: &[T]) -> worker::Result<()> {
-    for chunk in items.chunks(SEND_BATCH) {
-        let messages = chunk.iter().map(as_json_message).collect::<worker::Result<Vec<_>>>()?;
-        queue.send_raw_batch(messages).await?;
+/// Sends message bodies as text: one crossing into JavaScript per message, no object to build.
+async fn send_to_queue(queue: &worker::Queue, messages: &[String]) -> worker::Result<()> {
+    if let [one] = messages {
+        return queue.send_raw(worker::RawMessageBuilder::new(one.as_str().into()).build_with_content_type(worker::QueueContentType::Text)).await;
+    }
+    for chunk in messages.chunks(SEND_BATCH) {
+        let batch = chunk
+            .iter()
+            .map(|m| worker::RawMessageBuilder::new(m.as_str().into()).build_with_content_type(worker::QueueContentType::Text))
+            .collect::<Vec<_>>();
+        queue.send_raw_batch(batch).await?;
     }
     Ok(())
 }
 
-/// Messages go in as plain JSON objects: the typed `send_batch` converts maps (an exposure's
-/// `attributes`) into JavaScript `Map`s, which come out of the queue as `{}`.
-fn as_json_message<T: Serialize>(item: &T) -> worker::Result<worker::SendMessage<worker::wasm_bindgen::JsValue>> {
-    let text = serde_json::to_string(item).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let object = worker::js_sys::JSON::parse(&text).map_err(|_| worker::Error::RustError("JSON.parse failed".into()))?;
-    Ok(worker::RawMessageBuilder::new(object).build_with_content_type(worker::QueueContentType::Json))
-}
-
 /// POSTs `{"events":[...]}` to the control plane's batch endpoint; its status and body on an answer.
-async fn post_batch(base: Option<&str>, token: Option<&str>, events: &[Value]) -> Result<(u16, String), String> {
+/// `messages`: how many queue messages the events came from (a header, for operators and the bench).
+async fn post_batch(base: Option<&str>, token: Option<&str>, events: &[Value], messages: usize) -> Result<(u16, String), String> {
     let base = base.ok_or("CONTROL_PLANE_URL is not set")?;
     let token = token.ok_or("INGEST_TOKEN is not set")?;
     let headers = Headers::new();
     headers.set("content-type", "application/json").map_err(|e| e.to_string())?;
     headers.set("authorization", &format!("Bearer {token}")).map_err(|e| e.to_string())?;
+    headers.set("x-litmus-queue-messages", &messages.to_string()).map_err(|e| e.to_string())?;
     let body = serde_json::to_string(&json!({ "events": events })).map_err(|e| e.to_string())?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
@@ -250,28 +245,32 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
     let mut bodies = Vec::new();
     let mut messages = Vec::new();
     for message in batch.raw_iter() {
-        let body = worker::js_sys::JSON::stringify(&message.body())
-            .ok()
-            .and_then(|s| s.as_string())
-            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .filter(Value::is_object);
-        match body {
-            Some(body) => {
-                bodies.push(body);
+        let raw = message.body();
+        // Text messages (this version) are parsed here; JSON ones (earlier versions) arrive as
+        // objects and take the same road through their text.
+        let text = raw.as_string().or_else(|| worker::js_sys::JSON::stringify(&raw).ok().and_then(|s| s.as_string()));
+        let events = text
+            .ok_or("not text or JSON")
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|_| "not JSON"))
+            .and_then(envelope::expand);
+        match events {
+            Ok(events) => {
+                bodies.extend(events);
                 messages.push(message);
             }
-            None => {
-                // Not an event this worker produced; redelivering it can never succeed.
-                worker::console_error!("dropping malformed queue message {}", message.id());
+            Err(why) => {
+                // Not a message this worker produced; redelivering it can never succeed.
+                worker::console_error!("dropping unreadable queue message {} ({why})", message.id());
                 message.ack();
             }
         }
     }
     if bodies.is_empty() {
+        messages.iter().for_each(MessageExt::ack);
         return;
     }
     let n = bodies.len();
-    let outcome = post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), &bodies).await;
+    let outcome = post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), &bodies, messages.len()).await;
     let refused = match &outcome {
         Ok((status, text)) if (200..300).contains(status) || *status == 422 => rejected(text, n),
         _ => None,
@@ -282,7 +281,10 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
         return;
     };
     if !refused.is_empty() {
-        let parked: Vec<Value> = refused.iter().map(|(i, reason)| json!({"event": bodies[*i], "rejected": reason})).collect();
+        let parked: Vec<String> = refused
+            .iter()
+            .filter_map(|(i, reason)| serde_json::to_string(&json!({"event": bodies[*i], "rejected": reason})).ok())
+            .collect();
         if let Err(e) = dead_letter(state, &parked).await {
             // Not lost: redelivered, refused and parked again later.
             worker::console_error!("parking {} refused events failed ({e}); queued for redelivery", parked.len());
@@ -307,9 +309,20 @@ fn rejected(body: &str, n: usize) -> Option<Vec<(usize, Value)>> {
 
 /// Sends `{event, rejected}` entries to the dead-letter queue (`EVENTS_DLQ`, the consumer's
 /// `dead_letter_queue`), next to the batches that ran out of retries.
-async fn dead_letter(state: &AppState, parked: &[Value]) -> Result<(), String> {
-    let queue = state.dead_letters.as_ref().ok_or("no EVENTS_DLQ binding")?;
-    send_to_queue(queue, parked).await.map_err(|e| e.to_string())
+/// They go in as JSON objects, readable in the dashboard and by whatever drains the queue.
+async fn dead_letter(state: &AppState, parked: &[String]) -> Result<(), String> {
+    let queue = state.dead_letters().ok_or("no EVENTS_DLQ binding")?;
+    for chunk in parked.chunks(SEND_BATCH) {
+        let batch = chunk
+            .iter()
+            .map(|text| {
+                let object = worker::js_sys::JSON::parse(text).map_err(|_| "JSON.parse failed".to_owned())?;
+                Ok(worker::RawMessageBuilder::new(object).build_with_content_type(worker::QueueContentType::Json))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        queue.send_raw_batch(batch).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn retry_later(messages: &[worker::RawMessage], state: &AppState) {

@@ -12,6 +12,7 @@ pub mod assign;
 pub mod body;
 pub mod config_cache;
 pub mod cors;
+pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod publish;

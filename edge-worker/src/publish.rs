@@ -28,14 +28,14 @@ pub async fn put(req: &mut Request, state: &AppState) -> ApiResult<worker::Respo
         resp.headers_mut().set("www-authenticate", "Bearer")?;
         return Ok(resp);
     }
-    let Some(kv) = state.kv.as_ref() else {
+    let Some(kv) = state.kv() else {
         return Err(ApiError::unavailable("kv_unavailable", "the CONFIG KV namespace is not bound"));
     };
 
     let value = body::json(req, MAX_BODY_BYTES).await?;
     let mut set = parse_strict(value)?;
 
-    let stored = stored_version(kv).await;
+    let stored = stored_version(&kv).await;
     if let Some(stored) = stored.filter(|s| *s > set.version) {
         return Ok(json_response(200, &json!({"stale": true, "version": set.version, "stored_version": stored})));
     }

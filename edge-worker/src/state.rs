@@ -1,5 +1,10 @@
-//! Per-request view of the worker's bindings. Built from `Env` on every request because bindings
-//! are cheap handles and a secret rotated with `wrangler secret put` must take effect at once.
+//! The worker's bindings and vars. Vars are read from `Env` once per isolate: every read is a
+//! crossing into JavaScript and a string copy, and ten of them per request cost more than the
+//! assignment. That is safe because changing a var or a secret (`wrangler secret put`, a deploy)
+//! starts new isolates. Bindings (KV, queues) are taken from the request's `Env` when used.
+
+use std::ops::Deref;
+use std::rc::Rc;
 
 use worker::{Env, KvStore, Queue};
 
@@ -15,29 +20,61 @@ const DEFAULT_RETRY_MIN_SECONDS: u32 = 15;
 const DEFAULT_RETRY_MAX_SECONDS: u32 = 900;
 
 pub struct AppState {
+    env: Env,
+    vars: Rc<Vars>,
+}
+
+thread_local! {
+    // Wasm has no threads: this is the isolate's copy.
+    static VARS: std::cell::OnceCell<Rc<Vars>> = const { std::cell::OnceCell::new() };
+}
+
+impl AppState {
+    pub fn from_env(env: &Env) -> Self {
+        let vars = VARS.with(|v| v.get_or_init(|| Rc::new(Vars::from_env(env))).clone());
+        Self { env: env.clone(), vars }
+    }
+
     /// `None` when the binding is missing: the worker still answers, with the safe default.
-    pub kv: Option<KvStore>,
+    pub fn kv(&self) -> Option<KvStore> {
+        self.env.kv("CONFIG").ok()
+    }
+
+    /// `None` when no queue is bound (e.g. a plain `wrangler dev` without queues): events are then
+    /// forwarded straight from `wait_until`, best effort.
+    pub fn events(&self) -> Option<Queue> {
+        self.env.queue("EVENTS").ok()
+    }
+
+    /// The dead-letter queue, for events the control plane refused (`EVENTS_DLQ`).
+    pub fn dead_letters(&self) -> Option<Queue> {
+        self.env.queue("EVENTS_DLQ").ok()
+    }
+}
+
+impl Deref for AppState {
+    type Target = Vars;
+    fn deref(&self) -> &Vars {
+        &self.vars
+    }
+}
+
+pub struct Vars {
     pub config_ttl_ms: f64,
     pub publish_token: Option<String>,
     pub ingest_token: Option<String>,
     pub control_plane_url: Option<String>,
     pub allowed_origins: AllowedOrigins,
     pub max_unit_id_bytes: usize,
-    /// `None` when no queue is bound (e.g. a plain `wrangler dev` without queues): events are then
-    /// forwarded straight from `wait_until`, best effort.
-    pub events: Option<Queue>,
-    /// The dead-letter queue, for events the control plane refused (`EVENTS_DLQ`).
-    pub dead_letters: Option<Queue>,
     /// Redelivery backoff bounds (`RETRY_MIN_SECONDS`, `RETRY_MAX_SECONDS`; see
     /// `events::backoff_seconds`).
     pub retry_min_seconds: u32,
     pub retry_max_seconds: u32,
 }
 
-impl AppState {
-    pub fn from_env(env: &Env) -> Self {
+impl Vars {
+    fn from_env(env: &Env) -> Self {
         Self {
-            kv: env.kv("CONFIG").ok(),
             config_ttl_ms: text(env, "CONFIG_TTL_SECONDS")
                 .and_then(|s| s.trim().parse::<f64>().ok())
                 .filter(|s| s.is_finite() && *s >= 0.0)
@@ -50,8 +87,6 @@ impl AppState {
             max_unit_id_bytes: text(env, "MAX_UNIT_ID_BYTES")
                 .and_then(|s| s.trim().parse().ok())
                 .map_or(DEFAULT_MAX_UNIT_ID_BYTES, |n: usize| n.min(DEFAULT_MAX_UNIT_ID_BYTES)),
-            events: env.queue("EVENTS").ok(),
-            dead_letters: env.queue("EVENTS_DLQ").ok(),
             retry_min_seconds: seconds(env, "RETRY_MIN_SECONDS").unwrap_or(DEFAULT_RETRY_MIN_SECONDS),
             retry_max_seconds: seconds(env, "RETRY_MAX_SECONDS").unwrap_or(DEFAULT_RETRY_MAX_SECONDS),
         }

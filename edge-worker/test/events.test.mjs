@@ -288,3 +288,55 @@ describe("without a queue binding", () => {
     }
   });
 });
+
+describe("one queue message per request", () => {
+  let w, sink;
+  before(async () => {
+    sink = await startSink();
+    w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+    await w.publish({ version: 1, experiments: ["m1", "m2", "m3", "m4"].map((k) => experiment(k)) });
+  });
+  after(async () => {
+    await w?.dispose();
+    await sink?.close();
+  });
+
+  test("all the exposures of a request travel in one message; each still has its own, stable id", async () => {
+    const REQUESTS = 5;
+    for (let i = 0; i < REQUESTS; i++) {
+      const res = await w.json(`/v1/assign?unit_id=one-msg-${i}&country=US`);
+      assert.equal(res.body.assignments.filter((a) => a.in_experiment).length, 4);
+    }
+    const got = await waitFor(() => {
+      const e = sink.delivered().filter((x) => x.unit_id.startsWith("one-msg-"));
+      return e.length >= 4 * REQUESTS ? e : null;
+    }, { what: "every exposure" });
+    await sleep(300);
+    assert.equal(got.length, 4 * REQUESTS);
+    assert.equal(new Set(got.map((e) => e.event_id)).size, got.length, "distinct event ids");
+    assert.ok(got.every((e) => UUID7.test(e.event_id)));
+    assert.ok(got.every((e) => e.attributes?.country === "US"), "the attributes, sent once, reach every exposure");
+    const posts = sink.received.filter((r) => r.body?.events?.some((x) => x.unit_id.startsWith("one-msg-")));
+    const messages = posts.reduce((n, r) => n + r.messages, 0);
+    assert.equal(messages, REQUESTS, `${REQUESTS} requests, ${messages} queue messages`);
+  });
+
+  test("expose=false answers without logging exposures, on GET and POST; anything but true/false is a 422", async () => {
+    const get = await w.json("/v1/assign?unit_id=quiet-1&expose=false");
+    assert.equal(get.status, 200);
+    assert.equal(get.body.assignments.filter((a) => a.in_experiment).length, 4);
+    assert.ok(!("expose" in get.body), "not an attribute either");
+    const post = await w.assign({ unit_id: "quiet-2", expose: false });
+    assert.equal(post.status, 200);
+    await w.json("/v1/assign?unit_id=loud-1&expose=true");
+    await waitFor(() => sink.delivered().some((e) => e.unit_id === "loud-1"), { what: "the exposed request" });
+    await sleep(500);
+    assert.deepEqual(sink.delivered().filter((e) => e.unit_id.startsWith("quiet-")), []);
+    const bad = await w.json("/v1/assign?unit_id=u&expose=maybe");
+    assert.equal(bad.status, 422);
+    assert.equal(bad.body.error.field, "expose");
+    const badPost = await w.assign({ unit_id: "u", expose: "no" });
+    assert.equal(badPost.status, 422);
+    assert.equal(badPost.body.error.field, "expose");
+  });
+});

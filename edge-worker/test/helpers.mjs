@@ -129,7 +129,10 @@ export async function startSink({ statuses = [], port = 0, refuse = () => null }
       });
       const allRefused = events.length > 0 && rejected.length === events.length;
       const status = pending.length ? pending.shift() : allRefused ? 422 : 202;
-      received.push({ method: req.method, url: req.url, authorization: req.headers.authorization, body: parsed, status, at: Date.now() });
+      received.push({
+        method: req.method, url: req.url, authorization: req.headers.authorization, body: parsed, status, at: Date.now(),
+        messages: Number(req.headers["x-litmus-queue-messages"] ?? NaN),
+      });
       res.writeHead(status, { "content-type": "application/json" });
       const answer =
         status === 422

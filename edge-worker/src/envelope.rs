@@ -1,0 +1,195 @@
+//! What travels through the events queue: one message per request, whatever it produced.
+//!
+//! Cloudflare Queues bill about three operations per message (write, read, delete), so a page
+//! view exposed to 20 experiments must not be 20 messages. An `/v1/assign` request becomes one
+//! message carrying the unit, its attributes and time once, and `[experiment, variant]` pairs;
+//! a `/v1/events` request becomes one message per ~100 KB of events. The consumer expands them
+//! back into the batch endpoint's events ([`expand`]).
+//!
+//! Event ids stay unique and idempotent end to end: a request mints one UUIDv7 and each of its
+//! exposures gets that id with its position folded into the last bits ([`nth_id`]), computed the
+//! same way on every redelivery. Messages in the older one-event-per-message form (still in a
+//! queue across a deploy) expand to themselves.
+//!
+//! Pure, so that it is tested natively.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Cloudflare Queues take messages up to 128 KB; events beyond this start a new message.
+pub const MAX_MESSAGE_BYTES: usize = 100 * 1024;
+
+/// The message an `/v1/assign` request produces.
+#[derive(Debug, Serialize)]
+pub struct Exposures<'a> {
+    /// The request's UUIDv7; exposure `i` has id [`nth_id`]`(id, i)`.
+    pub id: &'a str,
+    pub unit_id: &'a str,
+    pub ts: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<&'a Map<String, Value>>,
+    /// `[experiment, variant_key]`, in answer order.
+    pub exposures: Vec<[&'a str; 2]>,
+}
+
+/// The id of the `i`-th exposure of a request whose id is `id` (a UUID in text form): the last
+/// three hex digits XOR `i`, so ids within a request differ and each stays a valid UUIDv7.
+/// A request answers at most 100 experiments, far below the 4096 this leaves room for.
+pub fn nth_id(id: &str, i: usize) -> String {
+    let (head, tail) = id.split_at(id.len().saturating_sub(3));
+    match u16::from_str_radix(tail, 16) {
+        Ok(last) if tail.len() == 3 => format!("{head}{:03x}", last ^ (i as u16 & 0xfff)),
+        // Not a UUID (never minted here): an explicit suffix still keeps the ids apart.
+        _ => format!("{id}.{i}"),
+    }
+}
+
+/// The events a queue message stands for, in the control plane's batch shape, or why it cannot
+/// be read (a message this worker never wrote; redelivering it cannot help).
+pub fn expand(body: Value) -> Result<Vec<Value>, &'static str> {
+    let Value::Object(mut obj) = body else {
+        return Err("not a JSON object");
+    };
+    if let Some(list) = obj.remove("exposures") {
+        let Value::Array(pairs) = list else {
+            return Err("`exposures` is not an array");
+        };
+        let text = |obj: &Map<String, Value>, k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+        let (Some(id), Some(unit_id), Some(ts)) = (text(&obj, "id"), text(&obj, "unit_id"), text(&obj, "ts")) else {
+            return Err("an exposures message needs id, unit_id and ts");
+        };
+        let attributes = obj.remove("attributes").filter(Value::is_object);
+        return pairs
+            .into_iter()
+            .enumerate()
+            .map(|(i, pair)| {
+                let (Some(experiment), Some(variant)) = (pair.get(0).and_then(Value::as_str), pair.get(1).and_then(Value::as_str))
+                else {
+                    return Err("an exposure is not [experiment, variant_key]");
+                };
+                let mut e = Map::with_capacity(7);
+                e.insert("kind".into(), "exposure".into());
+                e.insert("experiment".into(), experiment.into());
+                e.insert("unit_id".into(), unit_id.as_str().into());
+                e.insert("variant_key".into(), variant.into());
+                e.insert("event_id".into(), nth_id(&id, i).into());
+                e.insert("ts".into(), ts.as_str().into());
+                if let Some(a) = &attributes {
+                    e.insert("attributes".into(), a.clone());
+                }
+                Ok(Value::Object(e))
+            })
+            .collect();
+    }
+    if let Some(list) = obj.remove("events") {
+        let Value::Array(events) = list else {
+            return Err("`events` is not an array");
+        };
+        return if events.iter().all(Value::is_object) { Ok(events) } else { Err("an event is not an object") };
+    }
+    // The one-event-per-message form of earlier versions.
+    if obj.contains_key("kind") { Ok(vec![Value::Object(obj)]) } else { Err("neither exposures, events nor an event") }
+}
+
+/// Splits already-serialized events into message bodies `{"events":[...]}` of at most
+/// [`MAX_MESSAGE_BYTES`] each (a single larger event still travels, alone).
+pub fn pack_events(events: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::from(r#"{"events":["#);
+    let mut n = 0;
+    for e in events {
+        if n > 0 && current.len() + e.len() + 2 > MAX_MESSAGE_BYTES {
+            current.push_str("]}");
+            out.push(std::mem::replace(&mut current, String::from(r#"{"events":["#)));
+            n = 0;
+        }
+        if n > 0 {
+            current.push(',');
+        }
+        current.push_str(e);
+        n += 1;
+    }
+    if n > 0 {
+        current.push_str("]}");
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeSet;
+
+    const ID: &str = "0192f5c4-1b2a-7c3d-8e4f-5a6b7c8d9e0f";
+
+    #[test]
+    fn nth_ids_are_distinct_uuids_and_stable() {
+        let ids: BTreeSet<String> = (0..100).map(|i| nth_id(ID, i)).collect();
+        assert_eq!(ids.len(), 100);
+        assert_eq!(nth_id(ID, 0), ID, "the first exposure keeps the request's id");
+        for id in &ids {
+            assert_eq!(id.len(), 36);
+            assert_eq!(&id[..33], &ID[..33], "time and version bits untouched");
+        }
+        assert_eq!(nth_id(ID, 7), nth_id(ID, 7));
+        assert_eq!(nth_id("short", 2), "short.2");
+    }
+
+    #[test]
+    fn an_exposures_message_expands_to_one_event_per_experiment() {
+        let attributes = json!({"country": "US"});
+        let msg = Exposures {
+            id: ID,
+            unit_id: "u1",
+            ts: "2026-12-01T10:00:00.000Z",
+            attributes: attributes.as_object(),
+            exposures: vec![["a", "control"], ["b", "green"]],
+        };
+        let events = expand(serde_json::to_value(&msg).expect("serializes")).expect("expands");
+        assert_eq!(
+            events,
+            vec![
+                json!({"kind":"exposure","experiment":"a","unit_id":"u1","variant_key":"control","event_id":ID,
+                       "ts":"2026-12-01T10:00:00.000Z","attributes":{"country":"US"}}),
+                json!({"kind":"exposure","experiment":"b","unit_id":"u1","variant_key":"green","event_id":nth_id(ID, 1),
+                       "ts":"2026-12-01T10:00:00.000Z","attributes":{"country":"US"}}),
+            ]
+        );
+        // Redelivered, the same ids: the control plane counts each exposure once.
+        assert_eq!(expand(serde_json::to_value(&msg).expect("serializes")).expect("expands"), events);
+    }
+
+    #[test]
+    fn events_messages_and_the_old_form_expand_to_their_events() {
+        let e = json!({"kind":"metric","experiment":"a","unit_id":"u","variant_key":"v","metric":"m","value":1.0});
+        assert_eq!(expand(json!({"events": [e.clone(), e.clone()]})).expect("expands").len(), 2);
+        assert_eq!(expand(e.clone()).expect("expands"), vec![e]);
+    }
+
+    #[test]
+    fn unreadable_messages_say_so() {
+        assert!(expand(json!("text")).is_err());
+        assert!(expand(json!({"exposures": [["a"]], "id": ID, "unit_id": "u", "ts": "t"})).is_err());
+        assert!(expand(json!({"exposures": [["a", "b"]]})).is_err());
+        assert!(expand(json!({"events": [1]})).is_err());
+        assert!(expand(json!({"hello": 1})).is_err());
+    }
+
+    #[test]
+    fn packing_bounds_message_size_and_keeps_every_event() {
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(30 * 1024));
+        let events = vec![big.clone(); 7];
+        let packed = pack_events(&events);
+        assert!(packed.len() >= 3, "{}", packed.len());
+        let mut total = 0;
+        for m in &packed {
+            assert!(m.len() <= MAX_MESSAGE_BYTES);
+            total += serde_json::from_str::<Value>(m).expect("expands")["events"].as_array().expect("expands").len();
+        }
+        assert_eq!(total, 7);
+        assert_eq!(pack_events(&[r#"{"a":1}"#.to_owned()]), vec![r#"{"events":[{"a":1}]}"#.to_owned()]);
+        assert!(pack_events(&[]).is_empty());
+    }
+}
