@@ -30,7 +30,7 @@ scripts/build-worker.sh
 
 work=$(mktemp -d)
 server=""
-stop_server() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; server=""; }
+stop_server() { if [ -n "$server" ]; then kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; fi; server=""; }
 trap 'stop_server; rm -rf "$work"' EXIT
 
 # The peer as one module, the way it would be deployed (production build of the SDK).

@@ -99,14 +99,16 @@ const mf = new Miniflare(convertV4MiniflareOptions({
     {
       name: "growthbook",
       modules: true,
-      scriptPath: process.env.PEER_BUNDLE,
+      modulesRoot: path.dirname(path.resolve(process.env.PEER_BUNDLE)),
+      scriptPath: path.resolve(process.env.PEER_BUNDLE),
       bindings: { GB_EXPERIMENTS: JSON.stringify(peer) },
       unsafeDirectSockets: [socket],
     },
     {
       name: "ceiling",
       modules: true,
-      scriptPath: process.env.CEILING,
+      modulesRoot: path.dirname(path.resolve(process.env.CEILING)),
+      scriptPath: path.resolve(process.env.CEILING),
       unsafeDirectSockets: [socket],
     },
   ],

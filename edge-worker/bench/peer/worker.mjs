@@ -3,12 +3,14 @@
 // once and kept in module scope, a GrowthBook instance per request with that request's
 // attributes, `run()` for each experiment, and the same JSON answer shape as our /v1/assign.
 // Bundled by scripts/bench-edge.sh with esbuild (NODE_ENV=production strips the SDK's debug logs).
-import { GrowthBook } from "@growthbook/growthbook";
-
+// Imported on the first request: the SDK's module set-up touches things workerd allows only
+// while handling a request (it fails at start-up otherwise).
+let GrowthBook = null;
 let experiments = null;
 
 export default {
   async fetch(request, env) {
+    GrowthBook ??= (await import("@growthbook/growthbook")).GrowthBook;
     experiments ??= JSON.parse(env.GB_EXPERIMENTS);
     const url = new URL(request.url);
     const q = url.searchParams;
