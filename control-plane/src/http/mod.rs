@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(edge::router())
         .merge(auth::router())
         .merge(timeseries::router())
+        .route_layer(middleware::from_fn(extract::refuse_nul))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The socket authenticates itself (browsers cannot set headers on a WebSocket).
         .merge(live::router())
