@@ -119,6 +119,44 @@ async fn select_one<'e>(db: impl sqlx::PgExecutor<'e>, id_or_key: &str, lock: &s
     query.fetch_optional(db).await?.ok_or_else(|| ApiError::not_found("experiment", id_or_key))
 }
 
+/// A variant as the API accepts it: `litmus_shared::Variant`, refusing unknown fields with the
+/// list of known ones (`StrictJson` would refuse them anyway, without the list).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantIn {
+    key: String,
+    #[serde(default)]
+    name: String,
+    weight: f64,
+    #[serde(default)]
+    config_json: Value,
+}
+
+impl From<VariantIn> for Variant {
+    fn from(v: VariantIn) -> Self {
+        Variant { key: v.key, name: v.name, weight: v.weight, config_json: v.config_json }
+    }
+}
+
+/// `litmus_shared::LayerSlot`, as [`VariantIn`] is a variant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerIn {
+    key: String,
+    start: u32,
+    end: u32,
+}
+
+impl From<LayerIn> for LayerSlot {
+    fn from(l: LayerIn) -> Self {
+        LayerSlot { key: l.key, start: l.start, end: l.end }
+    }
+}
+
+fn variants_from(v: Vec<VariantIn>) -> Vec<Variant> {
+    v.into_iter().map(Variant::from).collect()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateExperiment {
@@ -137,9 +175,9 @@ struct CreateExperiment {
     targeting: Value,
     #[serde(default)]
     ramp_pct: f64,
-    variants: Vec<Variant>,
+    variants: Vec<VariantIn>,
     salt: Option<String>,
-    layer: Option<LayerSlot>,
+    layer: Option<LayerIn>,
     #[serde(default)]
     metrics: Vec<MetricDecl>,
 }
@@ -165,10 +203,10 @@ async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<Creat
         version: 1,
         ramp_pct: req.ramp_pct,
         targeting: parse_targeting(&req.targeting)?,
-        variants: req.variants,
+        variants: variants_from(req.variants),
         salt: req.salt,
         hash_version: litmus_shared::hashing::HASH_VERSION,
-        layer: req.layer,
+        layer: req.layer.map(LayerSlot::from),
     };
     validate(&engine)?;
     validate_metrics(&req.metrics)?;
@@ -348,9 +386,9 @@ struct PatchExperiment {
     kind: Option<ExperimentType>,
     targeting: Option<Value>,
     ramp_pct: Option<f64>,
-    variants: Option<Vec<Variant>>,
+    variants: Option<Vec<VariantIn>>,
     salt: Option<String>,
-    layer: Option<LayerSlot>,
+    layer: Option<LayerIn>,
     metrics: Option<Vec<MetricDecl>>,
     actor: Option<String>,
 }
@@ -410,7 +448,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
         changed.push("ramp_pct");
     }
     if let Some(v) = req.variants {
-        row.variants = Db(v);
+        row.variants = Db(variants_from(v));
         changed.push("variants");
     }
     if let Some(s) = req.salt {
@@ -419,7 +457,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
         changed.push("salt");
     }
     if let Some(l) = req.layer {
-        row.layer = Some(Db(l));
+        row.layer = Some(Db(l.into()));
         changed.push("layer");
     }
     if let Some(m) = req.metrics {
