@@ -118,7 +118,7 @@ async fn nul_characters_are_refused_never_a_500(db: PgPool) {
     refused(&app.post(&format!("{p}/launch"), json!({"ramp_pct": 10, "actor": nul})).await, "actor");
     refused(&app.get("/api/v1/experiments?q=a%00b").await, "q");
     refused(&app.get("/api/v1/experiments?status=running%00").await, "status");
-    for path in ["/api/v1/experiments/a%00b", "/api/v1/experiments/a%00b/audit", "/api/v1/experiments/a%00b/results"] {
+    for path in ["/api/v1/experiments/a%00b", "/api/v1/experiments/a%00b/audit", "/api/v1/experiments/a%00b/results", "/api/v1/experiments/a%FFb"] {
         assert_eq!(app.get(path).await.error(404).0, "not_found", "{path}");
     }
     assert_eq!(app.patch("/api/v1/experiments/a%00b", json!({"description": "x"})).await.error(404).0, "not_found");

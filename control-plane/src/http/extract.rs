@@ -243,6 +243,7 @@ fn got_in_words(got: &str) -> String {
 
 /// Middleware: a NUL character (`%00`) in a query parameter is a 422 naming the parameter; in
 /// the path, a 404 (no id or key has one). Postgres would refuse to compare such text (a 500).
+/// A path that is not UTF-8 once decoded is a 404 too.
 pub async fn refuse_nul(req: Request, next: Next) -> Response {
     if let Some(query) = req.uri().query() {
         for pair in query.split('&') {
@@ -256,10 +257,18 @@ pub async fn refuse_nul(req: Request, next: Next) -> Response {
     if req.uri().path().contains("%00") {
         return ApiError::NotFound("nothing here: no id or key contains a NUL character (%00)".into()).into_response();
     }
+    // Else the path extractor would answer a bare-text 400.
+    if std::str::from_utf8(&percent_decode_bytes(req.uri().path())).is_err() {
+        return ApiError::NotFound("nothing here: the path is not UTF-8 once decoded".into()).into_response();
+    }
     next.run(req).await
 }
 
 fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(s)).into_owned()
+}
+
+fn percent_decode_bytes(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -279,7 +288,7 @@ fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]
