@@ -156,6 +156,16 @@ async fn type_errors_speak_to_users_not_rust(db: PgPool) {
     }
     let missing = refused(&app.post("/api/v1/experiments", json!({"variants": two_arms()})).await, "name");
     assert_eq!(missing, "is required");
+    // a null in a PATCH is not "leave it": it is refused, not dropped
+    app.create(json!({"key": "nulls"})).await;
+    for field in ["name", "description", "owner_team", "targeting", "ramp_pct", "variants", "layer", "metrics", "actor"] {
+        let r = app.patch("/api/v1/experiments/nulls", json!({field: null, "unit_type": "store_id"})).await;
+        let message = refused(&r, field);
+        assert!(message.starts_with("cannot be null"), "{field}: {message}");
+    }
+    refused(&app.post("/api/v1/experiments/nulls/launch", json!({"ramp_pct": null})).await, "ramp_pct");
+    refused(&app.post("/api/v1/experiments/nulls/stop", json!({"actor": null})).await, "actor");
+    assert_eq!(app.get("/api/v1/experiments/nulls").await.json()["version"], 1);
     // launch bodies too
     app.create(json!({})).await;
     let r = app.post("/api/v1/experiments/model_ranking/launch", json!({"ramp_pct": "all"})).await;

@@ -378,19 +378,40 @@ async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> ApiResu
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PatchExperiment {
+    #[serde(default, deserialize_with = "non_null")]
     name: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     description: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     owner_team: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     unit_type: Option<String>,
     #[serde(rename = "type")]
+    #[serde(default, deserialize_with = "non_null")]
     kind: Option<ExperimentType>,
+    #[serde(default, deserialize_with = "non_null")]
     targeting: Option<Value>,
+    #[serde(default, deserialize_with = "non_null")]
     ramp_pct: Option<f64>,
+    #[serde(default, deserialize_with = "non_null")]
     variants: Option<Vec<VariantIn>>,
+    #[serde(default, deserialize_with = "non_null")]
     salt: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     layer: Option<LayerIn>,
+    #[serde(default, deserialize_with = "non_null")]
     metrics: Option<Vec<MetricDecl>>,
+    #[serde(default, deserialize_with = "non_null")]
     actor: Option<String>,
+}
+
+/// A field given as `null` in a PATCH is refused rather than read as "leave it" (which would
+/// drop it silently: `"targeting": null` does not clear the targeting, `{}` does).
+fn non_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom("cannot be null: leave the field out to keep its value")),
+    }
 }
 
 async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJson(req): StrictJson<PatchExperiment>) -> ApiResult<axum::Json<ExperimentRow>> {
@@ -504,13 +525,16 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct LaunchBody {
+    #[serde(default, deserialize_with = "non_null")]
     ramp_pct: Option<f64>,
+    #[serde(default, deserialize_with = "non_null")]
     actor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ActorBody {
+    #[serde(default, deserialize_with = "non_null")]
     actor: Option<String>,
 }
 
@@ -755,6 +779,18 @@ mod tests {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
         assert_eq!(url_encode("a b&c=ü"), "a%20b%26c%3D%C3%BC");
+    }
+
+    #[test]
+    fn nulls_in_a_patch_are_refused() {
+        let r = crate::http::extract::parse_strict::<PatchExperiment>(br#"{"name": null, "owner_team": "x"}"#);
+        match r {
+            Err(ApiError::Validation { field, message, .. }) => {
+                assert_eq!(field.as_deref(), Some("name"));
+                assert!(message.starts_with("cannot be null"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
