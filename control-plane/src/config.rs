@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Every setting, as a flag or an env var (documented in `.env.example`).
 #[derive(clap::Parser, Debug, Clone)]
@@ -49,6 +50,12 @@ pub struct Config {
     #[arg(long, env = "CF_API_TOKEN")]
     pub cf_api_token: Option<String>,
 
+    /// How long a stopped experiment stays in the config set published to the edge, where asking
+    /// for it by key still answers its control variant (`not_running`); after that it is dropped
+    /// and the edge answers `unknown_experiment`. `30s`, `15m`, `24h`, `7d`, or seconds.
+    #[arg(long, env = "LITMUS_STOPPED_GRACE", default_value = "24h", value_parser = parse_duration)]
+    pub stopped_grace: Duration,
+
     /// Days of raw events to keep; older daily partitions are dropped. 0 keeps everything.
     #[arg(long, env = "EVENT_RETENTION_DAYS", default_value_t = 0)]
     pub event_retention_days: u32,
@@ -81,5 +88,39 @@ impl Config {
         c.edge_publish_url = None;
         c.cf_account_id = None;
         c
+    }
+}
+
+/// `90`, `90s`, `15m`, `24h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 15m, 24h, 7d)"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit in `{s}`: use s, m, h or d")),
+    };
+    // Postgres intervals (and common sense) end long before u64 seconds do.
+    const MAX: u64 = 3650 * 86_400;
+    n.checked_mul(seconds).filter(|&secs| secs <= MAX).map(Duration::from_secs).ok_or_else(|| format!("`{s}` is longer than 3650 days"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "h", "1.5h", "3w", "-1s", "99999999999999999999d", "3651d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Config::for_tests("postgres://x", "t").stopped_grace, Duration::from_secs(86_400));
     }
 }

@@ -7,11 +7,13 @@
 //! - [`publish`]: pushes the running experiments' configs to the edge.
 //! - [`partitions`]: creates event partitions ahead and drops expired ones.
 //! - [`rollup`]: applies new events to the aggregates the results read, off the ingest path.
+//! - [`retire`]: wakes the publisher when a stopped experiment's grace period at the edge ends.
 
 pub mod config;
 pub mod http;
 pub mod partitions;
 pub mod publish;
+pub mod retire;
 pub mod rollup;
 pub mod startup;
 pub mod stats;

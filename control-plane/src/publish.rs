@@ -51,14 +51,18 @@ impl Publisher {
 }
 
 /// What the edge must know, as the engine sees it, ordered by key: running experiments, and
-/// paused or recently stopped ones so that asking for them by key still answers the control
-/// (`not_running`) rather than "unknown". Drafts never leave the control plane.
-pub async fn edge_experiments(db: &PgPool) -> anyhow::Result<Vec<Experiment>> {
+/// paused ones and those stopped less than `stopped_grace` ago, so that asking for them by key
+/// still answers the control (`not_running`) while clients catch up. After the grace period a
+/// stopped experiment is dropped, so the set (parsed by every edge isolate) stays the size of
+/// what is live; the edge then answers `unknown_experiment` for it (`in_experiment: false`,
+/// no variant), and `retire` wakes the publisher at that moment. Drafts never leave.
+pub async fn edge_experiments(db: &PgPool, stopped_grace: Duration) -> anyhow::Result<Vec<Experiment>> {
     let rows: Vec<ExperimentRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM experiments
-         WHERE status IN ('running', 'paused') OR (status = 'stopped' AND stopped_at > now() - interval '30 days')
+         WHERE status IN ('running', 'paused') OR (status = 'stopped' AND stopped_at > now() - make_interval(secs => $1))
          ORDER BY key"
     ))
+    .bind(stopped_grace.as_secs_f64())
     .fetch_all(db)
     .await?;
     rows.iter().map(|r| r.to_engine().map_err(|e| anyhow::anyhow!("{e}"))).collect()
@@ -130,7 +134,7 @@ pub async fn run(db: PgPool, config: Arc<Config>, publisher: Publisher) {
     let mut last: Option<(Vec<Experiment>, i64)> = None;
     let mut backoff = Duration::from_secs(1);
     loop {
-        match publish_once(&db, &client, &targets, &mut last).await {
+        match publish_once(&db, config.stopped_grace, &client, &targets, &mut last).await {
             Ok(Some((version, n))) => {
                 backoff = Duration::from_secs(1);
                 publisher.set_status(|s| {
@@ -162,9 +166,9 @@ pub async fn run(db: PgPool, config: Arc<Config>, publisher: Publisher) {
     }
 }
 
-async fn publish_once(db: &PgPool, client: &reqwest::Client, targets: &[Target], last: &mut Option<(Vec<Experiment>, i64)>)
+async fn publish_once(db: &PgPool, stopped_grace: Duration, client: &reqwest::Client, targets: &[Target], last: &mut Option<(Vec<Experiment>, i64)>)
     -> anyhow::Result<Option<(i64, usize)>> {
-    let experiments = edge_experiments(db).await?;
+    let experiments = edge_experiments(db, stopped_grace).await?;
     let version = match last {
         Some((prev, v)) if *prev == experiments => *v,
         _ => sqlx::query_scalar::<_, i64>("SELECT nextval('config_version_seq')").fetch_one(db).await?,

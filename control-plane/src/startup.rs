@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::publish::Publisher;
-use crate::{MIGRATOR, partitions, publish, rollup};
+use crate::{MIGRATOR, partitions, publish, retire, rollup};
 
 pub fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -36,6 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(publish::run(state.db.clone(), state.config.clone(), state.publisher.clone()));
     tokio::spawn(partitions::run(state.db.clone(), state.config.event_retention_days));
     tokio::spawn(rollup::run(state.db.clone(), state.rollup.clone()));
+    tokio::spawn(retire::run(state.db.clone(), state.config.stopped_grace, state.publisher.clone()));
     serve(listener, state, shutdown_signal()).await?;
     tracing::info!("control plane stopped");
     Ok(())

@@ -103,7 +103,7 @@ async fn validation_failures_are_422_naming_the_field(db: PgPool) {
         (json!({"targeting": {"or": [{"plan": "pro"}, {"age": {"gt": [1]}}]}}), "targeting.or[1].age.gt"),
         (json!({"targeting": {"email": {"regex": "(unclosed"}}}), "targeting.email.regex"),
         (json!({"ramp_pct": "ten"}), "ramp_pct"),
-        (json!({"unknown_field": 1}), ""),
+        (json!({"unknown_field": 1}), "unknown_field"),
     ];
     for (patch, field) in cases {
         let mut body = ok.clone();

@@ -176,7 +176,7 @@ export function signOut() {
 
 /** Checks the token against the API before keeping it. */
 export async function signIn(token: string, actor: string): Promise<void> {
-  const res = await send('GET', '/experiments?status=running', undefined, token);
+  const res = await send('GET', '/experiments?status=running&limit=1', undefined, token);
   if (res.status === 401) throw new ApiError(401, 'unauthorized', 'That token was not accepted by the control plane.');
   if (!res.ok) throw await toError(res);
   setSignedIn(token, actor.trim() || 'console');
@@ -222,6 +222,22 @@ async function requestText(path: string, accept: string): Promise<string> {
   return res.text();
 }
 
+/** One page of a list and where the next one starts (`null`: this was the last). */
+export interface Page<T> {
+  items: T[];
+  next: string | null;
+}
+
+async function requestPage<T>(path: string): Promise<Page<T>> {
+  const res = await send('GET', path, undefined, getToken());
+  if (res.status === 401) setSignedIn(null, undefined, true);
+  if (!res.ok) throw await toError(res);
+  return { items: (await res.json()) as T[], next: res.headers.get('X-Next-Cursor') };
+}
+
+/** Experiments per page of the list (the API serves at most 200). */
+export const PAGE_SIZE = 50;
+
 const enc = encodeURIComponent;
 
 export interface ExperimentInput {
@@ -238,12 +254,14 @@ export interface ExperimentInput {
 }
 
 export const api = {
-  listExperiments(status?: string, q?: string) {
+  /** A page of experiments, newest first; pass the previous page's `next` for the one after. */
+  listExperiments(status?: string, q?: string, cursor?: string | null) {
     const params = new URLSearchParams();
     if (status) params.set('status', status);
     if (q) params.set('q', q);
-    const qs = params.toString();
-    return request<Experiment[]>('GET', `/experiments${qs ? '?' + qs : ''}`);
+    params.set('limit', String(PAGE_SIZE));
+    if (cursor) params.set('cursor', cursor);
+    return requestPage<Experiment>(`/experiments?${params}`);
   },
   getExperiment: (id: string) => request<Experiment>('GET', `/experiments/${enc(id)}`),
   createExperiment: (body: ExperimentInput) => request<Experiment>('POST', '/experiments', body),
@@ -253,6 +271,8 @@ export const api = {
     request<Experiment>('POST', `/experiments/${enc(id)}/launch`, { ramp_pct, actor: getActor() }),
   pause: (id: string) => request<Experiment>('POST', `/experiments/${enc(id)}/pause`, { actor: getActor() }),
   stop: (id: string) => request<Experiment>('POST', `/experiments/${enc(id)}/stop`, { actor: getActor() }),
+  /** Drafts only (the API answers 409 for anything that ran). */
+  deleteDraft: (id: string) => request<void>('DELETE', `/experiments/${enc(id)}`, { actor: getActor() }),
   audit: (id: string) => request<AuditEntry[]>('GET', `/experiments/${enc(id)}/audit`),
   results: (id: string) => request<Results>('GET', `/experiments/${enc(id)}/results`),
   resultsExport: (id: string, format: 'csv' | 'md') =>

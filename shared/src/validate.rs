@@ -306,9 +306,10 @@ pub fn storable_json(field: &str, v: &Value) -> Result<(), Invalid> {
             .iter()
             .enumerate()
             .try_for_each(|(i, item)| storable_json(&format!("{field}[{i}]"), item)),
-        Value::Object(m) => m.iter().try_for_each(|(k, item)| {
-            json_text(&join(k), k).and_then(|()| storable_json(&join(k), item))
-        }),
+        // A key that cannot be stored is named by where it is: the key itself is not printable.
+        Value::Object(m) => m
+            .iter()
+            .try_for_each(|(k, item)| json_text(field, k).and_then(|()| storable_json(&join(k), item))),
         _ => Ok(()),
     }
 }
@@ -550,7 +551,7 @@ mod tests {
         }
         let exposure = |attrs: Value| json!({"kind": "exposure", "experiment": "e", "unit_id": "u", "variant_key": "a", "attributes": attrs});
         assert_eq!(err(exposure(json!({"c": "U\u{0}S"}))).0, "attributes.c");
-        assert_eq!(err(exposure(json!({"c\u{0}": 1}))).0, "attributes.c\u{0}");
+        assert_eq!(err(exposure(json!({"c\u{0}": 1}))).0, "attributes");
         assert_eq!(
             err(exposure(json!({"a": [1, {"b": "\u{0}"}]}))).0,
             "attributes.a[1].b"

@@ -1,6 +1,7 @@
 // The onboarding journey, click by click, in a real browser (Debian's chromium driven by
 // playwright-core) against the real stack: sign in → create a draft with three variants → launch
-// at 10% → events arrive → exposures and the lift table update live → export → settings → stop.
+// at 10% → events arrive → exposures and the lift table update live → export → settings → stop
+// → list pages → delete a draft.
 // Screenshots of every screen go to $SCREENSHOT_DIR (test-output/screenshots by default).
 //
 // Run through scripts/test-browser.sh, which builds the dashboard, starts the control plane and
@@ -390,6 +391,46 @@ step('list: status filter and search', async () => {
   assert.equal(await listFor(`|${run}`).locator('tbody tr').count(), 1);
   await listFor(`|${run}`).getByRole('link', { name: NAME }).waitFor();
   await shot('12-list');
+});
+
+step('list: pages of 50, “Load more” for the rest', async () => {
+  const tag = `paged${run}`;
+  const arms = [{ key: 'a', weight: 0.5 }, { key: 'b', weight: 0.5 }];
+  for (let i = 0; i < 53; i++) {
+    await api('POST', '/experiments', { name: `Paged ${tag} ${String(i).padStart(2, '0')}`, variants: arms });
+  }
+  const list = page.locator(`[data-testid="experiments-table"][data-filter="|${tag}"]`);
+  await page.getByLabel('Search experiments').fill(tag);
+  await list.waitFor();
+  assert.equal(await list.locator('tbody tr').count(), 50);
+  await textIs(page.getByTestId('shown-count'), '50 shown, more to load');
+  await page.getByTestId('load-more').click();
+  await textIs(page.getByTestId('shown-count'), '53 shown');
+  assert.equal(await page.getByTestId('load-more').count(), 0, 'nothing more to load');
+  // newest first, each once, across the two pages
+  const names = await list.locator('tbody tr .row-link').allTextContents();
+  assert.deepEqual(names.map((n) => n.trim()), Array.from({ length: 53 }, (_, i) => `Paged ${tag} ${String(52 - i).padStart(2, '0')}`));
+  await shot('12b-list-load-more');
+});
+
+step('delete a draft, with a confirmation; anything that ran has no delete', async () => {
+  const doomed = await api('POST', '/experiments', { name: `Doomed ${run}`, variants: [{ key: 'a', weight: 0.5 }, { key: 'b', weight: 0.5 }] });
+  await page.goto(`${BASE}/experiments/${doomed.id}`);
+  await textIs(page.getByTestId('lifecycle').getByTestId('status'), 'DRAFT');
+  await page.getByRole('button', { name: 'Delete draft' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.waitFor();
+  await shot('12c-delete-confirm', { fullPage: false });
+  await dialog.getByRole('button', { name: 'Delete draft' }).click();
+  await textIs(page.getByTestId('flash'), `Draft “Doomed ${run}” deleted.`);
+  assert.equal(new URL(page.url()).pathname, '/experiments');
+  const gone = await fetch(`${BASE}/api/v1/experiments/${doomed.id}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  assert.equal(gone.status, 404);
+  const audit = await api('GET', `/experiments/${doomed.id}/audit`);
+  assert.deepEqual(audit.map((a) => [a.action, a.actor]), [['create', 'api'], ['delete', 'ds.tester']]);
+  await page.goto(`${BASE}/experiments/${experimentId}`);
+  await textIs(page.getByTestId('lifecycle').getByTestId('status'), 'STOPPED');
+  assert.equal(await page.getByRole('button', { name: 'Delete draft' }).count(), 0);
 });
 
 step('without the WebSocket, results fall back to polling every 2 s', async () => {

@@ -15,6 +15,6 @@ pub fn router() -> Router<AppState> {
 
 async fn config(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     let status = state.publisher.status();
-    let set = ConfigSet { version: status.version.unwrap_or(0), published_at: None, experiments: edge_experiments(&state.db).await? };
+    let set = ConfigSet { version: status.version.unwrap_or(0), published_at: None, experiments: edge_experiments(&state.db, state.config.stopped_grace).await? };
     Ok(axum::Json(json!({"publish": status, "config": set})))
 }

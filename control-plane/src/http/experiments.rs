@@ -2,7 +2,8 @@
 //! every change recorded in the audit log and bumping `version`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -13,14 +14,14 @@ use sqlx::types::Json as Db;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::extract::{Json, OptionalJson};
+use super::extract::{OptionalStrictJson, StrictJson};
 use super::results::{MetricDecl, validate_metrics};
 use super::{ApiError, ApiResult, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/experiments", post(create).get(list))
-        .route("/experiments/{id}", get(fetch).patch(update))
+        .route("/experiments/{id}", get(fetch).patch(update).delete(delete))
         .route("/experiments/{id}/launch", post(launch))
         .route("/experiments/{id}/pause", post(pause))
         .route("/experiments/{id}/stop", post(stop))
@@ -103,6 +104,10 @@ async fn find_for_update(tx: &mut Transaction<'_, Postgres>, id_or_key: &str) ->
 }
 
 async fn select_one<'e>(db: impl sqlx::PgExecutor<'e>, id_or_key: &str, lock: &str) -> ApiResult<ExperimentRow> {
+    if id_or_key.contains('\0') {
+        // Postgres refuses to compare text holding a NUL; no key or id can have one anyway.
+        return Err(ApiError::NotFound("no experiment has a NUL character in its id or key".into()));
+    }
     let id = Uuid::parse_str(id_or_key).ok();
     let by = if id.is_some() { "id" } else { "key" };
     let sql = format!("SELECT {COLUMNS} FROM experiments WHERE {by} = $1{lock}");
@@ -112,6 +117,44 @@ async fn select_one<'e>(db: impl sqlx::PgExecutor<'e>, id_or_key: &str, lock: &s
         None => query.bind(id_or_key),
     };
     query.fetch_optional(db).await?.ok_or_else(|| ApiError::not_found("experiment", id_or_key))
+}
+
+/// A variant as the API accepts it: `litmus_shared::Variant`, refusing unknown fields with the
+/// list of known ones (`StrictJson` would refuse them anyway, without the list).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantIn {
+    key: String,
+    #[serde(default)]
+    name: String,
+    weight: f64,
+    #[serde(default)]
+    config_json: Value,
+}
+
+impl From<VariantIn> for Variant {
+    fn from(v: VariantIn) -> Self {
+        Variant { key: v.key, name: v.name, weight: v.weight, config_json: v.config_json }
+    }
+}
+
+/// `litmus_shared::LayerSlot`, as [`VariantIn`] is a variant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LayerIn {
+    key: String,
+    start: u32,
+    end: u32,
+}
+
+impl From<LayerIn> for LayerSlot {
+    fn from(l: LayerIn) -> Self {
+        LayerSlot { key: l.key, start: l.start, end: l.end }
+    }
+}
+
+fn variants_from(v: Vec<VariantIn>) -> Vec<Variant> {
+    v.into_iter().map(Variant::from).collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,14 +175,14 @@ struct CreateExperiment {
     targeting: Value,
     #[serde(default)]
     ramp_pct: f64,
-    variants: Vec<Variant>,
+    variants: Vec<VariantIn>,
     salt: Option<String>,
-    layer: Option<LayerSlot>,
+    layer: Option<LayerIn>,
     #[serde(default)]
     metrics: Vec<MetricDecl>,
 }
 
-async fn create(State(state): State<AppState>, Json(req): Json<CreateExperiment>) -> ApiResult<(StatusCode, axum::Json<ExperimentRow>)> {
+async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<CreateExperiment>) -> ApiResult<(StatusCode, axum::Json<ExperimentRow>)> {
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::validation("name", "must be 1 to 200 characters"));
@@ -160,10 +203,10 @@ async fn create(State(state): State<AppState>, Json(req): Json<CreateExperiment>
         version: 1,
         ramp_pct: req.ramp_pct,
         targeting: parse_targeting(&req.targeting)?,
-        variants: req.variants,
+        variants: variants_from(req.variants),
         salt: req.salt,
         hash_version: litmus_shared::hashing::HASH_VERSION,
-        layer: req.layer,
+        layer: req.layer.map(LayerSlot::from),
     };
     validate(&engine)?;
     validate_metrics(&req.metrics)?;
@@ -219,9 +262,43 @@ struct ListQuery {
     status: Option<String>,
     /// Case-insensitive substring of key, name, description or owner team.
     q: Option<String>,
+    /// Page size; absent = every match (the list's behaviour before pages existed).
+    limit: Option<String>,
+    /// Where the previous page ended (its `X-Next-Cursor`).
+    cursor: Option<String>,
 }
 
-async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> ApiResult<axum::Json<Vec<ExperimentRow>>> {
+/// The largest page `GET /experiments?limit=` serves.
+pub const MAX_PAGE: i64 = 200;
+
+/// Position after an experiment in the list's order (`created_at DESC, key`): both are
+/// immutable, so a page boundary never moves while experiments are created or deleted.
+#[derive(Debug, PartialEq)]
+struct Cursor {
+    created_at: DateTime<Utc>,
+    key: String,
+}
+
+impl Cursor {
+    /// Hex of `<microseconds>:<key>`: opaque to clients, safe in a URL without escaping.
+    fn encode(&self) -> String {
+        format!("{}:{}", self.created_at.timestamp_micros(), self.key).bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn decode(s: &str) -> Option<Cursor> {
+        if !s.len().is_multiple_of(2) || s.len() > 256 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+        let text = String::from_utf8(bytes?).ok()?;
+        let (micros, key) = text.split_once(':')?;
+        let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        litmus_shared::config::validate_key(key).ok()?;
+        Some(Cursor { created_at, key: key.to_owned() })
+    }
+}
+
+async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> ApiResult<Response> {
     let statuses: Option<Vec<String>> = match &query.status {
         None => None,
         Some(s) => {
@@ -232,17 +309,66 @@ async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> 
             Some(parsed)
         }
     };
-    let rows = sqlx::query_as::<_, ExperimentRow>(&format!(
+    let limit = match query.limit.as_deref() {
+        None => None,
+        Some(l) => Some(
+            l.parse::<i64>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| ApiError::validation("limit", format!("must be a whole number from 1 to {MAX_PAGE}")))?,
+        ),
+    };
+    let after = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(Cursor::decode(c).ok_or_else(|| ApiError::validation("cursor", "is not a cursor this list gave out (take it from X-Next-Cursor)"))?),
+    };
+    let mut rows = sqlx::query_as::<_, ExperimentRow>(&format!(
         "SELECT {COLUMNS} FROM experiments
          WHERE ($1::text[] IS NULL OR status = ANY($1))
            AND ($2::text IS NULL OR key ILIKE $2 OR name ILIKE $2 OR description ILIKE $2 OR owner_team ILIKE $2)
-         ORDER BY created_at DESC, key"
+           AND ($3::timestamptz IS NULL OR created_at < $3 OR (created_at = $3 AND key > $4))
+         ORDER BY created_at DESC, key
+         LIMIT $5"
     ))
     .bind(statuses)
-    .bind(query.q.filter(|q| !q.is_empty()).map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))))
+    .bind(query.q.as_deref().filter(|q| !q.is_empty()).map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))))
+    .bind(after.as_ref().map(|c| c.created_at))
+    .bind(after.as_ref().map(|c| c.key.clone()))
+    // One more than the page: whether it exists says whether there is a next page.
+    .bind(limit.map(|n| n + 1))
     .fetch_all(&state.db)
     .await?;
-    Ok(axum::Json(rows))
+    let next = match limit {
+        Some(n) if rows.len() as i64 > n => {
+            rows.truncate(n as usize);
+            rows.last().map(|r| Cursor { created_at: r.created_at, key: r.key.clone() }.encode())
+        }
+        _ => None,
+    };
+    let mut response = axum::Json(rows).into_response();
+    if let Some(cursor) = next {
+        let mut link = String::from("/api/v1/experiments?");
+        for (name, value) in [("status", &query.status), ("q", &query.q), ("limit", &query.limit)] {
+            if let Some(v) = value {
+                link.push_str(&format!("{name}={}&", url_encode(v)));
+            }
+        }
+        link.push_str(&format!("cursor={cursor}"));
+        let headers = response.headers_mut();
+        for (name, value) in [("x-next-cursor", cursor), ("link", format!("<{link}>; rel=\"next\""))] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<axum::Json<ExperimentRow>> {
@@ -252,22 +378,43 @@ async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> ApiResu
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PatchExperiment {
+    #[serde(default, deserialize_with = "non_null")]
     name: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     description: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     owner_team: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     unit_type: Option<String>,
     #[serde(rename = "type")]
+    #[serde(default, deserialize_with = "non_null")]
     kind: Option<ExperimentType>,
+    #[serde(default, deserialize_with = "non_null")]
     targeting: Option<Value>,
+    #[serde(default, deserialize_with = "non_null")]
     ramp_pct: Option<f64>,
-    variants: Option<Vec<Variant>>,
+    #[serde(default, deserialize_with = "non_null")]
+    variants: Option<Vec<VariantIn>>,
+    #[serde(default, deserialize_with = "non_null")]
     salt: Option<String>,
-    layer: Option<LayerSlot>,
+    #[serde(default, deserialize_with = "non_null")]
+    layer: Option<LayerIn>,
+    #[serde(default, deserialize_with = "non_null")]
     metrics: Option<Vec<MetricDecl>>,
+    #[serde(default, deserialize_with = "non_null")]
     actor: Option<String>,
 }
 
-async fn update(State(state): State<AppState>, Path(id): Path<String>, Json(req): Json<PatchExperiment>) -> ApiResult<axum::Json<ExperimentRow>> {
+/// A field given as `null` in a PATCH is refused rather than read as "leave it" (which would
+/// drop it silently: `"targeting": null` does not clear the targeting, `{}` does).
+fn non_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom("cannot be null: leave the field out to keep its value")),
+    }
+}
+
+async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJson(req): StrictJson<PatchExperiment>) -> ApiResult<axum::Json<ExperimentRow>> {
     let mut tx = state.db.begin().await?;
     let mut row = find_for_update(&mut tx, &id).await?;
     let status = row.status();
@@ -322,7 +469,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, Json(req)
         changed.push("ramp_pct");
     }
     if let Some(v) = req.variants {
-        row.variants = Db(v);
+        row.variants = Db(variants_from(v));
         changed.push("variants");
     }
     if let Some(s) = req.salt {
@@ -331,7 +478,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, Json(req)
         changed.push("salt");
     }
     if let Some(l) = req.layer {
-        row.layer = Some(Db(l));
+        row.layer = Some(Db(l.into()));
         changed.push("layer");
     }
     if let Some(m) = req.metrics {
@@ -378,28 +525,31 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, Json(req)
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct LaunchBody {
+    #[serde(default, deserialize_with = "non_null")]
     ramp_pct: Option<f64>,
+    #[serde(default, deserialize_with = "non_null")]
     actor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ActorBody {
+    #[serde(default, deserialize_with = "non_null")]
     actor: Option<String>,
 }
 
-async fn launch(State(state): State<AppState>, Path(id): Path<String>, OptionalJson(body): OptionalJson<LaunchBody>) -> ApiResult<axum::Json<ExperimentRow>> {
+async fn launch(State(state): State<AppState>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<LaunchBody>) -> ApiResult<axum::Json<ExperimentRow>> {
     if body.ramp_pct.is_some_and(|r| !(r.is_finite() && (0.0..=100.0).contains(&r))) {
         return Err(ApiError::validation("ramp_pct", "must be a number from 0 to 100"));
     }
     transition(&state, &id, Status::Running, body.ramp_pct, body.actor).await
 }
 
-async fn pause(State(state): State<AppState>, Path(id): Path<String>, OptionalJson(body): OptionalJson<ActorBody>) -> ApiResult<axum::Json<ExperimentRow>> {
+async fn pause(State(state): State<AppState>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<ActorBody>) -> ApiResult<axum::Json<ExperimentRow>> {
     transition(&state, &id, Status::Paused, None, body.actor).await
 }
 
-async fn stop(State(state): State<AppState>, Path(id): Path<String>, OptionalJson(body): OptionalJson<ActorBody>) -> ApiResult<axum::Json<ExperimentRow>> {
+async fn stop(State(state): State<AppState>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<ActorBody>) -> ApiResult<axum::Json<ExperimentRow>> {
     transition(&state, &id, Status::Stopped, None, body.actor).await
 }
 
@@ -417,6 +567,17 @@ async fn transition(state: &AppState, id: &str, to: Status, ramp_pct: Option<f64
     if !allowed(from, to) {
         let why = if from == Status::Stopped { "stopped is terminal".to_owned() } else { format!("cannot go from {} to {}", from.as_str(), to.as_str()) };
         return Err(ApiError::Conflict(format!("experiment `{}` is {}: {why}", row.key, from.as_str())));
+    }
+    if to == Status::Running && ramp_pct.is_none() && row.ramp_pct == 0.0 {
+        // Launching "as is" at 0 % would look like a launch and serve nobody.
+        return Err(ApiError::validation(
+            "ramp_pct",
+            format!(
+                "experiment `{}` has a ramp of 0 %: give `ramp_pct` (1 to 100) to launch it to that share of units, \
+                 or `\"ramp_pct\": 0` to launch it to nobody on purpose",
+                row.key
+            ),
+        ));
     }
     if to == Status::Running {
         let mut candidate = row.clone();
@@ -483,22 +644,62 @@ struct AuditEntry {
 }
 
 async fn audit(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<axum::Json<Vec<AuditEntry>>> {
-    let row = find(&state.db, &id).await?;
+    let experiment_id = match find(&state.db, &id).await {
+        Ok(row) => row.id,
+        // A deleted draft's trail is still there: by its id, or by the last draft deleted with this key.
+        Err(ApiError::NotFound(message)) => deleted_draft(&state.db, &id).await?.ok_or(ApiError::NotFound(message))?,
+        Err(e) => return Err(e),
+    };
     let entries = sqlx::query_as::<_, AuditEntry>(
         "SELECT id, action, from_status, to_status, actor, version, details, at
          FROM experiment_audit WHERE experiment_id = $1 ORDER BY id",
     )
-    .bind(row.id)
+    .bind(experiment_id)
     .fetch_all(&state.db)
     .await?;
     Ok(axum::Json(entries))
 }
 
+async fn deleted_draft(db: &PgPool, id_or_key: &str) -> ApiResult<Option<Uuid>> {
+    if id_or_key.contains('\0') {
+        return Ok(None);
+    }
+    let id = Uuid::parse_str(id_or_key).ok();
+    Ok(sqlx::query_scalar(
+        "SELECT experiment_id FROM experiment_audit
+         WHERE action = 'delete' AND (experiment_id = $1 OR ($1 IS NULL AND experiment_key = $2))
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(id)
+    .bind(id_or_key)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// `DELETE /experiments/{id}`: only a draft, which never served anyone, can go; anything that
+/// ran is kept for its results (stop it instead). The audit trail stays.
+async fn delete(State(state): State<AppState>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<ActorBody>) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let mut row = find_for_update(&mut tx, &id).await?;
+    if row.status() != Status::Draft {
+        return Err(ApiError::Conflict(format!(
+            "experiment `{}` is {}: only drafts can be deleted (an experiment that ran keeps its results; stop it instead)",
+            row.key, row.status
+        )));
+    }
+    sqlx::query("DELETE FROM experiments WHERE id = $1").bind(row.id).execute(&mut *tx).await?;
+    row.status = "deleted".into();
+    row.version += 1;
+    record(&mut tx, &row, "delete", Some(Status::Draft), body.actor.as_deref().unwrap_or("api"), json!({"name": row.name})).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn record(tx: &mut Transaction<'_, Postgres>, row: &ExperimentRow, action: &str, from: Option<Status>, actor: &str, details: Value) -> ApiResult<()> {
     check_text("actor", actor, 1, 200)?;
     sqlx::query(
-        "INSERT INTO experiment_audit (experiment_id, action, from_status, to_status, actor, version, details)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO experiment_audit (experiment_id, experiment_key, action, from_status, to_status, actor, version, details)
+         VALUES ($1, $8, $2, $3, $4, $5, $6, $7)",
     )
     .bind(row.id)
     .bind(action)
@@ -507,6 +708,7 @@ async fn record(tx: &mut Transaction<'_, Postgres>, row: &ExperimentRow, action:
     .bind(actor)
     .bind(row.version)
     .bind(Db(details))
+    .bind(&row.key)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -566,6 +768,28 @@ mod tests {
         assert_eq!(slug(&"a".repeat(100)).len(), 64);
         for name in ["Model Ranking Test", "  Üniçode — test!! ", "!!!", "x y"] {
             assert!(litmus_shared::config::validate_key(&slug(name)).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let c = Cursor { created_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("time"), key: "model_ranking".into() };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for bad in ["", "zz", "abc", "3a", "313a", "313a2d", &"00".repeat(200)] {
+            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+        assert_eq!(url_encode("a b&c=ü"), "a%20b%26c%3D%C3%BC");
+    }
+
+    #[test]
+    fn nulls_in_a_patch_are_refused() {
+        let r = crate::http::extract::parse_strict::<PatchExperiment>(br#"{"name": null, "owner_team": "x"}"#);
+        match r {
+            Err(ApiError::Validation { field, message, .. }) => {
+                assert_eq!(field.as_deref(), Some("name"));
+                assert!(message.starts_with("cannot be null"), "{message}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Text Postgres cannot store never reaches it. `text` and `jsonb` refuse the NUL character
 //! (U+0000), and a query carrying one fails with a database error: a 500 for what is a client's
-//! mistake. This layer answers 422 instead, for every route at once: a `%00` in the path or in a
-//! query parameter, or a `\u0000` anywhere in a JSON body (the field path named).
+//! mistake. This layer answers instead, for every route at once: a `%00` in a query parameter or
+//! a `\u0000` anywhere in a JSON body is a 422 naming the field; in the path, a 404 (no id or key
+//! has one), as is a path that is not UTF-8 once decoded (else a bare-text 400 from the extractor).
 //!
 //! Event ingest is left out: a batch refuses its bad events one by one
 //! (`litmus_shared::validate`, shared with the edge), never whole.
@@ -17,7 +18,10 @@ const NUL: &str = "must not contain the NUL character (U+0000)";
 
 pub async fn refuse_nul(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if has_nul_escape(req.uri().path()) {
-        return ApiError::validation("path", NUL).into_response();
+        return ApiError::NotFound("nothing here: no id or key contains a NUL character (%00)".into()).into_response();
+    }
+    if std::str::from_utf8(&super::extract::percent_decode_bytes(req.uri().path())).is_err() {
+        return ApiError::NotFound("nothing here: the path is not UTF-8 once decoded".into()).into_response();
     }
     if let Some(param) = req.uri().query().and_then(nul_parameter) {
         return ApiError::validation(param, NUL).into_response();

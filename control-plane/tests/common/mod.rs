@@ -43,10 +43,16 @@ impl Reply {
 
 impl App {
     pub fn new(db: PgPool) -> Self {
+        Self::with_config(db, |_| {})
+    }
+
+    /// The test config (tokens above, 64 KiB bodies), changed by `adjust`.
+    pub fn with_config(db: PgPool, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests("postgres://unused", ADMIN);
         config.read_api_tokens = vec![READER.into()];
         config.ingest_api_tokens = vec![INGEST.into()];
         config.max_body_bytes = 64 * 1024;
+        adjust(&mut config);
         let state = startup::app_state(db.clone(), config, None);
         App { router: http::router(state), db }
     }
@@ -70,6 +76,10 @@ impl App {
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.raw(Method::POST, path, Some(ADMIN), Some(body.to_string())).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.raw(Method::DELETE, path, Some(ADMIN), None).await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {

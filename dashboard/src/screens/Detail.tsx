@@ -1,12 +1,12 @@
 // /experiments/{id}: status, the lifecycle controls (Launch / Update ramp, Pause, Stop with a
-// confirmation), what the experiment is, and its audit log.
+// confirmation, Delete for a draft), what the experiment is, and its audit log.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, type AuditEntry, type Experiment } from '../api';
 import { Alert, ConfirmDialog, ExperimentHeader, LoadError, Spinner, StatusBadge, useLoad, type FieldErrors } from '../components';
 import { RampInput } from '../editors';
-import { takeFlash } from '../flash';
+import { setFlash, takeFlash } from '../flash';
 import { dateTime, pct } from '../format';
-import { Link, experimentPath } from '../router';
+import { Link, experimentPath, navigate } from '../router';
 
 export function Detail({ id }: { id: string }) {
   const exp = useLoad(() => api.getExperiment(id), [id]);
@@ -63,6 +63,8 @@ function Lifecycle({ exp, onChange }: { exp: Experiment; onChange(e: Experiment)
   const [message, setMessage] = useState<string | null>(null);
   const [confirmStop, setConfirmStop] = useState(false);
   const stopButton = useRef<HTMLButtonElement>(null);
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const deleteButton = useRef<HTMLButtonElement>(null);
 
   // Follow the server's ramp when the experiment changes (same render, so no late overwrite).
   const [rampFor, setRampFor] = useState(exp.version);
@@ -98,6 +100,20 @@ function Lifecycle({ exp, onChange }: { exp: Experiment; onChange(e: Experiment)
     void act('launch', () => api.launch(exp.id, r), (u) => (wasRunning ? `Ramp updated to ${u.ramp_pct}%.` : `Launched at ${u.ramp_pct}%.`));
   };
 
+  const deleteDraft = async () => {
+    setBusy('delete');
+    setProblem(null);
+    try {
+      await api.deleteDraft(exp.id);
+      setFlash(`Draft “${exp.name}” deleted.`);
+      navigate('/experiments');
+    } catch (err) {
+      setConfirmDelete(false);
+      setProblem(err instanceof Error ? err.message : String(err));
+      setBusy(null);
+    }
+  };
+
   const stopped = exp.status === 'stopped';
   return (
     <section class="card" aria-labelledby="lifecycle-title" data-testid="lifecycle">
@@ -122,6 +138,11 @@ function Lifecycle({ exp, onChange }: { exp: Experiment; onChange(e: Experiment)
         <button ref={stopButton} type="button" class="btn btn-danger" onClick={() => setConfirmStop(true)} disabled={stopped || !!busy}>
           Stop
         </button>
+        {exp.status === 'draft' && (
+          <button ref={deleteButton} type="button" class="btn btn-danger" onClick={() => setConfirmDelete(true)} disabled={!!busy}>
+            Delete draft
+          </button>
+        )}
       </div>
       <div role="status" aria-live="polite" class="action-result">
         {message && <p class="ok" data-testid="action-message">{message}</p>}
@@ -148,6 +169,23 @@ function Lifecycle({ exp, onChange }: { exp: Experiment; onChange(e: Experiment)
         <p>
           Stopping is final: it cannot be launched again, and every unit gets the control variant{' '}
           <code>{exp.variants[0]?.key}</code>. Results stay available.
+        </p>
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={confirmDelete}
+        title={`Delete draft “${exp.name}”?`}
+        confirmLabel="Delete draft"
+        danger
+        busy={busy === 'delete'}
+        onCancel={() => {
+          setConfirmDelete(false);
+          deleteButton.current?.focus();
+        }}
+        onConfirm={() => void deleteDraft()}
+      >
+        <p>
+          The draft never served anyone; it is removed, and its key <code>{exp.key}</code> becomes free. The audit log keeps a record of
+          the deletion.
         </p>
       </ConfirmDialog>
     </section>

@@ -1,8 +1,10 @@
 // /experiments: every experiment, filtered by status and searched by text; both live in the URL
-// query (?status=running&q=price) so a filtered view can be shared.
+// query (?status=running&q=price) so a filtered view can be shared. Pages of PAGE_SIZE, newest
+// first, and "Load more" for the next one.
 import { useEffect, useState } from 'preact/hooks';
-import { api } from '../api';
+import { ApiError, api, type Experiment } from '../api';
 import { Alert, LoadError, Spinner, StatusBadge, useLoad } from '../components';
+import { takeFlash } from '../flash';
 import { relative } from '../format';
 import { Link, experimentPath, navigate, useLocation } from '../router';
 
@@ -21,10 +23,31 @@ export function List() {
   const [text, setText] = useState(q);
   // Each answer remembers the filter it answers, so a stale list is never described as the new one.
   const { data: loaded, error, loading } = useLoad(
-    () => api.listExperiments(status || undefined, q || undefined).then((rows) => ({ rows, status, q })),
+    () => api.listExperiments(status || undefined, q || undefined).then((page) => ({ rows: page.items, next: page.next, status, q })),
     [status, q],
   );
-  const data = loaded?.rows;
+  // Later pages belong to the first page they follow: a new filter starts over.
+  const [more, setMore] = useState<{ after: typeof loaded; rows: Experiment[]; next: string | null } | null>(null);
+  const [moreBusy, setMoreBusy] = useState(false);
+  const [moreError, setMoreError] = useState<ApiError | null>(null);
+  const [flash] = useState(() => takeFlash());
+  const extra = more && more.after === loaded ? more : null;
+  const data = loaded && (extra ? [...loaded.rows, ...extra.rows] : loaded.rows);
+  const next = extra ? extra.next : loaded?.next ?? null;
+
+  const loadMore = async () => {
+    if (!next || !loaded) return;
+    setMoreBusy(true);
+    setMoreError(null);
+    try {
+      const page = await api.listExperiments(loaded.status || undefined, loaded.q || undefined, next);
+      setMore({ after: loaded, rows: [...(extra?.rows ?? []), ...page.items], next: page.next });
+    } catch (e) {
+      setMoreError(e instanceof ApiError ? e : new ApiError(0, 'client', String(e)));
+    } finally {
+      setMoreBusy(false);
+    }
+  };
 
   useEffect(() => {
     document.title = 'Experiments · Litmus Edge';
@@ -82,6 +105,11 @@ export function List() {
           <input id="search" type="search" placeholder="Search name, key, team…" value={text} onInput={(e) => setText(e.currentTarget.value)} />
         </form>
       </div>
+      {flash && (
+        <Alert kind="success" testId="flash">
+          {flash}
+        </Alert>
+      )}
       {error && <LoadError error={error} />}
       {loading && !data && <Spinner />}
       {data && data.length === 0 && (
@@ -154,7 +182,19 @@ export function List() {
           </table>
         </div>
       )}
-      {!loading && data && data.length > 0 && <p class="muted small">{data.length} shown</p>}
+      {!loading && data && data.length > 0 && (
+        <div class="list-footer">
+          <p class="muted small" data-testid="shown-count">
+            {data.length} shown{next ? ', more to load' : ''}
+          </p>
+          {next && (
+            <button type="button" class="btn" onClick={() => void loadMore()} disabled={moreBusy} data-testid="load-more">
+              {moreBusy ? 'Loading…' : 'Load more'}
+            </button>
+          )}
+        </div>
+      )}
+      {moreError && <LoadError error={moreError} />}
       {!data && !loading && !error && <Alert kind="info">Nothing to show.</Alert>}
     </>
   );
