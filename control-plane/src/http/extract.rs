@@ -239,6 +239,7 @@ fn got_in_words(got: &str) -> String {
     }
 }
 
+#[cfg(test)]
 fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&percent_decode_bytes(s)).into_owned()
 }
