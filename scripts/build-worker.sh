@@ -29,7 +29,7 @@ profile=${WORKER_BUILD_PROFILE:---release}
 if [ $force = 0 ] && [ -f "$OUT/index.js" ] && [ -f "$OUT/index_bg.wasm" ] \
    && [ "$(cat "$OUT/.litmus-profile" 2>/dev/null)" = "$profile" ]; then
   newer=$(find "$ROOT/edge-worker/src" "$ROOT/shared/src" "$ROOT/edge-worker/Cargo.toml" "$ROOT/shared/Cargo.toml" \
-    "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$OUT/index_bg.wasm" -print -quit 2>/dev/null || true)
+    "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -type f -newer "$OUT/index_bg.wasm" -print -quit 2>/dev/null || true)
   if [ -z "$newer" ]; then
     echo "build-worker.sh: edge-worker/build is up to date"
     exit 0
