@@ -97,13 +97,15 @@ if [ "$("$TC/node/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
 fi
 
 # --- env file sourced by the build/run/test scripts ----------------------------------------------
+# The toolchain is shared by every clone on the machine, the npm packages are each clone's own:
+# paths into a clone come from the sourcing script's ROOT, never from whichever clone ran this last.
 cat > "$TC/env.sh.new" <<SH
 export LITMUS_TOOLCHAIN_DIR="$TC"
-export PATH="$ROOT/node_modules/.bin:$TC/bin:$TC/node/bin:\$PATH"
+export PATH="\${ROOT:?set ROOT to the clone before sourcing env.sh}/node_modules/.bin:$TC/bin:$TC/node/bin:\$PATH"
 export RUSTC="$TC/bin/rustc"
 export WASM_BINDGEN_BIN="$TC/bin/wasm-bindgen"
-export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
-export ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
+export WASM_OPT_BIN="\$ROOT/node_modules/.bin/wasm-opt"
+export ESBUILD_BIN="\$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
 export CLOUDFLARE_CF_FETCH_ENABLED=false
 export WRANGLER_SEND_METRICS=false
 unset RUSTUP_TOOLCHAIN
