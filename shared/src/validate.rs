@@ -284,9 +284,9 @@ pub fn attributes(m: &Map<String, Value>) -> Result<(), Invalid> {
             format!("must be at most {MAX_ATTRIBUTES_BYTES} bytes of JSON"),
         ));
     }
+    // A key that cannot be stored is named by where it is (the key itself is not printable).
     m.iter().try_for_each(|(k, v)| {
-        json_text(&format!("attributes.{k}"), k)
-            .and_then(|()| storable_json(&format!("attributes.{k}"), v))
+        json_text("attributes", k).and_then(|()| storable_json(&format!("attributes.{k}"), v))
     })
 }
 
