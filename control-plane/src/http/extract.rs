@@ -72,8 +72,6 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(from_serde)
 }
 
-pub const NUL_MESSAGE: &str = "must not contain a NUL character (\\u0000)";
-
 pub fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
@@ -88,9 +86,8 @@ pub fn parse_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // parse for the rare body that has one.
     if bytes.windows(6).any(|w| w == b"\\u0000") {
         let value: Value = serde_json::from_slice(bytes).map_err(bad_json)?;
-        if let Some(field) = nul_path(&value, String::new()) {
-            return Err(ApiError::validation(field, NUL_MESSAGE));
-        }
+        // The rule ingest and the NUL layer apply too: one wording, one path format.
+        litmus_shared::validate::storable_json("", &value).map_err(|e| ApiError::validation(e.field, e.message))?;
     }
     let mut unknown: Option<String> = None;
     let mut on_ignored = |path: serde_ignored::Path| {
@@ -149,15 +146,6 @@ fn ignored_path(path: &serde_ignored::Path) -> String {
     }
 }
 
-/// The JSON path of the first string or key holding a NUL (a key's path is its object's).
-fn nul_path(value: &Value, path: String) -> Option<String> {
-    match value {
-        Value::String(s) => s.contains('\0').then_some(path),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| nul_path(v, format!("{path}[{i}]"))),
-        Value::Object(map) => map.iter().find_map(|(k, v)| if k.contains('\0') { Some(path.clone()) } else { nul_path(v, join(&path, k)) }),
-        _ => None,
-    }
-}
 
 /// serde's "... at line 1 column 42" is noise once the field path is given.
 pub fn strip_position(message: &str) -> String {
@@ -284,14 +272,6 @@ mod tests {
         assert_eq!(h("unknown field `ramp`, expected `ramp_pct` or `actor`"), ("f.ramp".into(), "unknown field `ramp`; expected one of ramp_pct, actor".into()));
         assert_eq!(humanize(String::new(), "missing field `name`").0, "name");
         assert_eq!(h("something custom").1, "something custom");
-    }
-
-    #[test]
-    fn nul_paths() {
-        let v = serde_json::json!({"a": [1, {"b": "x\u{0}"}], "c": "ok"});
-        assert_eq!(nul_path(&v, String::new()).as_deref(), Some("a[1].b"));
-        assert_eq!(nul_path(&serde_json::json!({"k": {"x\u{0}": 1}}), String::new()).as_deref(), Some("k"));
-        assert_eq!(nul_path(&serde_json::json!({"k": "fine"}), String::new()), None);
     }
 
     #[test]
