@@ -119,7 +119,7 @@ for (const r of rows) {
   console.log(`${pad(r.n, 4)}${pad(r.label, 18)}${lpad(r.rps.toFixed(0), 9)}${lpad(r.p50, 10)}${lpad(r.p99, 10)}${lpad(ratio(peer), 9)}${lpad(ratio(ceiling), 12)}${lpad(msgs, 15)}`);
 }
 JS
-wasm=edge-worker/build/index_bg.wasm
+wasm=edge-worker/build/worker/index.wasm
 raw=$(wc -c <"$wasm")
 gz=$(gzip -9c "$wasm" | wc -c)
 printf 'wasm: %d bytes raw (%d KiB), %d bytes gzip -9 (%d KiB)\n' "$raw" $((raw / 1024)) "$gz" $((gz / 1024))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the edge worker (edge-worker/) into edge-worker/build/{index.js,index_bg.wasm,...} with
-# worker-build, offline. wrangler runs this as its [build] command; tests and the bench call it too.
+# Builds the edge worker (edge-worker/) into edge-worker/build/{index.js,worker/shim.mjs,
+# worker/index.wasm} with worker-build, offline, around our own JavaScript entry
+# (edge-worker/js/shim.js: the fast assignment route and exposure batching). wrangler runs this as its [build] command; tests and the bench call it too.
 #
 #   scripts/build-worker.sh            # release build (LTO + wasm-opt), skipped when up to date
 #   scripts/build-worker.sh --force    # rebuild even if the output looks fresh
@@ -26,10 +27,11 @@ fi
 profile=${WORKER_BUILD_PROFILE:---release}
 # Skip when the wasm is newer than every input and was built the same way: wrangler dev, the
 # tests and the bench all call us.
-if [ $force = 0 ] && [ -f "$OUT/index.js" ] && [ -f "$OUT/index_bg.wasm" ] \
+WASM="$OUT/worker/index.wasm"
+if [ $force = 0 ] && [ -f "$OUT/index.js" ] && [ -f "$WASM" ] \
    && [ "$(cat "$OUT/.litmus-profile" 2>/dev/null)" = "$profile" ]; then
-  newer=$(find "$ROOT/edge-worker/src" "$ROOT/shared/src" "$ROOT/edge-worker/Cargo.toml" "$ROOT/shared/Cargo.toml" \
-    "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -type f -newer "$OUT/index_bg.wasm" -print -quit 2>/dev/null || true)
+  newer=$(find "$ROOT/edge-worker/src" "$ROOT/edge-worker/js" "$ROOT/shared/src" "$ROOT/edge-worker/Cargo.toml" \
+    "$ROOT/shared/Cargo.toml" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -type f -newer "$WASM" -print -quit 2>/dev/null || true)
   if [ -z "$newer" ]; then
     echo "build-worker.sh: edge-worker/build is up to date"
     exit 0
@@ -54,6 +56,8 @@ fi
 export CARGO_TARGET_DIR="$ROOT/target/edge-worker"
 cd "$ROOT/edge-worker"
 rm -f "$OUT/.litmus-profile"
-worker-build "$profile" "$@"
+# Our entry instead of worker-build's default one (which also makes worker-build lay the output
+# out as index.js -> worker/shim.mjs + worker/index.wasm).
+CUSTOM_SHIM="$ROOT/edge-worker/js/shim.js" worker-build "$profile" "$@"
 echo "$profile" >"$OUT/.litmus-profile"
-ls -l "$OUT/index_bg.wasm" | awk '{printf "build-worker.sh: index_bg.wasm %d bytes\n", $5}'
+ls -l "$WASM" | awk '{printf "build-worker.sh: worker/index.wasm %d bytes\n", $5}'

@@ -13,10 +13,9 @@
 // prints "ready litmus=<url> growthbook=<url> ceiling=<url> sink=<url>" once serving.
 import http from "node:http";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { BUILD, workerModules } from "../test/helpers.mjs";
 
-const BUILD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../build");
 const N = Number(process.env.N || 50);
 const TOKEN = "bench-publish-token";
 
@@ -76,14 +75,13 @@ const mf = new Miniflare(convertV4MiniflareOptions({
   port: 0,
   compatibilityDate: "2026-11-01",
   cf: false,
+  // INSPECTOR_PORT: Chrome DevTools protocol on each worker (bench/profile.mjs takes CPU profiles).
+  ...(process.env.INSPECTOR_PORT ? { inspectorPort: Number(process.env.INSPECTOR_PORT) } : {}),
   workers: [
     {
       name: "litmus",
       modulesRoot: BUILD,
-      modules: [
-        { type: "ESModule", path: path.join(BUILD, "index.js") },
-        { type: "CompiledWasm", path: path.join(BUILD, "index_bg.wasm") },
-      ],
+      modules: workerModules(),
       kvNamespaces: { CONFIG: "bench-config" },
       queueProducers: { EVENTS: "litmus-events" },
       queueConsumers: { "litmus-events": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 3 } },

@@ -8,10 +8,10 @@ use worker::{Context, Request, Response};
 
 use crate::body;
 use crate::config_cache;
-use crate::error::{ApiError, ApiResult, json_response};
+use crate::error::{ApiError, ApiResult};
 use crate::envelope;
 use crate::events;
-use crate::state::AppState;
+use crate::state::{AppState, Vars};
 
 const COOKIE: &str = "litmus_uid";
 const COOKIE_MAX_AGE: u32 = 31_536_000;
@@ -20,7 +20,7 @@ const MAX_EXPERIMENTS: usize = 100;
 
 /// What the caller asked, whichever way it came in.
 #[derive(Debug)]
-struct Query {
+pub struct Query {
     /// `None` = not given: the browser's cookie, or a fresh id. An explicit `""` is refused, as
     /// the control plane refuses it (`validate::unit_id`): its exposures could never be stored.
     unit_id: Option<String>,
@@ -29,7 +29,7 @@ struct Query {
     experiments: Option<Vec<String>>,
     /// `false` (`expose=false`): answer without logging exposures, for clients that log them
     /// through `/v1/events` when they actually show a variant.
-    expose: bool,
+    pub expose: bool,
 }
 
 impl Default for Query {
@@ -47,10 +47,17 @@ fn parse_expose(value: &str) -> ApiResult<bool> {
 }
 
 pub async fn get(req: &Request, state: &AppState, ctx: &Context) -> ApiResult<Response> {
-    let url = req.url()?;
+    let url = req.inner().url();
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    respond(req, state, ctx, parse_query(query)?).await
+}
+
+/// The query string of `GET /v1/assign`: `experiment` (repeatable), `unit_id`, `expose`; every
+/// other parameter is an attribute.
+pub fn parse_query(query: &str) -> ApiResult<Query> {
     let mut q = Query::default();
     let mut keys = Vec::new();
-    for (name, value) in url.query_pairs() {
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match name.as_ref() {
             "experiment" => keys.push(value.into_owned()),
             "unit_id" => q.unit_id = Some(value.into_owned()),
@@ -69,11 +76,17 @@ pub async fn get(req: &Request, state: &AppState, ctx: &Context) -> ApiResult<Re
     if !keys.is_empty() {
         q.experiments = Some(keys);
     }
-    respond(req, state, ctx, q).await
+    Ok(q)
 }
 
 pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResult<Response> {
-    let Value::Object(mut obj) = body::json(req, MAX_BODY_BYTES).await? else {
+    let q = parse_body(body::json(req, MAX_BODY_BYTES).await?)?;
+    respond(req, state, ctx, q).await
+}
+
+/// The JSON body of `POST /v1/assign`.
+pub fn parse_body(body: Value) -> ApiResult<Query> {
+    let Value::Object(mut obj) = body else {
         return Err(ApiError::validation("", "expected a JSON object"));
     };
     let unit_id = match obj.remove("unit_id") {
@@ -105,7 +118,7 @@ pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResu
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(ApiError::validation("expose", "must be true or false")),
     };
-    respond(req, state, ctx, Query { unit_id, attributes, experiments, expose }).await
+    Ok(Query { unit_id, attributes, experiments, expose })
 }
 
 /// An experiment the config set does not hold (or no config set at all): never an error, so a
@@ -133,19 +146,49 @@ struct Answer<'a> {
     assignments: Vec<Entry<'a>>,
 }
 
+/// An answer, ready to send: what both the workers-rs route and the JavaScript fast path
+/// (`fast.rs`) turn into a response.
+pub struct Prepared {
+    pub status: u16,
+    pub body: String,
+    /// The queue message logging this answer's exposures, if any.
+    pub exposures: Option<String>,
+    /// Headers beyond `content-type`: `cache-control`, and `set-cookie` for a minted unit id.
+    pub headers: Vec<(&'static str, String)>,
+}
+
 async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> ApiResult<Response> {
+    let cookie = req.headers().get("cookie").ok().flatten();
+    let https = req.inner().url().starts_with("https:");
+    let set = config_cache::current(state).await;
+    let prepared = prepare(state, set.as_deref(), q, cookie.as_deref(), https)?;
+    if let Some(message) = prepared.exposures {
+        events::enqueue(state, ctx, vec![message], false).await?;
+    }
+    let mut resp = Response::builder().with_status(prepared.status).fixed(prepared.body.into_bytes());
+    let headers = resp.headers_mut();
+    headers.set("content-type", "application/json")?;
+    for (name, value) in &prepared.headers {
+        headers.append(name, value)?;
+    }
+    Ok(resp)
+}
+
+/// Everything about an answer that needs no I/O: the unit (given, from the cookie, or minted),
+/// the checks, the assignments, the body and the exposures message.
+pub fn prepare(vars: &Vars, set: Option<&ConfigSet>, q: Query, cookie: Option<&str>, https: bool) -> ApiResult<Prepared> {
     let (unit_id, minted) = match q.unit_id {
         Some(id) => (id, false),
-        None => match cookie(req) {
-            Some(id) => (id, false),
+        None => match cookie.and_then(cookie_id) {
+            Some(id) => (id.to_owned(), false),
             None => (events::random_uuid(), true),
         },
     };
     // The shared rule first (non-empty, storable, ≤ 512 bytes: the control plane's), then this
     // deployment's own limit, which may only be lower.
     litmus_shared::validate::unit_id(&unit_id).map_err(|e| ApiError::validation(e.field, e.message))?;
-    if unit_id.len() > state.max_unit_id_bytes {
-        return Err(ApiError::validation("unit_id", format!("must be at most {} bytes", state.max_unit_id_bytes)));
+    if unit_id.len() > vars.max_unit_id_bytes {
+        return Err(ApiError::validation("unit_id", format!("must be at most {} bytes", vars.max_unit_id_bytes)));
     }
     let keys = match q.experiments {
         Some(mut keys) => {
@@ -161,11 +204,10 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
         None => None,
     };
 
-    let set = config_cache::current(state).await;
-    let assignments = evaluate(set.as_deref(), keys.as_deref(), &unit_id, &q.attributes);
-    // One queue message for all the exposures of this answer; the request's attributes travel
-    // with them once, for segment breakdowns centrally.
-    let message = if q.expose {
+    let assignments = evaluate(set, keys.as_deref(), &unit_id, &q.attributes);
+    // One message for all the exposures of this answer; the request's attributes travel with
+    // them once, for segment breakdowns centrally.
+    let exposures = if q.expose {
         let exposed: Vec<[&str; 2]> = assignments
             .iter()
             .filter_map(|a| match a {
@@ -173,33 +215,27 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
                 _ => None,
             })
             .collect();
-        (!exposed.is_empty()).then(|| {
+        if exposed.is_empty() {
+            None
+        } else {
             let (id, ts) = (events::event_uuid(), events::now_rfc3339());
             let attributes = events::storable_segment(&q.attributes).then_some(&q.attributes);
-            serde_json::to_string(&envelope::Exposures { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed })
-        })
+            let message = envelope::Exposures { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed };
+            Some(serde_json::to_string(&message).map_err(|e| ApiError::internal("serializing exposures", e))?)
+        }
     } else {
         None
     };
-    let mut resp =
-        json_response(200, &Answer { unit_id: &unit_id, config_version: set.as_ref().map(|s| s.version), assignments });
-    if let Some(message) = message {
-        let message = message.map_err(|e| ApiError::internal("serializing exposures", e))?;
-        events::enqueue(state, ctx, vec![message], false).await?;
-    }
+    let body = serde_json::to_string(&Answer { unit_id: &unit_id, config_version: set.map(|s| s.version), assignments })
+        .map_err(|e| ApiError::internal("serializing the answer", e))?;
 
-    let headers = resp.headers_mut();
     // Answers are per unit: no shared cache may keep them.
-    headers.set("cache-control", "private, no-store")?;
+    let mut headers = vec![("cache-control", "private, no-store".to_owned())];
     if minted {
-        let secure = req.url().is_ok_and(|u| u.scheme() == "https");
-        let cookie = format!(
-            "{COOKIE}={unit_id}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{}",
-            if secure { "; Secure" } else { "" }
-        );
-        headers.append("set-cookie", &cookie)?;
+        let secure = if https { "; Secure" } else { "" };
+        headers.push(("set-cookie", format!("{COOKIE}={unit_id}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{secure}")));
     }
-    Ok(resp)
+    Ok(Prepared { status: 200, body, exposures, headers })
 }
 
 fn evaluate<'a>(
@@ -235,15 +271,10 @@ fn dedup_in_order(keys: &mut Vec<String>) {
     keys.retain(|k| seen.insert(k.clone()));
 }
 
-/// The `litmus_uid` cookie, if it holds something we could have minted; anything else (tampered,
-/// oversized) is ignored and replaced.
-fn cookie(req: &Request) -> Option<String> {
-    let header = req.headers().get("cookie").ok().flatten()?;
-    header
-        .split(';')
-        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .find(|v| is_cookie_id(v))
-        .map(str::to_owned)
+/// The `litmus_uid` cookie of a `Cookie` header, if it holds something we could have minted;
+/// anything else (tampered, oversized) is ignored and replaced.
+fn cookie_id(header: &str) -> Option<&str> {
+    header.split(';').filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('=')).find(|v| is_cookie_id(v))
 }
 
 fn is_cookie_id(v: &str) -> bool {
@@ -260,6 +291,26 @@ mod tests {
         assert!(!is_cookie_id(""));
         assert!(!is_cookie_id("a b"));
         assert!(!is_cookie_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn cookie_headers() {
+        assert_eq!(cookie_id("a=1; litmus_uid=abc-123; b=2"), Some("abc-123"));
+        assert_eq!(cookie_id("litmus_uid=bad value; litmus_uid=good"), Some("good"));
+        assert_eq!(cookie_id("litmus_uidx=abc"), None);
+        assert_eq!(cookie_id(""), None);
+    }
+
+    #[test]
+    fn queries() {
+        let q = parse_query("unit_id=u%201&experiment=a&experiment=b&country=US&tag=x&tag=y&expose=false&=z").expect("parses");
+        assert_eq!(q.unit_id.as_deref(), Some("u 1"));
+        assert_eq!(q.experiments, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert!(!q.expose);
+        assert_eq!(Value::Object(q.attributes), serde_json::json!({"country": "US", "tag": ["x", "y"]}));
+        assert_eq!(parse_query("expose=maybe").expect_err("refused").field.as_deref(), Some("expose"));
+        let empty = parse_query("").expect("parses");
+        assert!(empty.unit_id.is_none() && empty.experiments.is_none() && empty.expose);
     }
 
     #[test]

@@ -33,9 +33,7 @@ fn now_ms() -> f64 {
 /// The config set to answer from: cached, or refreshed from KV when the TTL has passed.
 pub async fn current(state: &AppState) -> Option<Rc<ConfigSet>> {
     let now = now_ms();
-    let (cached, fresh) = CACHE
-        .with_borrow(|c| (c.set.clone(), c.checked_at_ms.is_some_and(|t| now - t < state.config_ttl_ms && now >= t)));
-    if fresh {
+    if let Some(cached) = fresh(now, state.config_ttl_ms) {
         return cached;
     }
     let loaded = load(state).await;
@@ -45,6 +43,15 @@ pub async fn current(state: &AppState) -> Option<Rc<ConfigSet>> {
             install(c, set);
         }
         c.set.clone()
+    })
+}
+
+/// The cached set if it was checked against KV less than `ttl_ms` before `now_ms` (`Some(None)`:
+/// checked, and there is no set); `None` when it is due for a re-read.
+pub fn fresh(now_ms: f64, ttl_ms: f64) -> Option<Option<Rc<ConfigSet>>> {
+    CACHE.with_borrow(|c| {
+        let fresh = c.checked_at_ms.is_some_and(|t| now_ms - t < ttl_ms && now_ms >= t);
+        fresh.then(|| c.set.clone())
     })
 }
 

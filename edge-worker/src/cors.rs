@@ -21,7 +21,7 @@ impl AllowedOrigins {
 
     /// The headers to add for a request from `origin`; empty when the origin is not allowed, which
     /// makes the browser block the response.
-    fn headers_for(&self, origin: Option<&str>) -> Vec<(&'static str, String)> {
+    pub fn headers_for(&self, origin: Option<&str>) -> Vec<(&'static str, String)> {
         match self {
             Self::Any => vec![("access-control-allow-origin", "*".to_owned())],
             Self::List(list) => {

@@ -44,6 +44,20 @@ pub fn nth_id(id: &str, i: usize) -> String {
     }
 }
 
+/// The events of a text queue message: one envelope, or several, one per line (the JavaScript
+/// entry sends the exposures of every request of a short window as one message). A message is
+/// read whole or not at all: a line this worker never wrote makes the message unreadable.
+pub fn expand_text(text: &str) -> Result<Vec<Value>, &'static str> {
+    let mut events = Vec::new();
+    for envelope in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+        events.extend(expand(envelope.map_err(|_| "not JSON")?)?);
+    }
+    if events.is_empty() && text.trim().is_empty() {
+        return Err("empty");
+    }
+    Ok(events)
+}
+
 /// The events a queue message stands for, in the control plane's batch shape, or why it cannot
 /// be read (a message this worker never wrote; redelivering it cannot help).
 pub fn expand(body: Value) -> Result<Vec<Value>, &'static str> {
@@ -166,6 +180,26 @@ mod tests {
         let e = json!({"kind":"metric","experiment":"a","unit_id":"u","variant_key":"v","metric":"m","value":1.0});
         assert_eq!(expand(json!({"events": [e.clone(), e.clone()]})).expect("expands").len(), 2);
         assert_eq!(expand(e.clone()).expect("expands"), vec![e]);
+    }
+
+    #[test]
+    fn a_text_message_holds_one_envelope_per_line() {
+        let one = |unit: &str, id: &str| {
+            serde_json::to_string(&Exposures { id, unit_id: unit, ts: "2026-12-01T10:00:00.000Z", attributes: None, exposures: vec![["a", "b"], ["c", "d"]] })
+                .expect("serializes")
+        };
+        let other = "0192f5c4-1b2a-7c3d-8e4f-5a6b7c8d9e1f";
+        let events = expand_text(&format!("{}\n{}", one("u1", ID), one("u2", other))).expect("expands");
+        let ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().expect("id")).collect();
+        assert_eq!(ids, [ID.to_owned(), nth_id(ID, 1), other.to_owned(), nth_id(other, 1)]);
+        assert_eq!(events[2]["unit_id"], "u2");
+        // One envelope alone, as the workers-rs route and earlier versions send it.
+        assert_eq!(expand_text(&one("u1", ID)).expect("expands").len(), 2);
+        // A message is read whole or not at all.
+        assert!(expand_text(&format!("{}\n{{\"hello\":1}}", one("u1", ID))).is_err());
+        assert!(expand_text(&format!("{}\nnot json", one("u1", ID))).is_err());
+        assert!(expand_text("").is_err());
+        assert!(expand_text("\n").is_err());
     }
 
     #[test]

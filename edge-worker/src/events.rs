@@ -249,10 +249,7 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
         // Text messages (this version) are parsed here; JSON ones (earlier versions) arrive as
         // objects and take the same road through their text.
         let text = raw.as_string().or_else(|| worker::js_sys::JSON::stringify(&raw).ok().and_then(|s| s.as_string()));
-        let events = text
-            .ok_or("not text or JSON")
-            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|_| "not JSON"))
-            .and_then(envelope::expand);
+        let events = text.ok_or("not text or JSON").and_then(|t| envelope::expand_text(&t));
         match events {
             Ok(events) => {
                 bodies.extend(events);

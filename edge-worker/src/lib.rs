@@ -6,6 +6,7 @@
 //! - [`assign`]: `GET|POST /v1/assign`.
 //! - [`events`]: `POST /v1/events`, exposures, and forwarding to the control plane (queue consumer).
 //! - [`publish`]: `PUT /v1/admin/config`.
+//! - [`fast`]: `GET /v1/assign` for the JavaScript entry (`js/shim.js`), past workers-rs.
 //! - [`body`], [`cors`], [`error`]: request and response shaping shared by the routes.
 
 pub mod assign;
@@ -15,6 +16,7 @@ pub mod cors;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod fast;
 pub mod publish;
 pub mod state;
 
@@ -38,8 +40,8 @@ fn start() {
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let state = AppState::from_env(&env);
-    let path = req.path();
-    let path = if path.len() > 1 { path.trim_end_matches('/') } else { &path };
+    let url = req.inner().url();
+    let path = path_of(&url);
     let public = matches!(path, "/v1/assign" | "/v1/events" | "/v1/health");
     let method = req.method();
 
@@ -65,6 +67,16 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     Ok(resp)
 }
 
+/// The path of an absolute request URL, without trailing slashes (`/v1/assign/` is `/v1/assign`).
+/// Read by hand: a URL parser would bring its IDNA tables into the wasm for a string we only split.
+fn path_of(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() { "/" } else { trimmed }
+}
+
 async fn health(state: &AppState) -> Response {
     let set = config_cache::current(state).await;
     json_response(
@@ -83,4 +95,18 @@ async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) 
     // already says what should happen to each event.
     events::consume(batch, &AppState::from_env(&env)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_of;
+
+    #[test]
+    fn paths_of_urls() {
+        assert_eq!(path_of("https://edge.example/v1/assign?unit_id=a/b"), "/v1/assign");
+        assert_eq!(path_of("http://127.0.0.1:8787/v1/assign//"), "/v1/assign");
+        assert_eq!(path_of("http://127.0.0.1:8787"), "/");
+        assert_eq!(path_of("http://127.0.0.1:8787/?x=1"), "/");
+        assert_eq!(path_of("http://h/v1/health#top"), "/v1/health");
+    }
 }

@@ -29,6 +29,11 @@ thread_local! {
     static VARS: std::cell::OnceCell<Rc<Vars>> = const { std::cell::OnceCell::new() };
 }
 
+/// This isolate's vars, once a request through workers-rs has read them (`None` before that).
+pub fn vars() -> Option<Rc<Vars>> {
+    VARS.with(|v| v.get().cloned())
+}
+
 impl AppState {
     pub fn from_env(env: &Env) -> Self {
         let vars = VARS.with(|v| v.get_or_init(|| Rc::new(Vars::from_env(env))).clone());

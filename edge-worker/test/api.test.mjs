@@ -278,6 +278,64 @@ describe("assignment requests", () => {
   });
 });
 
+describe("the fast route (GET /v1/assign in the JavaScript entry) answers exactly as workers-rs does", () => {
+  let fast, slow;
+  const set = {
+    version: 9,
+    experiments: [
+      experiment("checkout"),
+      experiment("us_only", { targeting: { country: { in: ["US", "CA"] }, age: { gte: 18 } }, ramp_pct: 80 }),
+      experiment("tagged", { targeting: { tags: { in: ["beta"] } } }),
+      experiment("paused_one", { status: "paused" }),
+    ],
+  };
+  before(async () => {
+    const bindings = { CONTROL_PLANE_URL: sink.url, ALLOWED_ORIGINS: "https://shop.example" };
+    fast = await startWorker({ bindings });
+    slow = await startWorker({ bindings: { ...bindings, ASSIGN_FAST_PATH: "off" } });
+    for (const w of [fast, slow]) assert.equal((await w.publish(set)).status, 200);
+  });
+  after(async () => {
+    await fast?.dispose();
+    await slow?.dispose();
+  });
+
+  test("bodies, statuses and headers agree over 400 varied requests, errors included", async () => {
+    const countries = ["US", "CA", "GB", "", "us", "Zürich", "日本"];
+    const queries = [];
+    for (let i = 0; i < 400; i++) {
+      const q = new URLSearchParams({ unit_id: `u-${i}-ü`, country: countries[i % countries.length], age: String(10 + (i % 40)) });
+      if (i % 3 === 0) q.append("tags", "beta");
+      if (i % 5 === 0) q.append("tags", "alpha");
+      if (i % 7 === 0) q.append("experiment", "paused_one"), q.append("experiment", "nope"), q.append("experiment", "checkout");
+      if (i % 2 === 0) q.set("expose", "false");
+      queries.push(q.toString());
+    }
+    queries.push("unit_id=&country=US", "unit_id=u&expose=maybe", `unit_id=${"x".repeat(600)}`, "unit_id=a%00b",
+      `unit_id=u&${Array.from({ length: 101 }, (_, i) => `experiment=e${i}`).join("&")}`, "unit_id=u&%FF=%FE", "");
+    const headersOf = (res) =>
+      ["content-type", "cache-control", "access-control-allow-origin", "access-control-allow-credentials", "vary"]
+        .map((h) => [h, res.headers.get(h)]);
+    for (const q of queries) {
+      const headers = { origin: "https://shop.example", cookie: "litmus_uid=cookie-unit-1" };
+      const [a, b] = [await fast.json(`/v1/assign?${q}`, { headers }), await slow.json(`/v1/assign?${q}`, { headers })];
+      assert.equal(a.status, b.status, q);
+      assert.deepEqual(a.body, b.body, q);
+      assert.deepEqual(headersOf(a), headersOf(b), q);
+    }
+  });
+
+  test("a minted unit gets the same cookie treatment on both roads", async () => {
+    for (const w of [fast, slow]) {
+      const res = await w.json("/v1/assign?country=US", { headers: { origin: "https://evil.example" } });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get("set-cookie"), new RegExp(`^litmus_uid=${res.body.unit_id}; Path=/; Max-Age=31536000; SameSite=Lax$`));
+      assert.equal(res.headers.get("access-control-allow-origin"), null, "an unlisted origin gets no CORS grant");
+      assert.equal(res.headers.get("vary"), "Origin");
+    }
+  });
+});
+
 describe("anonymous units: the litmus_uid cookie", () => {
   let w;
   before(async () => {

@@ -21,23 +21,29 @@ export function uuid7Millis(id) {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }
 
+/** The built worker's modules, as Miniflare takes them (the layout scripts/build-worker.sh makes:
+ * index.js re-exports worker/shim.mjs, our entry, which instantiates worker/index.wasm). */
+export function workerModules() {
+  const modules = [
+    { type: "ESModule", path: path.join(BUILD, "index.js") },
+    { type: "ESModule", path: path.join(BUILD, "worker/shim.mjs") },
+    { type: "CompiledWasm", path: path.join(BUILD, "worker/index.wasm") },
+  ];
+  for (const m of modules) {
+    if (!existsSync(m.path)) throw new Error(`${m.path} is missing: run scripts/build-worker.sh first`);
+  }
+  return modules;
+}
+
 /** Starts the worker. `queue: false` leaves EVENTS unbound (the wait_until fallback); `port`
  * also serves it on 127.0.0.1:port (for callers outside this process, e.g. the control plane).
  * `retryDelay` is the shortest redelivery delay in seconds (the worker backs off from there).
  * `deadLetterSink`: a URL to which a second (JS) worker POSTs what reaches the dead-letter queue,
  * as `{"events":[...]}`, so that tests can see it. */
 export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5, port, deadLetterSink } = {}) {
-  for (const f of ["index.js", "index_bg.wasm"]) {
-    if (!existsSync(path.join(BUILD, f))) {
-      throw new Error(`edge-worker/build/${f} is missing: run scripts/build-worker.sh first`);
-    }
-  }
   const options = {
     modulesRoot: BUILD,
-    modules: [
-      { type: "ESModule", path: path.join(BUILD, "index.js") },
-      { type: "CompiledWasm", path: path.join(BUILD, "index_bg.wasm") },
-    ],
+    modules: workerModules(),
     compatibilityDate: "2026-11-01",
     kvNamespaces: { CONFIG: "config-" + Math.random().toString(16).slice(2) },
     bindings: {

@@ -1,0 +1,84 @@
+//! `GET /v1/assign` without workers-rs's per-request glue: the JavaScript entry
+//! (`edge-worker/js/shim.js`) calls [`fast_assign_get`] with the request's query, cookie and origin
+//! as plain strings and builds the response itself. Profiled under the bench's load, the glue
+//! cost more than the assignment: a class instance and proxies per request, the URL copied into
+//! wasm and parsed twice, a `Headers` and a `Response` built through a dozen crossings, promise
+//! and microtask plumbing for a route that never waits on anything, and the garbage of all that
+//! (14 % of the isolate's time went to the collector).
+//!
+//! The answer is the one the workers-rs route gives, by construction: both call
+//! [`assign::prepare`]. Whatever needs I/O or is not warmed up yet (the first request of an
+//! isolate, which reads the vars; a config due for its KV re-read; exposures with no queue bound,
+//! which are posted to the control plane directly) returns `None`, and the shim hands the
+//! request to workers-rs.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+use crate::assign;
+use crate::config_cache;
+use crate::error::ApiResult;
+use crate::state;
+
+thread_local! {
+    // The exposures message of the last answer, until the shim takes it.
+    static EXPOSURES: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The answer to `GET /v1/assign?{query}` as `"{status} {exposure message bytes}\n"`, header
+/// lines `"{name}: {value}\n"`, an empty line, then the body; `None`: take the workers-rs road.
+#[wasm_bindgen]
+pub fn fast_assign_get(
+    query: &str,
+    cookie: Option<String>,
+    origin: Option<String>,
+    https: bool,
+    now_ms: f64,
+    queue_bound: bool,
+) -> Option<String> {
+    let vars = state::vars()?;
+    let set = config_cache::fresh(now_ms, vars.config_ttl_ms)?;
+    let prepared = assign::parse_query(query).and_then(|q| {
+        if q.expose && !queue_bound {
+            return Ok(None);
+        }
+        assign::prepare(&vars, set.as_deref(), q, cookie.as_deref(), https).map(Some)
+    });
+    let prepared = match prepared {
+        Ok(None) => return None,
+        Ok(Some(p)) => Ok(p),
+        Err(e) => Err(e),
+    };
+    Some(render(prepared, &vars.allowed_origins.headers_for(origin.as_deref())))
+}
+
+/// The exposures message of the answer [`fast_assign_get`] just gave, once.
+#[wasm_bindgen]
+pub fn fast_take_exposures() -> Option<String> {
+    EXPOSURES.take()
+}
+
+fn render(prepared: ApiResult<assign::Prepared>, cors: &[(&'static str, String)]) -> String {
+    let (status, body, headers) = match prepared {
+        Ok(p) => {
+            let bytes = p.exposures.as_ref().map_or(0, String::len);
+            EXPOSURES.set(p.exposures);
+            ((p.status, bytes), p.body, p.headers)
+        }
+        // As the workers-rs route answers errors: the contract's error body, CORS, nothing else.
+        Err(e) => {
+            EXPOSURES.set(None);
+            ((e.status, 0), e.body().to_string(), Vec::new())
+        }
+    };
+    let mut out = String::with_capacity(body.len() + 128);
+    let _ = writeln!(out, "{} {}", status.0, status.1);
+    for (name, value) in headers.iter().chain(cors) {
+        let _ = writeln!(out, "{name}: {value}");
+    }
+    out.push('\n');
+    out.push_str(&body);
+    out
+}
