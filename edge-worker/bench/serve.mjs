@@ -84,7 +84,7 @@ const mf = new Miniflare(convertV4MiniflareOptions({
       modules: workerModules(),
       kvNamespaces: { CONFIG: "bench-config" },
       queueProducers: { EVENTS: "litmus-events" },
-      queueConsumers: { "litmus-events": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 3 } },
+      queueConsumers: { "litmus-events": { maxBatchSize: 20, maxBatchTimeout: 1, maxRetries: 3 } }, // as wrangler.toml
       bindings: {
         PUBLISH_TOKEN: TOKEN,
         INGEST_TOKEN: "bench-ingest-token",

@@ -24,6 +24,8 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Queues accept at most 100 messages per `sendBatch`.
 const SEND_BATCH: usize = 100;
 const FORWARD_TIMEOUT_MS: u32 = 10_000;
+/// Events per POST to the control plane's batch endpoint (it takes up to 10 000 and 16 MiB).
+const POST_EVENTS: usize = 2_000;
 
 /// The batch endpoint's event shape; only these fields are forwarded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -267,16 +269,26 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
         return;
     }
     let n = bodies.len();
-    let outcome = post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), &bodies, messages.len()).await;
-    let refused = match &outcome {
-        Ok((status, text)) if (200..300).contains(status) || *status == 422 => rejected(text, n),
-        _ => None,
-    };
-    let Some(refused) = refused else {
-        worker::console_warn!("forwarding {n} events failed ({outcome:?}); queued for redelivery");
-        retry_later(&messages, state);
-        return;
-    };
+    // A delivered batch can hold more events than one POST may carry (the control plane takes
+    // 10 000, and a message holds the exposures of many requests): posted in chunks, one after
+    // the other. Any chunk not settled redelivers every message; the control plane dedupes by
+    // `event_id`, so the chunks already stored are not counted twice.
+    let mut refused = Vec::new();
+    for (c, chunk) in bodies.chunks(POST_EVENTS).enumerate() {
+        let offset = c * POST_EVENTS;
+        let count = if c == 0 { messages.len() } else { 0 };
+        let outcome = post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), chunk, count).await;
+        let settled = match &outcome {
+            Ok((status, text)) if (200..300).contains(status) || *status == 422 => rejected(text, chunk.len()),
+            _ => None,
+        };
+        let Some(settled) = settled else {
+            worker::console_warn!("forwarding {} of {n} events failed ({outcome:?}); queued for redelivery", chunk.len());
+            retry_later(&messages, state);
+            return;
+        };
+        refused.extend(settled.into_iter().map(|(i, reason)| (offset + i, reason)));
+    }
     if !refused.is_empty() {
         let parked: Vec<String> = refused
             .iter()

@@ -322,6 +322,24 @@ describe("one queue message per request", () => {
     assert.ok(messages >= 1 && messages <= 3, `${REQUESTS} requests in a burst, ${messages} queue messages`);
   });
 
+  test("a delivered batch holding more events than the control plane takes in one POST is posted in chunks", async () => {
+    // 30 requests of 1000 events reach the consumer within its batching window: batches of well
+    // over the 10 000 events one POST may carry (the sink answers 413 beyond, as the control plane
+    // does, and the batch would be redelivered forever).
+    const events = (r) => Array.from({ length: 1000 }, (_, i) => ({
+      kind: "metric", experiment: "m1", unit_id: `chunk-${r}-${i}`, variant_key: "control", metric: "m", value: 1,
+    }));
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, r) =>
+      w.json("/v1/events", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ events: events(r) }) })));
+    assert.deepEqual(answers.map((a) => a.status), Array(30).fill(202));
+    const got = await waitFor(() => {
+      const e = sink.delivered().filter((x) => x.unit_id.startsWith("chunk-"));
+      return e.length >= 30_000 ? e : null;
+    }, { what: "30 000 events", timeout: 60_000 });
+    assert.equal(new Set(got.map((e) => e.unit_id)).size, 30_000);
+    assert.ok(sink.received.every((r) => r.status !== 413), "no POST over the limit");
+  });
+
   test("a lone request's exposures are sent within the batching window", async () => {
     const start = Date.now();
     await w.json("/v1/assign?unit_id=lone-1&country=US");

@@ -134,7 +134,9 @@ export async function startSink({ statuses = [], port = 0, refuse = () => null }
         return message ? [{ index, code: "not_found", field: "experiment", message }] : [];
       });
       const allRefused = events.length > 0 && rejected.length === events.length;
-      const status = pending.length ? pending.shift() : allRefused ? 422 : 202;
+      // The control plane's MAX_BATCH_EVENTS: a bigger batch is a 413, stored nowhere.
+      const tooMany = events.length > 10_000;
+      const status = pending.length ? pending.shift() : tooMany ? 413 : allRefused ? 422 : 202;
       received.push({
         method: req.method, url: req.url, authorization: req.headers.authorization, body: parsed, status, at: Date.now(),
         messages: Number(req.headers["x-litmus-queue-messages"] ?? NaN),
