@@ -123,3 +123,6 @@ wasm=edge-worker/build/worker/index.wasm
 raw=$(wc -c <"$wasm")
 gz=$(gzip -9c "$wasm" | wc -c)
 printf 'wasm: %d bytes raw (%d KiB), %d bytes gzip -9 (%d KiB)\n' "$raw" $((raw / 1024)) "$gz" $((gz / 1024))
+# What Cloudflare would be sent and count against the size limit: wrangler's own figure.
+upload=$(wrangler deploy --dry-run --outdir "$work/dry-run" 2>&1 | grep -i 'total upload' || true)
+echo "wrangler deploy --dry-run: ${upload:-(no size line printed)}"

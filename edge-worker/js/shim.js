@@ -79,17 +79,17 @@ function fastAssign(request, env, ctx) {
     env.EVENTS !== undefined,
   );
   if (out === undefined) return undefined;
-  // "{status} {exposure bytes}\n{name}: {value}\n...\n\n{body}"
-  const split = out.indexOf("\n\n");
-  const lines = out.slice(0, split).split("\n");
+  // "{status} {exposure bytes}\n{name}: {value}\n..."; the body comes as UTF-8 bytes.
+  const lines = out.split("\n");
   const [status, bytes] = lines[0].split(" ").map(Number);
   const init = { status, headers: [["content-type", "application/json"]] };
-  for (let i = 1; i < lines.length; i++) {
+  for (let i = 1; i < lines.length - 1; i++) {
     const colon = lines[i].indexOf(": ");
     init.headers.push([lines[i].slice(0, colon), lines[i].slice(colon + 2)]);
   }
+  const body = imports.fast_take_body();
   if (bytes > 0) expose(imports.fast_take_exposures(), bytes, env, ctx);
-  return new Response(out.slice(split + 2), init);
+  return new Response(body, init);
 }
 
 export default {
