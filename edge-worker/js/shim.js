@@ -65,6 +65,9 @@ function isAssign(url, queryAt) {
   return end - start === 10 && url.startsWith("/v1/assign", start);
 }
 
+let lastHead = "";
+let lastInit = null;
+
 function fastAssign(request, env, ctx) {
   const url = request.url;
   const queryAt = url.indexOf("?");
@@ -79,15 +82,19 @@ function fastAssign(request, env, ctx) {
     env.EVENTS !== undefined,
   );
   if (out === undefined) return undefined;
-  // "{status} {exposure bytes}\n{name}: {value}\n..."; the body comes as UTF-8 bytes.
-  const lines = out.split("\n");
-  const [status, bytes] = lines[0].split(" ").map(Number);
-  const init = { status, headers: [["content-type", "application/json"]] };
-  for (let i = 1; i < lines.length - 1; i++) {
-    const colon = lines[i].indexOf(": ");
-    init.headers.push([lines[i].slice(0, colon), lines[i].slice(colon + 2)]);
+  // "{status}\n{name}: {value}\n...": most answers share one head, parsed once.
+  if (out !== lastHead) {
+    const lines = out.split("\n");
+    lastInit = { status: Number(lines[0]), headers: [["content-type", "application/json"]] };
+    for (let i = 1; i < lines.length - 1; i++) {
+      const colon = lines[i].indexOf(": ");
+      lastInit.headers.push([lines[i].slice(0, colon), lines[i].slice(colon + 2)]);
+    }
+    lastHead = out;
   }
+  const init = lastInit;
   const body = imports.fast_take_body();
+  const bytes = imports.fast_exposures_bytes();
   if (bytes > 0) expose(imports.fast_take_exposures(), bytes, env, ctx);
   return new Response(body, init);
 }

@@ -1,8 +1,9 @@
 //! `GET /v1/assign` and `POST /v1/assign`: answers from the cached config set through
 //! `litmus_shared::assign`, so the edge and the control plane agree bit for bit.
 
-use litmus_shared::{Assignment, Attributes, ConfigSet, Status, assign};
-use serde::Serialize;
+use std::rc::Rc;
+
+use litmus_shared::{Attributes, ConfigSet, Status, assign};
 use serde_json::Value;
 use worker::{Context, Request, Response};
 
@@ -11,6 +12,7 @@ use crate::config_cache;
 use crate::error::{ApiError, ApiResult};
 use crate::envelope;
 use crate::events;
+use crate::render::{self, Entry};
 use crate::state::{AppState, Vars};
 
 const COOKIE: &str = "litmus_uid";
@@ -121,31 +123,6 @@ pub fn parse_body(body: Value) -> ApiResult<Query> {
     Ok(Query { unit_id, attributes, experiments, expose })
 }
 
-/// An experiment the config set does not hold (or no config set at all): never an error, so a
-/// page asking for a not-yet-published experiment simply gets the safe default.
-#[derive(Debug, Serialize)]
-struct Missing<'a> {
-    experiment: &'a str,
-    variant_key: Option<&'a str>,
-    config_json: Option<&'a Value>,
-    in_experiment: bool,
-    reason: &'static str,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum Entry<'a> {
-    Known(Assignment<'a>),
-    Missing(Missing<'a>),
-}
-
-#[derive(Serialize)]
-struct Answer<'a> {
-    unit_id: &'a str,
-    config_version: Option<i64>,
-    assignments: Vec<Entry<'a>>,
-}
-
 /// An answer, ready to send: what both the workers-rs route and the JavaScript fast path
 /// (`fast.rs`) turn into a response.
 pub struct Prepared {
@@ -161,7 +138,7 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
     let cookie = req.headers().get("cookie").ok().flatten();
     let https = req.inner().url().starts_with("https:");
     let set = config_cache::current(state).await;
-    let prepared = prepare(state, set.as_deref(), q, cookie.as_deref(), https)?;
+    let prepared = prepare(state, set.as_ref(), q, cookie.as_deref(), https)?;
     if let Some(message) = prepared.exposures {
         events::enqueue(state, ctx, vec![message], false).await?;
     }
@@ -176,7 +153,7 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
 
 /// Everything about an answer that needs no I/O: the unit (given, from the cookie, or minted),
 /// the checks, the assignments, the body and the exposures message.
-pub fn prepare(vars: &Vars, set: Option<&ConfigSet>, q: Query, cookie: Option<&str>, https: bool) -> ApiResult<Prepared> {
+pub fn prepare(vars: &Vars, set: Option<&Rc<ConfigSet>>, q: Query, cookie: Option<&str>, https: bool) -> ApiResult<Prepared> {
     let (unit_id, minted) = match q.unit_id {
         Some(id) => (id, false),
         None => match cookie.and_then(cookie_id) {
@@ -204,14 +181,14 @@ pub fn prepare(vars: &Vars, set: Option<&ConfigSet>, q: Query, cookie: Option<&s
         None => None,
     };
 
-    let assignments = evaluate(set, keys.as_deref(), &unit_id, &q.attributes);
+    let assignments = evaluate(set.map(|s| &**s), keys.as_deref(), &unit_id, &q.attributes);
     // One message for all the exposures of this answer; the request's attributes travel with
     // them once, for segment breakdowns centrally.
     let exposures = if q.expose {
         let exposed: Vec<[&str; 2]> = assignments
             .iter()
             .filter_map(|a| match a {
-                Entry::Known(a) if a.in_experiment => Some([a.experiment, a.variant_key]),
+                Entry::Known(a, _) if a.in_experiment => Some([a.experiment, a.variant_key]),
                 _ => None,
             })
             .collect();
@@ -226,8 +203,7 @@ pub fn prepare(vars: &Vars, set: Option<&ConfigSet>, q: Query, cookie: Option<&s
     } else {
         None
     };
-    let body = serde_json::to_string(&Answer { unit_id: &unit_id, config_version: set.map(|s| s.version), assignments })
-        .map_err(|e| ApiError::internal("serializing the answer", e))?;
+    let body = render::answer(&unit_id, set, &assignments);
 
     // Answers are per unit: no shared cache may keep them.
     let mut headers = vec![("cache-control", "private, no-store".to_owned())];
@@ -244,22 +220,22 @@ fn evaluate<'a>(
     unit_id: &str,
     attributes: &Attributes,
 ) -> Vec<Entry<'a>> {
-    let missing = |key: &'a str, reason| {
-        Entry::Missing(Missing { experiment: key, variant_key: None, config_json: None, in_experiment: false, reason })
-    };
+    let missing = |experiment: &'a str, reason| Entry::Missing { experiment, reason };
     match (set, keys) {
         (Some(set), Some(keys)) => keys
             .iter()
-            .map(|k| match set.get(k) {
-                Some(e) => Entry::Known(assign(e, unit_id, attributes)),
+            // `ConfigSet::get`'s rule (key or id), keeping the index for the body's fragments.
+            .map(|k| match set.experiments.iter().position(|e| e.key == *k || e.id.as_deref() == Some(k)) {
+                Some(i) => Entry::Known(assign(&set.experiments[i], unit_id, attributes), i),
                 None => missing(k, "unknown_experiment"),
             })
             .collect(),
         (Some(set), None) => set
             .experiments
             .iter()
-            .filter(|e| e.status == Status::Running)
-            .map(|e| Entry::Known(assign(e, unit_id, attributes)))
+            .enumerate()
+            .filter(|(_, e)| e.status == Status::Running)
+            .map(|(i, e)| Entry::Known(assign(e, unit_id, attributes), i))
             .collect(),
         (None, Some(keys)) => keys.iter().map(|k| missing(k, "no_config")).collect(),
         (None, None) => Vec::new(),

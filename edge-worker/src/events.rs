@@ -173,12 +173,8 @@ pub async fn enqueue(state: &AppState, ctx: &Context, messages: Vec<String>, wai
         None => {
             let (url, token) = (state.control_plane_url.clone(), state.ingest_token.clone());
             ctx.wait_until(async move {
-                let bodies: Vec<Value> = messages
-                    .into_iter()
-                    .filter_map(|m| serde_json::from_str(&m).ok())
-                    .filter_map(|m| envelope::expand(m).ok())
-                    .flatten()
-                    .collect();
+                let bodies: Vec<String> =
+                    messages.iter().filter_map(|m| envelope::expand_text(m).ok()).flatten().collect();
                 match post_batch(url.as_deref(), token.as_deref(), &bodies, 0).await {
                     Ok((status, _)) if (200..300).contains(&status) => {}
                     Ok((status, _)) => worker::console_error!(
@@ -212,14 +208,23 @@ async fn send_to_queue(queue: &worker::Queue, messages: &[String]) -> worker::Re
 
 /// POSTs `{"events":[...]}` to the control plane's batch endpoint; its status and body on an answer.
 /// `messages`: how many queue messages the events came from (a header, for operators and the bench).
-async fn post_batch(base: Option<&str>, token: Option<&str>, events: &[Value], messages: usize) -> Result<(u16, String), String> {
+async fn post_batch(base: Option<&str>, token: Option<&str>, events: &[String], messages: usize) -> Result<(u16, String), String> {
     let base = base.ok_or("CONTROL_PLANE_URL is not set")?;
     let token = token.ok_or("INGEST_TOKEN is not set")?;
     let headers = Headers::new();
     headers.set("content-type", "application/json").map_err(|e| e.to_string())?;
     headers.set("authorization", &format!("Bearer {token}")).map_err(|e| e.to_string())?;
     headers.set("x-litmus-queue-messages", &messages.to_string()).map_err(|e| e.to_string())?;
-    let body = serde_json::to_string(&json!({ "events": events })).map_err(|e| e.to_string())?;
+    // The events are JSON texts already (envelope::expand_text).
+    let mut body = String::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 16);
+    body.push_str(r#"{"events":["#);
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(e);
+    }
+    body.push_str("]}");
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
     let req = Request::new_with_init(&format!("{base}/api/v1/events/batch"), &init).map_err(|e| e.to_string())?;
@@ -292,7 +297,7 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
     if !refused.is_empty() {
         let parked: Vec<String> = refused
             .iter()
-            .filter_map(|(i, reason)| serde_json::to_string(&json!({"event": bodies[*i], "rejected": reason})).ok())
+            .filter_map(|(i, reason)| Some(format!(r#"{{"event":{},"rejected":{}}}"#, bodies[*i], serde_json::to_string(reason).ok()?)))
             .collect();
         if let Err(e) = dead_letter(state, &parked).await {
             // Not lost: redelivered, refused and parked again later.

@@ -7,6 +7,7 @@
 //! - [`events`]: `POST /v1/events`, exposures, and forwarding to the control plane (queue consumer).
 //! - [`publish`]: `PUT /v1/admin/config`.
 //! - [`fast`]: `GET /v1/assign` for the JavaScript entry (`js/shim.js`), past workers-rs.
+//! - [`render`]: the `/v1/assign` body, from fragments rendered once per config set.
 //! - [`body`], [`cors`], [`error`]: request and response shaping shared by the routes.
 
 pub mod assign;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod fast;
 pub mod publish;
+pub mod render;
 pub mod state;
 
 use serde_json::json;
