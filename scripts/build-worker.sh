@@ -59,5 +59,17 @@ rm -f "$OUT/.litmus-profile"
 # Our entry instead of worker-build's default one (which also makes worker-build lay the output
 # out as index.js -> worker/shim.mjs + worker/index.wasm).
 CUSTOM_SHIM="$ROOT/edge-worker/js/shim.js" worker-build "$profile" "$@"
+if [ "$profile" = "--release" ]; then
+  # worker-build keeps the function-name section (82 KB, a quarter of the gzipped upload);
+  # release drops it (Cloudflare then shows wasm frames by index). Profiling builds keep it:
+  # WORKER_BUILD_PROFILE=--profiling scripts/build-worker.sh, for edge-worker/bench/profile.mjs.
+  features=()
+  for f in mutable-globals sign-ext nontrapping-float-to-int bulk-memory multivalue reference-types exception-handling; do
+    features+=("--enable-$f")
+  done
+  "$WASM_OPT_BIN" "$WASM" "${features[@]}" --strip-debug --strip-producers -o "$WASM.stripped"
+  mv "$WASM.stripped" "$WASM"
+fi
+rm -f "$OUT/index_bg.wasm"   # the layout before our own entry
 echo "$profile" >"$OUT/.litmus-profile"
 ls -l "$WASM" | awk '{printf "build-worker.sh: worker/index.wasm %d bytes\n", $5}'
