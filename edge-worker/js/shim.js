@@ -65,32 +65,35 @@ function isAssign(url, queryAt) {
   return end - start === 10 && url.startsWith("/v1/assign", start);
 }
 
-let lastHead = "";
+/** Mirrors src/fast.rs NEW_HEAD. */
+const NEW_HEAD = 1 << 16;
+const UNIT_ID = /(?:^|&)unit_id=/;
 let lastInit = null;
 
 function fastAssign(request, env, ctx) {
   const url = request.url;
   const queryAt = url.indexOf("?");
   if (!isAssign(url, queryAt)) return undefined;
+  const query = queryAt < 0 ? "" : url.slice(queryAt + 1);
   const headers = request.headers;
-  const out = imports.fast_assign_get(
-    queryAt < 0 ? "" : url.slice(queryAt + 1),
-    headers.get("cookie") ?? undefined,
+  const answer = imports.fast_assign_get(
+    query,
+    // The cookie only matters without a unit_id (a literal `unit_id=` parameter is one).
+    UNIT_ID.test(query) ? undefined : headers.get("cookie") ?? undefined,
     headers.get("origin") ?? undefined,
     url.startsWith("https:"),
     Date.now(),
     env.EVENTS !== undefined,
   );
-  if (out === undefined) return undefined;
-  // "{status}\n{name}: {value}\n...": most answers share one head, parsed once.
-  if (out !== lastHead) {
-    const lines = out.split("\n");
+  if (answer === 0) return undefined;
+  if (answer & NEW_HEAD) {
+    // "{status}\n{name}: {value}\n...": most answers share one head, parsed once.
+    const lines = imports.fast_take_head().split("\n");
     lastInit = { status: Number(lines[0]), headers: [["content-type", "application/json"]] };
     for (let i = 1; i < lines.length - 1; i++) {
       const colon = lines[i].indexOf(": ");
       lastInit.headers.push([lines[i].slice(0, colon), lines[i].slice(colon + 2)]);
     }
-    lastHead = out;
   }
   const init = lastInit;
   const body = imports.fast_take_body();

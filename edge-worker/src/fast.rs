@@ -26,13 +26,13 @@ thread_local! {
     // The body and the exposures message of the last answer, until the shim takes them.
     static BODY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static EXPOSURES: RefCell<Option<String>> = const { RefCell::new(None) };
+    // The head of the last answer, which the shim holds as headers already.
+    static HEAD: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// The head of the answer to `GET /v1/assign?{query}`: `"{status}\n"` then header lines
-/// `"{name}: {value}\n"` (the same text for most answers: the shim parses it once); `None`: take
-/// the workers-rs road. The body follows
-/// as bytes ([`fast_take_body`]): handed to `Response` as they are, where a string would be
-/// decoded to UTF-16 here and encoded back to UTF-8 there (a tenth of the isolate's time).
+/// Answers `GET /v1/assign?{query}`: `0` = take the workers-rs road; otherwise the status, plus
+/// [`NEW_HEAD`] when the head differs from the last answer's (then [`fast_take_head`] gives it).
+/// Most answers share one head, so the shim builds its headers once, not per request.
 #[wasm_bindgen]
 pub fn fast_assign_get(
     query: &str,
@@ -41,9 +41,9 @@ pub fn fast_assign_get(
     https: bool,
     now_ms: f64,
     queue_bound: bool,
-) -> Option<String> {
-    let vars = state::vars()?;
-    let set = config_cache::fresh(now_ms, vars.config_ttl_ms)?;
+) -> u32 {
+    let Some(vars) = state::vars() else { return 0 };
+    let Some(set) = config_cache::fresh(now_ms, vars.config_ttl_ms) else { return 0 };
     let prepared = assign::parse_query(query).and_then(|q| {
         if q.expose && !queue_bound {
             return Ok(None);
@@ -51,11 +51,21 @@ pub fn fast_assign_get(
         assign::prepare(&vars, set.as_ref(), q, cookie.as_deref(), https).map(Some)
     });
     let prepared = match prepared {
-        Ok(None) => return None,
+        Ok(None) => return 0,
         Ok(Some(p)) => Ok(p),
         Err(e) => Err(e),
     };
-    Some(render(prepared, &vars.allowed_origins.headers_for(origin.as_deref())))
+    render(prepared, &vars.allowed_origins.headers_for(origin.as_deref()))
+}
+
+/// Set in [`fast_assign_get`]'s result when the head changed.
+pub const NEW_HEAD: u32 = 1 << 16;
+
+/// The head of the answer [`fast_assign_get`] just gave: `"{status}\n"`, then header lines
+/// `"{name}: {value}\n"` (besides `content-type`).
+#[wasm_bindgen]
+pub fn fast_take_head() -> String {
+    HEAD.with_borrow(String::clone)
 }
 
 /// The body of the answer [`fast_assign_get`] just gave, once.
@@ -76,7 +86,7 @@ pub fn fast_take_exposures() -> Option<String> {
     EXPOSURES.take()
 }
 
-fn render(prepared: ApiResult<assign::Prepared>, cors: &[(&'static str, String)]) -> String {
+fn render(prepared: ApiResult<assign::Prepared>, cors: &[(&'static str, String)]) -> u32 {
     let (status, body, headers) = match prepared {
         Ok(p) => {
             EXPOSURES.set(p.exposures);
@@ -94,5 +104,13 @@ fn render(prepared: ApiResult<assign::Prepared>, cors: &[(&'static str, String)]
     for (name, value) in headers.iter().chain(cors) {
         let _ = writeln!(head, "{name}: {value}");
     }
-    head
+    let changed = HEAD.with_borrow_mut(|last| {
+        if *last == head {
+            false
+        } else {
+            *last = head;
+            true
+        }
+    });
+    u32::from(status) | if changed { NEW_HEAD } else { 0 }
 }
