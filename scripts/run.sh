@@ -73,14 +73,19 @@ fi
 
 phase "control plane build"
 cargo build --locked --profile server -p litmus-control-plane
-"${CARGO_TARGET_DIR:-target}/server/litmus-control-plane" &
-pids+=($!)
-wait_for "http://$LITMUS_ADDR/health" 60
 
+# The edge first: the control plane publishes the running experiments as it starts, and an edge
+# still building would put that first publish into its retry backoff (up to 30 s with no config
+# at the edge). Events the edge forwards before the control plane listens wait in the queue.
 phase "edge worker (wrangler dev builds it first)"
 with_node wrangler dev --ip 127.0.0.1 --port "$EDGE_PORT" --log-level warn &
 pids+=($!)
-wait_for "http://127.0.0.1:$EDGE_PORT/v1/health" 300
+wait_for "http://127.0.0.1:$EDGE_PORT/v1/health" 600
+
+phase "control plane"
+"${CARGO_TARGET_DIR:-target}/server/litmus-control-plane" &
+pids+=($!)
+wait_for "http://$LITMUS_ADDR/health" 60
 
 data=""; [ -n "$PGDIR" ] && data="    data           $PGDIR  (kept between runs; make wipe-data deletes it)
 "
