@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Events for the README's walk-through, as `POST /api/v1/events/batch` takes them.
+
+    python3 scripts/walkthrough-events.py checkout_cta > events.json
+    python3 scripts/walkthrough-events.py ranker > ranker-events.json
+
+Deterministic (a fixed seed), so the README's numbers come out the same on every run:
+- checkout_cta (variants blue, green): 2000 units exposed, about 12 % of blue and 14 % of green
+  buy; each purchase is a `purchase` conversion and an `order_value` metric (around 100).
+- ranker (a bandit with arms m1, m2, m3): 1000 requests per arm, `click` conversions at about
+  10 %, 14 % and 15 %.
+Every event has an `event_id` derived from its content, so sending the file twice stores it once.
+"""
+import json
+import random
+import sys
+import uuid
+
+NAMESPACE = uuid.UUID("6f1d3c9e-1f4b-4c59-9a51-3f7e2b1c0d8a")
+
+
+def event(kind, experiment, unit, variant, **extra):
+    e = {"kind": kind, "experiment": experiment, "unit_id": unit, "variant_key": variant, **extra}
+    e["event_id"] = str(uuid.uuid5(NAMESPACE, json.dumps(e, sort_keys=True)))
+    return e
+
+
+def checkout_cta(rng):
+    events = []
+    for i in range(2000):
+        unit = f"shopper-{i:04d}"
+        variant = rng.choice(["blue", "green"])
+        events.append(event("exposure", "checkout_cta", unit, variant))
+        if rng.random() < (0.12 if variant == "blue" else 0.14):
+            events.append(event("conversion", "checkout_cta", unit, variant, metric="purchase"))
+            value = round(max(5.0, rng.gauss(101.0 if variant == "blue" else 103.5, 26.0)), 2)
+            events.append(event("metric", "checkout_cta", unit, variant, metric="order_value", value=value))
+    return events
+
+
+def ranker(rng):
+    events = []
+    for arm, rate in (("m1", 0.10), ("m2", 0.14), ("m3", 0.15)):
+        for i in range(1000):
+            unit = f"req-{arm}-{i:04d}"
+            events.append(event("exposure", "ranker", unit, arm))
+            if rng.random() < rate:
+                events.append(event("conversion", "ranker", unit, arm, metric="click"))
+    return events
+
+
+def main():
+    which = sys.argv[1] if len(sys.argv) > 1 else ""
+    makers = {"checkout_cta": checkout_cta, "ranker": ranker}
+    if which not in makers:
+        sys.exit(f"usage: {sys.argv[0]} checkout_cta|ranker > events.json")
+    json.dump({"events": makers[which](random.Random(7))}, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
