@@ -340,6 +340,25 @@ describe("one queue message per request", () => {
     assert.ok(sink.received.every((r) => r.status !== 413), "no POST over the limit");
   });
 
+  test("a burst bigger than one queue message is split, every exposure delivered", async () => {
+    // 60 requests whose attributes are ~3.5 KB each: ~210 KB of exposures within one window,
+    // more than a message takes (128 KB), so the batch is sent in more than one message.
+    const big = "x".repeat(3500);
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => w.json(`/v1/assign?unit_id=big-${i}&country=US&note=${big}`)),
+    );
+    assert.ok(answers.every((a) => a.status === 200));
+    const got = await waitFor(() => {
+      const e = sink.delivered().filter((x) => x.unit_id.startsWith("big-"));
+      return e.length >= 4 * 60 ? e : null;
+    }, { what: "every exposure of the burst" });
+    assert.equal(new Set(got.map((e) => e.event_id)).size, 4 * 60);
+    assert.ok(got.every((e) => e.attributes?.note === big));
+    const posts = sink.received.filter((r) => r.body?.events?.some((x) => x.unit_id.startsWith("big-")));
+    const messages = posts.reduce((n, r) => n + r.messages, 0);
+    assert.ok(messages >= 3, `${messages} messages for ~210 KB of exposures`);
+  });
+
   test("a lone request's exposures are sent within the batching window", async () => {
     const start = Date.now();
     await w.json("/v1/assign?unit_id=lone-1&country=US");
