@@ -224,8 +224,8 @@ fn evaluate<'a>(
     match (set, keys) {
         (Some(set), Some(keys)) => keys
             .iter()
-            // `ConfigSet::get`'s rule (key or id), keeping the index for the body's fragments.
-            .map(|k| match set.experiments.iter().position(|e| e.key == *k || e.id.as_deref() == Some(k)) {
+            // The index, not only the experiment: the body's fragments are kept by index.
+            .map(|k| match set.position(k) {
                 Some(i) => Entry::Known(assign(&set.experiments[i], unit_id, attributes), i),
                 None => missing(k, "unknown_experiment"),
             })

@@ -216,15 +216,7 @@ async fn post_batch(base: Option<&str>, token: Option<&str>, events: &[String], 
     headers.set("authorization", &format!("Bearer {token}")).map_err(|e| e.to_string())?;
     headers.set("x-litmus-queue-messages", &messages.to_string()).map_err(|e| e.to_string())?;
     // The events are JSON texts already (envelope::expand_text).
-    let mut body = String::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 16);
-    body.push_str(r#"{"events":["#);
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            body.push(',');
-        }
-        body.push_str(e);
-    }
-    body.push_str("]}");
+    let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
     let req = Request::new_with_init(&format!("{base}/api/v1/events/batch"), &init).map_err(|e| e.to_string())?;

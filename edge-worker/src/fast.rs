@@ -50,11 +50,7 @@ pub fn fast_assign_get(
         }
         assign::prepare(&vars, set.as_ref(), q, cookie.as_deref(), https).map(Some)
     });
-    let prepared = match prepared {
-        Ok(None) => return 0,
-        Ok(Some(p)) => Ok(p),
-        Err(e) => Err(e),
-    };
+    let Some(prepared) = prepared.transpose() else { return 0 };
     render(prepared, &vars.allowed_origins.headers_for(origin.as_deref()))
 }
 

@@ -174,7 +174,12 @@ pub struct ConfigSet {
 
 impl ConfigSet {
     pub fn get(&self, key_or_id: &str) -> Option<&Experiment> {
-        self.experiments.iter().find(|e| e.key == key_or_id || e.id.as_deref() == Some(key_or_id))
+        self.position(key_or_id).map(|i| &self.experiments[i])
+    }
+
+    /// Where [`get`](Self::get) finds `key_or_id` (by key or by id) in `experiments`.
+    pub fn position(&self, key_or_id: &str) -> Option<usize> {
+        self.experiments.iter().position(|e| e.key == key_or_id || e.id.as_deref() == Some(key_or_id))
     }
 }
 
@@ -210,6 +215,20 @@ mod tests {
         assert_eq!(e.salt(), "checkout");
         assert!(e.targeting.is_empty());
         assert_eq!(e.control().map(|v| v.key.as_str()), Some("a"));
+    }
+
+    #[test]
+    fn a_set_finds_experiments_by_key_or_id() {
+        let set = ConfigSet {
+            version: 1,
+            published_at: None,
+            experiments: vec![exp(base()).expect("valid"), exp(with(json!({"key":"pricing","id":"0192-p"}))).expect("valid")],
+        };
+        assert_eq!(set.position("checkout"), Some(0));
+        assert_eq!(set.position("pricing"), Some(1));
+        assert_eq!(set.position("0192-p"), Some(1));
+        assert_eq!(set.position("nope"), None);
+        assert_eq!(set.get("0192-p").map(|e| e.key.as_str()), Some("pricing"));
     }
 
     #[test]
