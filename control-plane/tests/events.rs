@@ -103,6 +103,55 @@ async fn batch_lands_the_good_and_names_the_bad(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn exposure_groups_land_as_their_events_numbered_after_events(db: PgPool) {
+    let app = App::new(db.clone());
+    running(&app).await;
+    let id = "0193a8f2-7c4e-7b21-9f3a-5d6e7f809102";
+    let group = |unit: &str, id: &str, pairs: Value| json!({"id": id, "unit_id": unit, "ts": "2026-01-01T00:05:00Z",
+        "attributes": {"country": "DE"}, "exposures": pairs});
+    let mut order = metric("u1", "model_a", 2.0, "2026-01-01T00:06:00Z");
+    order["event_id"] = json!("order-1");
+    let body = json!({
+        "events": [order],
+        "exposures": [
+            group("u1", id, json!([["model_ranking", "model_a"], ["ghost", "model_a"]])),
+            group("u2", "0193a8f2-7c4e-7b21-9f3a-5d6e7f809202", json!([])),
+            group("u3", "0193a8f2-7c4e-7b21-9f3a-5d6e7f809302", json!([["model_ranking", "model_z"], ["model_ranking", "model_b"]])),
+        ],
+    });
+    let r = app.post("/api/v1/events/batch", body.clone()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let v = r.json();
+    assert_eq!((v["accepted"].as_u64(), v["duplicates"].as_u64()), (Some(3), Some(0)));
+    let rejected: Vec<(u64, String)> = v["rejected"].as_array().expect("rejected").iter()
+        .map(|x| (x["index"].as_u64().unwrap_or(99), x["field"].as_str().unwrap_or("").to_owned())).collect();
+    assert_eq!(rejected, [(2, "exposures[0].exposures[1].experiment".to_owned()), (3, "exposures[2].exposures[0].variant_key".to_owned())]);
+    // Ids are the group's, its position folded in (litmus_shared::exposures::nth_id), and the
+    // attributes travel with each event.
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT event_id, unit_id, attributes->>'country' FROM events WHERE kind = 1 ORDER BY unit_id, event_id").fetch_all(&db).await.expect("rows");
+    assert_eq!(rows, [
+        (id.to_owned(), "u1".to_owned(), Some("DE".to_owned())),
+        ("0193a8f2-7c4e-7b21-9f3a-5d6e7f809303".to_owned(), "u3".to_owned(), Some("DE".to_owned())),
+    ]);
+    // Redelivered, nothing new.
+    let again = app.post("/api/v1/events/batch", body).await.json();
+    assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(3)));
+
+    // A malformed group refuses the body, naming the member; nothing lands.
+    let bad = app.post("/api/v1/events/batch", json!({"exposures": [group("u9", id, json!([["model_ranking"]]))]})).await;
+    assert_eq!(bad.error(422).1.as_deref(), Some("exposures[0].exposures[0]"));
+    let bad = app.post("/api/v1/events/batch", json!({"exposures": [{"unit_id": "u9"}]})).await;
+    assert_eq!(bad.error(422).1.as_deref(), Some("exposures[0]"));
+    // The 10 000-event bound counts a group's exposures.
+    let pairs: Vec<Value> = (0..100).map(|_| json!(["model_ranking", "model_a"])).collect();
+    let groups: Vec<Value> = (0..101).map(|i| group(&format!("u{i}"), id, json!(pairs))).collect();
+    assert_eq!(app.post("/api/v1/events/batch", json!({"exposures": groups})).await.error(413).0, "payload_too_large");
+    let (events,): (i64,) = sqlx::query_as("SELECT count(*) FROM events").fetch_one(&db).await.expect("count");
+    assert_eq!(events, 3);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn a_partly_redelivered_batch_lands_only_its_new_events(db: PgPool) {
     let app = App::new(db.clone());
     running(&app).await;

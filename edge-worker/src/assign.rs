@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use litmus_shared::exposures::ExposureGroup;
 use litmus_shared::{Attributes, ConfigSet, Status, assign};
 use serde_json::Value;
 use worker::{Context, Request, Response};
@@ -10,7 +11,6 @@ use worker::{Context, Request, Response};
 use crate::body;
 use crate::config_cache;
 use crate::error::{ApiError, ApiResult};
-use crate::envelope;
 use crate::events;
 use crate::render::{self, Entry};
 use crate::state::{AppState, Vars};
@@ -197,7 +197,7 @@ pub fn prepare(vars: &Vars, set: Option<&Rc<ConfigSet>>, q: Query, cookie: Optio
         } else {
             let (id, ts) = (events::event_uuid(), events::now_rfc3339());
             let attributes = events::storable_segment(&q.attributes).then_some(&q.attributes);
-            let message = envelope::Exposures { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed };
+            let message = ExposureGroup { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed };
             Some(serde_json::to_string(&message).map_err(|e| ApiError::internal("serializing exposures", e))?)
         }
     } else {

@@ -2,143 +2,161 @@
 //!
 //! Cloudflare Queues bill about three operations per message (write, read, delete), so a page
 //! view exposed to 20 experiments must not be 20 messages. An `/v1/assign` request becomes one
-//! message carrying the unit, its attributes and time once, and `[experiment, variant]` pairs;
-//! a `/v1/events` request becomes one message per ~100 KB of events. The consumer expands them
-//! back into the batch endpoint's events ([`expand`]).
+//! exposure group ([`litmus_shared::exposures`]: the unit, its attributes and time once, and
+//! `[experiment, variant]` pairs); a `/v1/events` request becomes one message per ~100 KB of
+//! events. The JavaScript entry sends the groups of a short window as one message, one per line.
 //!
-//! Event ids stay unique and idempotent end to end: a request mints one UUIDv7 and each of its
-//! exposures gets that id with its position folded into the last bits ([`nth_id`]), computed the
-//! same way on every redelivery. Messages in the older one-event-per-message form (still in a
-//! queue across a deploy) expand to themselves.
+//! The consumer forwards groups as they are (`{"exposures":[...]}` on the batch endpoint, which
+//! expands them) and events as events ([`read_text`], [`chunks`]). Messages in the older
+//! one-event-per-message form (still in a queue across a deploy) forward as themselves.
 //!
 //! Pure, so that it is tested natively.
 
-use serde::{Deserialize, Serialize};
+use litmus_shared::exposures;
+use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 /// Cloudflare Queues take messages up to 128 KB; events beyond this start a new message.
 pub const MAX_MESSAGE_BYTES: usize = 100 * 1024;
 
-/// The message an `/v1/assign` request produces.
-#[derive(Debug, Serialize)]
-pub struct Exposures<'a> {
-    /// The request's UUIDv7; exposure `i` has id [`nth_id`]`(id, i)`.
-    pub id: &'a str,
-    pub unit_id: &'a str,
-    pub ts: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<&'a Map<String, Value>>,
-    /// `[experiment, variant_key]`, in answer order.
-    pub exposures: Vec<[&'a str; 2]>,
+/// One thing to forward: an event, as the JSON text the batch endpoint takes in `events`, or an
+/// exposure group, as its text, with the number of events it stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Event(String),
+    Group(String, usize),
 }
 
-/// The id of the `i`-th exposure of a request whose id is `id` (a UUID in text form): the last
-/// three hex digits XOR `i`, so ids within a request differ and each stays a valid UUIDv7.
-/// A request answers at most 100 experiments, far below the 4096 this leaves room for.
-pub fn nth_id(id: &str, i: usize) -> String {
-    let (head, tail) = id.split_at(id.len().saturating_sub(3));
-    match u16::from_str_radix(tail, 16) {
-        Ok(last) if tail.len() == 3 => format!("{head}{:03x}", last ^ (i as u16 & 0xfff)),
-        // Not a UUID (never minted here): an explicit suffix still keeps the ids apart.
-        _ => format!("{id}.{i}"),
+impl Item {
+    /// How many events the control plane counts for it.
+    pub fn events(&self) -> usize {
+        match self {
+            Item::Event(_) => 1,
+            Item::Group(_, n) => *n,
+        }
     }
 }
 
-/// The events of a text queue message, each as the JSON text the control plane's batch endpoint
-/// takes: one envelope, or several, one per line (the JavaScript entry sends the exposures of
-/// every request of a short window as one message). A message is read whole or not at all: a
-/// line this worker never wrote makes the message unreadable (redelivering it cannot help).
+/// What a text queue message holds: one envelope, or several, one per line (the JavaScript entry
+/// sends the exposure groups of every request of a short window as one message). A message is
+/// read whole or not at all: a line this worker never wrote makes the message unreadable
+/// (redelivering it cannot help).
 ///
-/// Events are written as text straight from the envelope's text, never built as `Value` maps: the
-/// consumer shares the isolate with `/v1/assign`, and maps, their clones of the attributes and
-/// their serialization were a fifth of its time under load.
-pub fn expand_text(text: &str) -> Result<Vec<String>, &'static str> {
-    let mut events = Vec::new();
+/// Nothing is rebuilt: groups and events keep their text. The consumer shares the isolate with
+/// `/v1/assign`; expanding groups into events there (attributes copied into each) was the
+/// largest cost of forwarding.
+pub fn read_text(text: &str) -> Result<Vec<Item>, &'static str> {
+    let mut items = Vec::new();
     let mut any = false;
     for envelope in serde_json::Deserializer::from_str(text).into_iter::<&RawValue>() {
-        expand_into(envelope.map_err(|_| "not JSON")?, &mut events)?;
+        read_into(envelope.map_err(|_| "not JSON")?, &mut items)?;
         any = true;
     }
-    if any { Ok(events) } else { Err("empty") }
+    if any { Ok(items) } else { Err("empty") }
 }
 
-/// The members an envelope may have; each kept as its JSON text.
+/// Which kind of envelope: only the members that tell them apart, each kept as its JSON text.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow, default)]
-    exposures: Option<Vec<(&'a RawValue, &'a RawValue)>>,
+    exposures: Option<&'a RawValue>,
     #[serde(borrow, default)]
     events: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    unit_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    ts: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    attributes: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     kind: Option<&'a RawValue>,
-}
-
-fn is_string(raw: &RawValue) -> bool {
-    raw.get().starts_with('"')
 }
 
 fn is_object(raw: &RawValue) -> bool {
     raw.get().starts_with('{')
 }
 
-fn expand_into(raw: &RawValue, out: &mut Vec<String>) -> Result<(), &'static str> {
+fn read_into(raw: &RawValue, out: &mut Vec<Item>) -> Result<(), &'static str> {
     if !is_object(raw) {
         return Err("not a JSON object");
     }
     let e: Envelope = serde_json::from_str(raw.get()).map_err(|_| "an envelope member has the wrong type")?;
-    if let Some(pairs) = e.exposures {
-        let unreadable = "an exposures message needs id, unit_id and ts";
-        let (Some(id), Some(unit_id), Some(ts)) = (e.id, e.unit_id.filter(|r| is_string(r)), e.ts.filter(|r| is_string(r)))
-        else {
-            return Err(unreadable);
-        };
-        let id: String = serde_json::from_str(id.get()).map_err(|_| unreadable)?;
-        let attributes = e.attributes.filter(|a| is_object(a)).map(RawValue::get);
-        out.reserve(pairs.len());
-        for (i, (experiment, variant)) in pairs.into_iter().enumerate() {
-            if !is_string(experiment) || !is_string(variant) {
-                return Err("an exposure is not [experiment, variant_key]");
-            }
-            let event_id = serde_json::to_string(&nth_id(&id, i)).map_err(|_| unreadable)?;
-            let mut event = format!(
-                r#"{{"kind":"exposure","experiment":{},"unit_id":{},"variant_key":{},"event_id":{event_id},"ts":{}"#,
-                experiment.get(),
-                unit_id.get(),
-                variant.get(),
-                ts.get()
-            );
-            if let Some(a) = attributes {
-                event.push_str(r#","attributes":"#);
-                event.push_str(a);
-            }
-            event.push('}');
-            out.push(event);
-        }
+    if e.exposures.is_some() {
+        let n = exposures::count(raw.get()).map_err(|_| "an exposure group that is not id, unit_id, ts and [experiment, variant_key] pairs")?;
+        out.push(Item::Group(raw.get().to_owned(), n));
         return Ok(());
     }
     if let Some(events) = e.events {
         if !events.iter().all(|e| is_object(e)) {
             return Err("an event is not an object");
         }
-        out.extend(events.into_iter().map(|e| e.get().to_owned()));
+        out.extend(events.into_iter().map(|e| Item::Event(e.get().to_owned())));
         return Ok(());
     }
     // The one-event-per-message form of earlier versions.
     if e.kind.is_some() {
-        out.push(raw.get().to_owned());
+        out.push(Item::Event(raw.get().to_owned()));
         Ok(())
     } else {
         Err("neither exposures, events nor an event")
     }
+}
+
+/// One POST to the batch endpoint: `{"events":[...],"exposures":[...]}`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Chunk {
+    events: Vec<String>,
+    groups: Vec<String>,
+    /// Events the control plane will count: the events plus every group's exposures.
+    pub count: usize,
+}
+
+impl Chunk {
+    /// The request body. Without groups, `{"events":[...]}` alone, as earlier control planes take it.
+    pub fn body(&self) -> String {
+        let mut body = format!(r#"{{"events":[{}]"#, self.events.join(","));
+        if !self.groups.is_empty() {
+            body.push_str(r#","exposures":["#);
+            body.push_str(&self.groups.join(","));
+            body.push(']');
+        }
+        body.push('}');
+        body
+    }
+
+    /// The event the control plane numbers `index` in this body (`rejected[].index`): the events
+    /// first, then each group's exposures in order. Groups are expanded only here, when an
+    /// event was refused.
+    pub fn event(&self, index: usize) -> Option<String> {
+        if let Some(e) = self.events.get(index) {
+            return Some(e.clone());
+        }
+        let mut rest = index - self.events.len();
+        for g in &self.groups {
+            let events = exposures::expand(g).ok()?;
+            if rest < events.len() {
+                return events.into_iter().nth(rest);
+            }
+            rest -= events.len();
+        }
+        None
+    }
+}
+
+/// Splits items into POSTs of at most `max` events each (a group is never split; one larger than
+/// `max` travels alone).
+pub fn chunks(items: Vec<Item>, max: usize) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let mut current = Chunk::default();
+    for item in items {
+        let n = item.events();
+        if current.count > 0 && current.count + n > max {
+            out.push(std::mem::take(&mut current));
+        }
+        current.count += n;
+        match item {
+            Item::Event(e) => current.events.push(e),
+            Item::Group(g, _) => current.groups.push(g),
+        }
+    }
+    if current.count > 0 || !current.groups.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 /// Splits already-serialized events into message bodies `{"events":[...]}` of at most
@@ -169,113 +187,79 @@ pub fn pack_events(events: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-    use std::collections::BTreeSet;
+    use litmus_shared::exposures::{ExposureGroup, nth_id};
+    use serde_json::{Value, json};
 
     const ID: &str = "0192f5c4-1b2a-7c3d-8e4f-5a6b7c8d9e0f";
+    const OTHER: &str = "0192f5c4-1b2a-7c3d-8e4f-5a6b7c8d9e1f";
 
-    /// The events of a message (given as a value), as values.
-    fn expand(message: Value) -> Result<Vec<Value>, &'static str> {
-        let texts = expand_text(&message.to_string())?;
-        Ok(texts.iter().map(|t| serde_json::from_str(t).expect("each event is JSON")).collect())
+    fn group(unit: &str, id: &str, pairs: Vec<[&str; 2]>) -> String {
+        serde_json::to_string(&ExposureGroup { id, unit_id: unit, ts: "2026-12-01T10:00:00.000Z", attributes: None, exposures: pairs })
+            .expect("serializes")
     }
 
-    #[test]
-    fn nth_ids_are_distinct_uuids_and_stable() {
-        let ids: BTreeSet<String> = (0..100).map(|i| nth_id(ID, i)).collect();
-        assert_eq!(ids.len(), 100);
-        assert_eq!(nth_id(ID, 0), ID, "the first exposure keeps the request's id");
-        for id in &ids {
-            assert_eq!(id.len(), 36);
-            assert_eq!(&id[..33], &ID[..33], "time and version bits untouched");
-        }
-        assert_eq!(nth_id(ID, 7), nth_id(ID, 7));
-        assert_eq!(nth_id("short", 2), "short.2");
-    }
-
-    #[test]
-    fn an_exposures_message_expands_to_one_event_per_experiment() {
-        let attributes = json!({"country": "US"});
-        let msg = Exposures {
-            id: ID,
-            unit_id: "u1",
-            ts: "2026-12-01T10:00:00.000Z",
-            attributes: attributes.as_object(),
-            exposures: vec![["a", "control"], ["b", "green"]],
-        };
-        let events = expand(serde_json::to_value(&msg).expect("serializes")).expect("expands");
-        assert!(expand_text(&serde_json::to_string(&msg).expect("serializes")).expect("expands")[0].starts_with(r#"{"kind":"exposure""#));
-        assert_eq!(
-            events,
-            vec![
-                json!({"kind":"exposure","experiment":"a","unit_id":"u1","variant_key":"control","event_id":ID,
-                       "ts":"2026-12-01T10:00:00.000Z","attributes":{"country":"US"}}),
-                json!({"kind":"exposure","experiment":"b","unit_id":"u1","variant_key":"green","event_id":nth_id(ID, 1),
-                       "ts":"2026-12-01T10:00:00.000Z","attributes":{"country":"US"}}),
-            ]
-        );
-        // Redelivered, the same ids: the control plane counts each exposure once.
-        assert_eq!(expand(serde_json::to_value(&msg).expect("serializes")).expect("expands"), events);
-    }
-
-    #[test]
-    fn events_messages_and_the_old_form_expand_to_their_events() {
-        let e = json!({"kind":"metric","experiment":"a","unit_id":"u","variant_key":"v","metric":"m","value":1.0});
-        assert_eq!(expand(json!({"events": [e.clone(), e.clone()]})).expect("expands").len(), 2);
-        assert_eq!(expand(e.clone()).expect("expands"), vec![e]);
+    fn events_of(chunk: &Chunk) -> Vec<Value> {
+        (0..chunk.count).map(|i| serde_json::from_str(&chunk.event(i).expect("numbered")).expect("JSON")).collect()
     }
 
     #[test]
     fn a_text_message_holds_one_envelope_per_line() {
-        let one = |unit: &str, id: &str| {
-            serde_json::to_string(&Exposures { id, unit_id: unit, ts: "2026-12-01T10:00:00.000Z", attributes: None, exposures: vec![["a", "b"], ["c", "d"]] })
-                .expect("serializes")
-        };
-        let other = "0192f5c4-1b2a-7c3d-8e4f-5a6b7c8d9e1f";
-        let events: Vec<Value> = expand_text(&format!("{}\n{}", one("u1", ID), one("u2", other)))
-            .expect("expands")
-            .iter()
-            .map(|t| serde_json::from_str(t).expect("JSON"))
-            .collect();
-        let ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().expect("id")).collect();
-        assert_eq!(ids, [ID.to_owned(), nth_id(ID, 1), other.to_owned(), nth_id(other, 1)]);
-        assert_eq!(events[2]["unit_id"], "u2");
+        let text = format!("{}\n{}", group("u1", ID, vec![["a", "b"], ["c", "d"]]), group("u2", OTHER, vec![["a", "x"]]));
+        let items = read_text(&text).expect("reads");
+        assert_eq!(items.iter().map(Item::events).collect::<Vec<_>>(), [2, 1]);
+        assert!(matches!(&items[0], Item::Group(g, 2) if g.contains("\"u1\"")));
         // One envelope alone, as the workers-rs route and earlier versions send it.
-        assert_eq!(expand_text(&one("u1", ID)).expect("expands").len(), 2);
+        assert_eq!(read_text(&group("u1", ID, vec![["a", "b"]])).expect("reads").len(), 1);
         // A message is read whole or not at all.
-        assert!(expand_text(&format!("{}\n{{\"hello\":1}}", one("u1", ID))).is_err());
-        assert!(expand_text(&format!("{}\nnot json", one("u1", ID))).is_err());
-        assert!(expand_text("").is_err());
-        assert!(expand_text("\n").is_err());
+        for bad in ["{\"hello\":1}", "not json", "{\"exposures\":[[\"a\"]],\"id\":\"x\",\"unit_id\":\"u\",\"ts\":\"t\"}"] {
+            assert!(read_text(&format!("{}\n{bad}", group("u1", ID, vec![["a", "b"]]))).is_err(), "{bad}");
+        }
+        assert!(read_text("").is_err());
+        assert!(read_text("\n").is_err());
+        assert!(read_text("\"text\"").is_err());
+        assert!(read_text(r#"{"events": [1]}"#).is_err());
     }
 
     #[test]
-    fn texts_that_need_escaping_come_out_as_they_went_in() {
-        let attributes = json!({"q": "a\"b\\c", "nested": {"list": [1, "ü", null]}, "emoji": "🙂"});
-        let msg = Exposures {
-            id: ID,
-            unit_id: "u\"1\\ü\u{1}",
-            ts: "2026-12-01T10:00:00.000Z",
-            attributes: attributes.as_object(),
-            exposures: vec![["exp \"q\"", "v\\1"]],
-        };
-        let events = expand(serde_json::to_value(&msg).expect("serializes")).expect("expands");
-        assert_eq!(events[0]["unit_id"], "u\"1\\ü\u{1}");
-        assert_eq!(events[0]["experiment"], "exp \"q\"");
-        assert_eq!(events[0]["variant_key"], "v\\1");
-        assert_eq!(events[0]["attributes"], attributes);
-        // Attributes that are not an object are left out, as before.
-        let odd = json!({"id": ID, "unit_id": "u", "ts": "t", "attributes": [1], "exposures": [["a", "b"]]});
-        assert!(expand(odd).expect("expands")[0].get("attributes").is_none());
+    fn events_messages_and_the_old_form_read_as_events() {
+        let e = json!({"kind":"metric","experiment":"a","unit_id":"u","variant_key":"v","metric":"m","value":1.0});
+        let items = read_text(&json!({"events": [e.clone(), e.clone()]}).to_string()).expect("reads");
+        assert_eq!(items, vec![Item::Event(e.to_string()), Item::Event(e.to_string())]);
+        assert_eq!(read_text(&e.to_string()).expect("reads"), vec![Item::Event(e.to_string())]);
     }
 
     #[test]
-    fn unreadable_messages_say_so() {
-        assert!(expand(json!("text")).is_err());
-        assert!(expand(json!({"exposures": [["a"]], "id": ID, "unit_id": "u", "ts": "t"})).is_err());
-        assert!(expand(json!({"exposures": [["a", "b"]]})).is_err());
-        assert!(expand(json!({"events": [1]})).is_err());
-        assert!(expand(json!({"hello": 1})).is_err());
+    fn chunks_count_a_groups_exposures_and_number_events_as_the_control_plane_does() {
+        let metric = json!({"kind":"metric","experiment":"a","unit_id":"u","variant_key":"v","metric":"m","value":1.0}).to_string();
+        let items = vec![
+            Item::Group(group("u1", ID, vec![["a", "b"], ["c", "d"]]), 2),
+            Item::Event(metric.clone()),
+            Item::Group(group("u2", OTHER, vec![["e", "f"]]), 1),
+            Item::Group(group("u3", ID, vec![["g", "h"], ["i", "j"], ["k", "l"]]), 3),
+        ];
+        let chunks = chunks(items, 4);
+        assert_eq!(chunks.iter().map(|c| c.count).collect::<Vec<_>>(), [4, 3], "the 3-exposure group does not fit the first");
+        let body: Value = serde_json::from_str(&chunks[0].body()).expect("JSON body");
+        assert_eq!(body["events"].as_array().map(Vec::len), Some(1));
+        assert_eq!(body["exposures"].as_array().map(Vec::len), Some(2));
+        // Events first, then each group's exposures in order.
+        let numbered = events_of(&chunks[0]);
+        assert_eq!(numbered[0]["kind"], "metric");
+        assert_eq!((numbered[1]["unit_id"].as_str(), numbered[1]["event_id"].as_str()), (Some("u1"), Some(ID)));
+        assert_eq!(numbered[2]["event_id"].as_str(), Some(nth_id(ID, 1).as_str()));
+        assert_eq!(numbered[3]["unit_id"], "u2");
+        assert_eq!(chunks[0].event(4), None);
+        assert_eq!(events_of(&chunks[1]).iter().map(|e| e["experiment"].clone()).collect::<Vec<_>>(), [json!("g"), json!("i"), json!("k")]);
+        // Events alone keep the body earlier control planes take.
+        assert_eq!(chunks_of_events(), r#"{"events":[{"a":1}]}"#);
+        assert!(super::chunks(Vec::new(), 10).is_empty());
+        // A group larger than a POST travels alone, whole.
+        let big = Item::Group(group("u", ID, vec![["a", "b"]; 5]), 5);
+        assert_eq!(super::chunks(vec![big.clone(), big], 4).iter().map(|c| c.count).collect::<Vec<_>>(), [5, 5]);
+    }
+
+    fn chunks_of_events() -> String {
+        chunks(vec![Item::Event(r#"{"a":1}"#.to_owned())], 10)[0].body()
     }
 
     #[test]

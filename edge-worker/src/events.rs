@@ -173,16 +173,17 @@ pub async fn enqueue(state: &AppState, ctx: &Context, messages: Vec<String>, wai
         None => {
             let (url, token) = (state.control_plane_url.clone(), state.ingest_token.clone());
             ctx.wait_until(async move {
-                let bodies: Vec<String> =
-                    messages.iter().filter_map(|m| envelope::expand_text(m).ok()).flatten().collect();
-                match post_batch(url.as_deref(), token.as_deref(), &bodies, 0).await {
-                    Ok((status, _)) if (200..300).contains(&status) => {}
-                    Ok((status, _)) => worker::console_error!(
-                        "control plane answered {status}; {} events lost (no queue bound)",
-                        bodies.len()
-                    ),
-                    Err(e) => {
-                        worker::console_error!("forwarding failed: {e}; {} events lost (no queue bound)", bodies.len())
+                let items = messages.iter().filter_map(|m| envelope::read_text(m).ok()).flatten().collect();
+                for chunk in envelope::chunks(items, POST_EVENTS) {
+                    match post_batch(url.as_deref(), token.as_deref(), &chunk, 0).await {
+                        Ok((status, _)) if (200..300).contains(&status) => {}
+                        Ok((status, _)) => worker::console_error!(
+                            "control plane answered {status}; {} events lost (no queue bound)",
+                            chunk.count
+                        ),
+                        Err(e) => {
+                            worker::console_error!("forwarding failed: {e}; {} events lost (no queue bound)", chunk.count)
+                        }
                     }
                 }
             });
@@ -206,17 +207,16 @@ async fn send_to_queue(queue: &worker::Queue, messages: &[String]) -> worker::Re
     Ok(())
 }
 
-/// POSTs `{"events":[...]}` to the control plane's batch endpoint; its status and body on an answer.
+/// POSTs a chunk to the control plane's batch endpoint; its status and body on an answer.
 /// `messages`: how many queue messages the events came from (a header, for operators and the bench).
-async fn post_batch(base: Option<&str>, token: Option<&str>, events: &[String], messages: usize) -> Result<(u16, String), String> {
+async fn post_batch(base: Option<&str>, token: Option<&str>, chunk: &envelope::Chunk, messages: usize) -> Result<(u16, String), String> {
     let base = base.ok_or("CONTROL_PLANE_URL is not set")?;
     let token = token.ok_or("INGEST_TOKEN is not set")?;
     let headers = Headers::new();
     headers.set("content-type", "application/json").map_err(|e| e.to_string())?;
     headers.set("authorization", &format!("Bearer {token}")).map_err(|e| e.to_string())?;
     headers.set("x-litmus-queue-messages", &messages.to_string()).map_err(|e| e.to_string())?;
-    // The events are JSON texts already (envelope::expand_text).
-    let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+    let body = chunk.body();
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
     let req = Request::new_with_init(&format!("{base}/api/v1/events/batch"), &init).map_err(|e| e.to_string())?;
@@ -241,17 +241,16 @@ async fn post_batch(base: Option<&str>, token: Option<&str>, events: &[String], 
 /// else (no answer, 5xx, 401…) → redeliver the whole batch, backing off (the control plane
 /// dedupes by `event_id`, so a partly applied batch is safe to resend).
 pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
-    let mut bodies = Vec::new();
+    let mut items = Vec::new();
     let mut messages = Vec::new();
     for message in batch.raw_iter() {
         let raw = message.body();
         // Text messages (this version) are parsed here; JSON ones (earlier versions) arrive as
         // objects and take the same road through their text.
         let text = raw.as_string().or_else(|| worker::js_sys::JSON::stringify(&raw).ok().and_then(|s| s.as_string()));
-        let events = text.ok_or("not text or JSON").and_then(|t| envelope::expand_text(&t));
-        match events {
-            Ok(events) => {
-                bodies.extend(events);
+        match text.ok_or("not text or JSON").and_then(|t| envelope::read_text(&t)) {
+            Ok(read) => {
+                items.extend(read);
                 messages.push(message);
             }
             Err(why) => {
@@ -261,43 +260,41 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
             }
         }
     }
-    if bodies.is_empty() {
+    let chunks = envelope::chunks(items, POST_EVENTS);
+    let n: usize = chunks.iter().map(|c| c.count).sum();
+    if n == 0 {
         messages.iter().for_each(MessageExt::ack);
         return;
     }
-    let n = bodies.len();
     // A delivered batch can hold more events than one POST may carry (the control plane takes
     // 10 000, and a message holds the exposures of many requests): posted in chunks, one after
     // the other. Any chunk not settled redelivers every message; the control plane dedupes by
     // `event_id`, so the chunks already stored are not counted twice.
-    let mut refused = Vec::new();
-    for (c, chunk) in bodies.chunks(POST_EVENTS).enumerate() {
-        let offset = c * POST_EVENTS;
+    let mut parked = Vec::new();
+    for (c, chunk) in chunks.iter().enumerate() {
         let count = if c == 0 { messages.len() } else { 0 };
         let outcome = post_batch(state.control_plane_url.as_deref(), state.ingest_token.as_deref(), chunk, count).await;
         let settled = match &outcome {
-            Ok((status, text)) if (200..300).contains(status) || *status == 422 => rejected(text, chunk.len()),
+            Ok((status, text)) if (200..300).contains(status) || *status == 422 => rejected(text, chunk.count),
             _ => None,
         };
         let Some(settled) = settled else {
-            worker::console_warn!("forwarding {} of {n} events failed ({outcome:?}); queued for redelivery", chunk.len());
+            worker::console_warn!("forwarding {} of {n} events failed ({outcome:?}); queued for redelivery", chunk.count);
             retry_later(&messages, state);
             return;
         };
-        refused.extend(settled.into_iter().map(|(i, reason)| (offset + i, reason)));
+        parked.extend(settled.into_iter().filter_map(|(i, reason)| {
+            Some(format!(r#"{{"event":{},"rejected":{}}}"#, chunk.event(i)?, serde_json::to_string(&reason).ok()?))
+        }));
     }
-    if !refused.is_empty() {
-        let parked: Vec<String> = refused
-            .iter()
-            .filter_map(|(i, reason)| Some(format!(r#"{{"event":{},"rejected":{}}}"#, bodies[*i], serde_json::to_string(reason).ok()?)))
-            .collect();
+    if !parked.is_empty() {
         if let Err(e) = dead_letter(state, &parked).await {
             // Not lost: redelivered, refused and parked again later.
             worker::console_error!("parking {} refused events failed ({e}); queued for redelivery", parked.len());
             retry_later(&messages, state);
             return;
         }
-        worker::console_warn!("the control plane refused {} of {n} events; parked in the dead-letter queue", refused.len());
+        worker::console_warn!("the control plane refused {} of {n} events; parked in the dead-letter queue", parked.len());
     }
     messages.iter().for_each(MessageExt::ack);
 }

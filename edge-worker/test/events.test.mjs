@@ -44,7 +44,7 @@ describe("through the queue", () => {
     assert.match(e.event_id, UUID7);
     assert.ok(Math.abs(uuid7Millis(e.event_id) - Date.now()) < 60_000, `${e.event_id} carries the time it was minted`);
     assert.match(e.ts, RFC3339);
-    const req = sink.received.find((r) => r.body?.events?.some((x) => x.unit_id === "exp-unit-1"));
+    const req = sink.received.find((r) => r.events.some((x) => x.unit_id === "exp-unit-1"));
     assert.equal(req.method, "POST");
     assert.equal(req.url, "/api/v1/events/batch");
     assert.equal(req.authorization, `Bearer ${INGEST_TOKEN}`);
@@ -188,8 +188,8 @@ describe("when the control plane fails", () => {
       const failed = sink.received.filter((r) => r.status === 503);
       assert.equal(failed.length, 2, "two failed attempts before the success");
       const ids = (events) => events.map((e) => e.event_id).sort();
-      assert.deepEqual(ids(failed[0].body.events), ids(delivered), "the redelivered events are the same events");
-      assert.deepEqual(ids(failed[1].body.events), ids(delivered));
+      assert.deepEqual(ids(failed[0].events), ids(delivered), "the redelivered events are the same events");
+      assert.deepEqual(ids(failed[1].events), ids(delivered));
       assert.ok(ids(delivered).every((id) => UUID7.test(id)));
       await sleep(500);
       assert.equal(sink.delivered().length, 2, "acknowledged once delivered: no further posts");
@@ -222,9 +222,9 @@ describe("when the control plane fails", () => {
       await postEvents(w, [ghost("dlq-3")]);
       await waitFor(() => parked.all().some((p) => p.event.unit_id === "dlq-3"), { what: "the wholly refused batch parked" });
       await sleep(1000);
-      const posts = (unit) => sink.received.filter((r) => r.body?.events?.some((e) => e.unit_id === unit)).length;
+      const posts = (unit) => sink.received.filter((r) => r.events.some((e) => e.unit_id === unit)).length;
       assert.deepEqual([posts("dlq-1"), posts("dlq-2"), posts("dlq-3")], [1, 1, 1], "each batch was posted once");
-      assert.equal(sink.received.find((r) => r.body?.events?.some((e) => e.unit_id === "dlq-3")).status, 422);
+      assert.equal(sink.received.find((r) => r.events.some((e) => e.unit_id === "dlq-3")).status, 422);
     } finally {
       await w.dispose();
       await sink.close();
@@ -317,9 +317,13 @@ describe("one queue message per request", () => {
     assert.equal(new Set(got.map((e) => e.event_id)).size, got.length, "distinct event ids");
     assert.ok(got.every((e) => UUID7.test(e.event_id)));
     assert.ok(got.every((e) => e.attributes?.country === "US"), "the attributes, sent once, reach every exposure");
-    const posts = sink.received.filter((r) => r.body?.events?.some((x) => x.unit_id.startsWith("one-msg-")));
+    const posts = sink.received.filter((r) => r.events.some((x) => x.unit_id.startsWith("one-msg-")));
     const messages = posts.reduce((n, r) => n + r.messages, 0);
     assert.ok(messages >= 1 && messages <= 3, `${REQUESTS} requests in a burst, ${messages} queue messages`);
+    // Forwarded as the requests' groups, the unit and attributes once each: the control plane expands them.
+    const groups = posts.flatMap((r) => r.body.exposures ?? []).filter((g) => g.unit_id.startsWith("one-msg-"));
+    assert.equal(groups.length, REQUESTS);
+    assert.ok(groups.every((g) => g.exposures.length === 4 && g.attributes.country === "US"));
   });
 
   test("a delivered batch holding more events than the control plane takes in one POST is posted in chunks", async () => {
@@ -354,7 +358,7 @@ describe("one queue message per request", () => {
     }, { what: "every exposure of the burst" });
     assert.equal(new Set(got.map((e) => e.event_id)).size, 4 * 60);
     assert.ok(got.every((e) => e.attributes?.note === big));
-    const posts = sink.received.filter((r) => r.body?.events?.some((x) => x.unit_id.startsWith("big-")));
+    const posts = sink.received.filter((r) => r.events.some((x) => x.unit_id.startsWith("big-")));
     const messages = posts.reduce((n, r) => n + r.messages, 0);
     assert.ok(messages >= 3, `${messages} messages for ~210 KB of exposures`);
   });

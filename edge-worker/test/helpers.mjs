@@ -115,6 +115,21 @@ function deadLetterReader(sink) {
   };
 }
 
+/** What the control plane makes of an exposure group (`litmus_shared::exposures`, spec in the
+ * edge README), written anew from the spec: one exposure per pair, numbered after `events`. */
+export function expandGroup(g) {
+  return g.exposures.map(([experiment, variant_key], i) => ({
+    kind: "exposure", experiment, unit_id: g.unit_id, variant_key, event_id: nthId(g.id, i), ts: g.ts,
+    ...(g.attributes ? { attributes: g.attributes } : {}),
+  }));
+}
+
+function nthId(id, i) {
+  const tail = id.slice(-3);
+  if (!/^[0-9a-fA-F]{3}$/.test(tail)) return `${id}.${i}`;
+  return id.slice(0, -3) + (parseInt(tail, 16) ^ (i & 0xfff)).toString(16).padStart(3, "0");
+}
+
 export async function startSink({ statuses = [], port = 0, refuse = () => null } = {}) {
   const received = [];
   const pending = [...statuses];
@@ -128,7 +143,7 @@ export async function startSink({ statuses = [], port = 0, refuse = () => null }
       } catch {}
       // Like the control plane: events `refuse` names a reason for are rejected by index, the
       // others accepted; 422 when every event is refused.
-      const events = parsed?.events ?? [];
+      const events = [...(parsed?.events ?? []), ...(parsed?.exposures ?? []).flatMap(expandGroup)];
       const rejected = events.flatMap((e, index) => {
         const message = refuse(e);
         return message ? [{ index, code: "not_found", field: "experiment", message }] : [];
@@ -138,7 +153,7 @@ export async function startSink({ statuses = [], port = 0, refuse = () => null }
       const tooMany = events.length > 10_000;
       const status = pending.length ? pending.shift() : tooMany ? 413 : allRefused ? 422 : 202;
       received.push({
-        method: req.method, url: req.url, authorization: req.headers.authorization, body: parsed, status, at: Date.now(),
+        method: req.method, url: req.url, authorization: req.headers.authorization, body: parsed, events, status, at: Date.now(),
         messages: Number(req.headers["x-litmus-queue-messages"] ?? NaN),
       });
       res.writeHead(status, { "content-type": "application/json" });
@@ -158,8 +173,8 @@ export async function startSink({ statuses = [], port = 0, refuse = () => null }
     port: server.address().port,
     received,
     /** Every event body the sink answered 2xx for (refused ones excepted). */
-    delivered: () => received.filter((r) => r.status < 300).flatMap((r) => (r.body?.events ?? []).filter((e) => !refuse(e))),
-    all: () => received.flatMap((r) => r.body?.events ?? []),
+    delivered: () => received.filter((r) => r.status < 300).flatMap((r) => r.events.filter((e) => !refuse(e))),
+    all: () => received.flatMap((r) => r.events),
     setStatuses: (s) => pending.splice(0, pending.length, ...s),
     close: () => new Promise((r) => server.close(r)),
   };

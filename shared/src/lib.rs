@@ -8,10 +8,12 @@
 //! - [`hashing`]: the versioned, documented bucketing hash.
 //! - [`assign()`]: the single entry point.
 //! - [`validate`]: the rules an event must meet, applied alike by the edge and the control plane.
+//! - [`exposures`]: exposure groups, the exposures of one request as the edge forwards them.
 
 pub mod assign;
 pub mod config;
 pub mod error;
+pub mod exposures;
 pub mod hashing;
 pub mod targeting;
 pub mod validate;

@@ -192,3 +192,37 @@ fn arb_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The batch endpoint expands whatever it is sent: never a panic, only a verdict.
+    #[test]
+    fn exposure_groups_never_panic(text in ".{0,80}", v in arb_json()) {
+        let _ = litmus_shared::exposures::expand(&text);
+        let _ = litmus_shared::exposures::expand(&v.to_string());
+        let group = json!({"id": text, "unit_id": "u", "ts": "t", "exposures": [["a", "b"], ["c", "d"]]});
+        let events = litmus_shared::exposures::expand(&group.to_string()).expect("a well-formed group");
+        prop_assert_eq!(events.len(), 2);
+        prop_assert_ne!(&events[0], &events[1], "ids apart, whatever the request id");
+    }
+
+    /// A group is its events: one per pair, ids distinct, the unit and attributes in each.
+    #[test]
+    fn exposure_groups_expand_to_one_distinct_event_per_pair(
+        unit in "\\PC{1,20}", n in 0usize..100, millis in 0u64..(1 << 40), rand in any::<u64>(),
+    ) {
+        let id = format!("{:08x}-{:04x}-7{:03x}-8{:03x}-{:012x}", millis >> 16, millis & 0xffff, rand & 0xfff, (rand >> 12) & 0xfff, rand >> 16 & 0xffff_ffff_ffff);
+        let pairs: Vec<[String; 2]> = (0..n).map(|i| [format!("e{i}"), "v".to_owned()]).collect();
+        let group = json!({"id": id, "unit_id": unit, "ts": "2026-12-01T00:00:00Z", "attributes": {"k": "ü"}, "exposures": pairs});
+        let text = group.to_string();
+        prop_assert_eq!(litmus_shared::exposures::count(&text), Ok(n));
+        let events: Vec<Value> = litmus_shared::exposures::expand(&text).expect("expands").iter()
+            .map(|e| serde_json::from_str(e).expect("JSON")).collect();
+        let ids: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e["event_id"].as_str()).collect();
+        prop_assert_eq!(ids.len(), n);
+        prop_assert!(ids.iter().all(|i| i.len() == 36 && i[..33] == id[..33]));
+        let faithful = events.iter().enumerate().all(|(i, e)| e["unit_id"] == unit.as_str() && e["experiment"] == format!("e{}", i) && e["attributes"]["k"] == "ü");
+        prop_assert!(faithful);
+    }
+}

@@ -105,17 +105,42 @@ async fn single(State(state): State<AppState>, Json(body): Json<Box<RawValue>>, 
 #[serde(deny_unknown_fields)]
 struct BatchIn {
     // Parsed one by one, so that one malformed event rejects only itself.
+    #[serde(default)]
     events: Vec<Box<RawValue>>,
+    /// Exposure groups (`litmus_shared::exposures`), as the edge forwards them: each stands for
+    /// one exposure event per pair, numbered after `events`, group by group.
+    #[serde(default)]
+    exposures: Vec<Box<RawValue>>,
 }
 
 async fn batch(State(state): State<AppState>, Json(body): Json<BatchIn>) -> ApiResult<(StatusCode, axum::Json<IngestResult>)> {
-    if body.events.len() > MAX_BATCH_EVENTS {
+    let BatchIn { mut events, exposures } = body;
+    // Where each group's events start: rejections name `exposures[g].exposures[j]`.
+    let mut starts = Vec::with_capacity(exposures.len());
+    for (g, group) in exposures.iter().enumerate() {
+        if events.len() > MAX_BATCH_EVENTS {
+            break;
+        }
+        // A group's shape is the sender's contract, not an event's fault: the batch is refused
+        // whole, as a malformed body is.
+        let expanded = litmus_shared::exposures::expand(group.get())
+            .map_err(|e| e.under(&format!("exposures[{g}]")))
+            .map_err(|e| ApiError::validation(e.path, e.message))?;
+        starts.push(events.len());
+        for text in expanded {
+            events.push(RawValue::from_string(text).map_err(|e| ApiError::Internal(e.into()))?);
+        }
+    }
+    if events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::PayloadTooLarge);
     }
-    let n = body.events.len();
-    let mut result = ingest(&state, body.events, None).await?;
+    let n = events.len();
+    let mut result = ingest(&state, events, None).await?;
     for r in &mut result.rejected {
-        let prefix = format!("events[{}]", r.index);
+        let prefix = match starts.iter().rposition(|s| *s <= r.index) {
+            Some(g) => format!("exposures[{g}].exposures[{}]", r.index - starts[g]),
+            None => format!("events[{}]", r.index),
+        };
         r.field = Some(match r.field.take() {
             Some(f) if !f.is_empty() => format!("{prefix}.{f}"),
             _ => prefix,
