@@ -15,6 +15,7 @@ pub mod partitions;
 pub mod publish;
 pub mod retire;
 pub mod rollup;
+pub mod saved_groups;
 pub mod startup;
 pub mod stats;
 

@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use litmus_shared::{ConfigSet, Experiment};
+use litmus_shared::{ConfigSet, Experiment, SavedGroups};
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::saved_groups;
 use crate::http::experiments::{COLUMNS, ExperimentRow};
 
 #[derive(Clone, Default)]
@@ -131,7 +132,7 @@ pub async fn run(db: PgPool, config: Arc<Config>, publisher: Publisher) {
             return;
         }
     };
-    let mut last: Option<(Vec<Experiment>, i64)> = None;
+    let mut last: Option<(Vec<Experiment>, SavedGroups, i64)> = None;
     let mut backoff = Duration::from_secs(1);
     loop {
         match publish_once(&db, config.stopped_grace, &client, &targets, &mut last).await {
@@ -166,15 +167,16 @@ pub async fn run(db: PgPool, config: Arc<Config>, publisher: Publisher) {
     }
 }
 
-async fn publish_once(db: &PgPool, stopped_grace: Duration, client: &reqwest::Client, targets: &[Target], last: &mut Option<(Vec<Experiment>, i64)>)
+async fn publish_once(db: &PgPool, stopped_grace: Duration, client: &reqwest::Client, targets: &[Target], last: &mut Option<(Vec<Experiment>, SavedGroups, i64)>)
     -> anyhow::Result<Option<(i64, usize)>> {
     let experiments = edge_experiments(db, stopped_grace).await?;
+    let groups = saved_groups::all(db).await?;
     let version = match last {
-        Some((prev, v)) if *prev == experiments => *v,
+        Some((prev, prev_groups, v)) if *prev == experiments && *prev_groups == groups => *v,
         _ => sqlx::query_scalar::<_, i64>("SELECT nextval('config_version_seq')").fetch_one(db).await?,
     };
-    let changed = last.as_ref().is_none_or(|(_, v)| *v != version);
-    let set = ConfigSet { version, published_at: Some(Utc::now().to_rfc3339()), experiments: experiments.clone() };
+    let changed = last.as_ref().is_none_or(|(_, _, v)| *v != version);
+    let set = ConfigSet { version, published_at: Some(Utc::now().to_rfc3339()), experiments: experiments.clone(), saved_groups: groups.clone() };
     let body = serde_json::to_string(&set)?;
     for t in targets {
         if let Some(stored) = t.put(client, &body).await? {
@@ -191,6 +193,6 @@ async fn publish_once(db: &PgPool, stopped_grace: Duration, client: &reqwest::Cl
     if changed {
         tracing::info!(version, experiments = set.experiments.len(), "published configs to the edge");
     }
-    *last = Some((experiments, version));
+    *last = Some((experiments, groups, version));
     Ok(Some((version, set.experiments.len())))
 }

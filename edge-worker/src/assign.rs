@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use litmus_shared::exposures::ExposureGroup;
-use litmus_shared::{Attributes, ConfigSet, Status, assign};
+use litmus_shared::{Attributes, ConfigSet, Status, assign_with};
 use serde_json::Value;
 use worker::{Context, Request, Response};
 
@@ -226,7 +226,7 @@ fn evaluate<'a>(
             .iter()
             // The index, not only the experiment: the body's fragments are kept by index.
             .map(|k| match set.position(k) {
-                Some(i) => Entry::Known(assign(&set.experiments[i], unit_id, attributes), i),
+                Some(i) => Entry::Known(assign_with(&set.experiments[i], unit_id, attributes, &set.saved_groups), i),
                 None => missing(k, "unknown_experiment"),
             })
             .collect(),
@@ -235,7 +235,7 @@ fn evaluate<'a>(
             .iter()
             .enumerate()
             .filter(|(_, e)| e.status == Status::Running)
-            .map(|(i, e)| Entry::Known(assign(e, unit_id, attributes), i))
+            .map(|(i, e)| Entry::Known(assign_with(e, unit_id, attributes, &set.saved_groups), i))
             .collect(),
         (None, Some(keys)) => keys.iter().map(|k| missing(k, "no_config")).collect(),
         (None, None) => Vec::new(),

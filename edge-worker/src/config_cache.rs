@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use litmus_shared::{ConfigSet, Experiment};
+use litmus_shared::{ConfigSet, Experiment, SavedGroups};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -96,6 +96,8 @@ struct RawSet {
     #[serde(default)]
     published_at: Option<String>,
     experiments: Vec<Value>,
+    #[serde(default)]
+    saved_groups: Value,
 }
 
 /// Parses a stored set, dropping (and logging) experiments that do not parse or validate so that
@@ -117,5 +119,13 @@ pub fn parse_lenient(text: &str) -> Result<ConfigSet, String> {
             Err(msg) => worker::console_warn!("config: experiments[{i}] dropped: {msg}"),
         }
     }
-    Ok(ConfigSet { version: raw.version, published_at: raw.published_at, experiments })
+    // Groups of the wrong shape are dropped, as bad experiments are: an unknown group is empty.
+    let saved_groups = match raw.saved_groups {
+        Value::Null => SavedGroups::new(),
+        groups => serde_json::from_value(groups).unwrap_or_else(|e| {
+            worker::console_warn!("config: saved_groups dropped: {e}");
+            SavedGroups::new()
+        }),
+    };
+    Ok(ConfigSet { version: raw.version, published_at: raw.published_at, experiments, saved_groups })
 }

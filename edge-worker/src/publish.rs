@@ -4,7 +4,7 @@
 //! Unlike the lenient KV reader, publishing is strict: the publisher is told exactly which field
 //! of which experiment is wrong, and nothing is written.
 
-use litmus_shared::{ConfigSet, Experiment};
+use litmus_shared::{ConfigSet, Experiment, SavedGroups};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use worker::Request;
@@ -100,7 +100,12 @@ fn parse_strict(value: Value) -> ApiResult<ConfigSet> {
         }
         experiments.push(e);
     }
-    Ok(ConfigSet { version, published_at, experiments })
+    let saved_groups = match obj.remove("saved_groups") {
+        None | Some(Value::Null) => SavedGroups::new(),
+        Some(groups) => serde_json::from_value(groups)
+            .map_err(|_| ApiError::validation("saved_groups", "must be an object of arrays: {\"group_id\": [value, ...]}"))?,
+    };
+    Ok(ConfigSet { version, published_at, experiments, saved_groups })
 }
 
 /// The version currently in KV; `None` when there is nothing usable there (then any set wins).

@@ -216,6 +216,7 @@ mod tests {
                 experiment("paused", json!({"status": "paused"})),
                 experiment("unicode ключ", json!({"targeting": {}})),
             ],
+            saved_groups: Default::default(),
         });
         for n in 0..500 {
             let unit = if n % 7 == 0 { format!("ü\"nit\\{n}") } else { format!("u{n}") };
@@ -249,8 +250,8 @@ mod tests {
 
     #[test]
     fn fragments_follow_the_set() {
-        let a = Rc::new(ConfigSet { version: 1, published_at: None, experiments: vec![experiment("a", json!({}))] });
-        let b = Rc::new(ConfigSet { version: 1, published_at: None, experiments: vec![experiment("b", json!({}))] });
+        let a = Rc::new(ConfigSet { version: 1, published_at: None, experiments: vec![experiment("a", json!({}))], saved_groups: Default::default() });
+        let b = Rc::new(ConfigSet { version: 1, published_at: None, experiments: vec![experiment("b", json!({}))], saved_groups: Default::default() });
         let attrs = Attributes::new();
         let body = |set: &Rc<ConfigSet>| answer("u", Some(set), &[Entry::Known(assign(&set.experiments[0], "u", &attrs), 0)]);
         assert!(body(&a).contains(r#""experiment":"a""#));

@@ -31,7 +31,7 @@ test("every vector case: publish + POST /v1/assign gives the expected assignment
   const failures = [];
   for (const c of vectors.cases) {
     version += 1;
-    const pub = await w.publish({ version, experiments: [c.experiment] });
+    const pub = await w.publish({ version, experiments: [c.experiment], ...(c.saved_groups ? { saved_groups: c.saved_groups } : {}) });
     assert.equal(pub.status, 200, `${c.name}: publish ${JSON.stringify(pub.body)}`);
     assert.equal(pub.body.stale, false, c.name);
     const res = await w.assign({ unit_id: c.unit_id, attributes: c.attributes, experiments: [c.experiment.key] });

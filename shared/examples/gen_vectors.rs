@@ -4,9 +4,11 @@
 //!     cargo run -p litmus-shared --example gen_vectors > shared/testdata/vectors.v1.json
 //!
 //! The targeting cases carry hand-written expectations that are checked here before anything is
-//! written, so the file records intent, not merely what the code happened to do.
+//! written, so the file records intent, not merely what the code happened to do. GrowthBook's
+//! dialect also takes GrowthBook's own published cases (`testdata/growthbook-conditions.json`),
+//! with GrowthBook's answers as the expectation; a case may carry `saved_groups`.
 
-use litmus_shared::{Attributes, Experiment, assign};
+use litmus_shared::{Attributes, Experiment, SavedGroups, assign_with};
 use serde_json::{Value, json};
 
 fn exp(key: &str, status: &str, ramp: f64, weights: &[f64], extra: Value) -> Value {
@@ -28,6 +30,7 @@ fn exp(key: &str, status: &str, ramp: f64, weights: &[f64], extra: Value) -> Val
 fn main() {
     let units = ["user-1", "user-2", "store-123", "42", "", "émile", "用户-七", "🙂🚀", "a b\tc", &"x".repeat(300)];
     let mut cases: Vec<(String, Value, String, Value, Option<bool>)> = Vec::new();
+    let mut groups_of: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
 
     // Hashing: weights, ramps, salts, unicode ids.
     let weight_sets: &[&[f64]] = &[&[0.5, 0.5], &[0.1, 0.9], &[1.0, 0.0], &[0.0, 1.0], &[0.0, 0.5, 0.5],
@@ -121,6 +124,34 @@ fn main() {
         (json!({"or":[{"and":[{"country":"CA"},{"not":{"plan":"free"}}]},{"age":{"gte":65}}]}), json!({"age":"70"}), true),
         (json!({"city":{"in":["Zürich","東京"]}}), json!({"city":"東京"}), true),
         (json!({}), json!({"anything":1}), true),
+        // An array equals the same array, whole (it was compared element by element: never equal).
+        (json!({"tags":["a","b"]}), json!({"tags":["a","b"]}), true),
+        (json!({"tags":["a","b"]}), json!({"tags":["b","a"]}), false),
+        (json!({"tags":{"eq":["a"]}}), json!({"tags":["a"]}), true),
+        (json!({"tags":{"ne":["a"]}}), json!({"tags":["a","b"]}), true),
+        (json!({"tags":{"in":[["a","b"],["c"]]}}), json!({"tags":["c"]}), true),
+        (json!({"user_id":null}), json!({}), true),
+        (json!({"user_id":null}), json!({"user_id":"u"}), false),
+        (json!({"user.address.city":"Łódź"}), json!({"user":{"address":{"city":"Łódź"}}}), true),
+        // GrowthBook's dialect beyond its own cases: nested paths, array indexes and lengths,
+        // unicode, case-insensitive operators, versions with `v` and builds, numbers as text.
+        (json!({"user.name":{"$regexi":"^zoË"}}), json!({"user":{"name":"Zoë Smith"}}), true),
+        (json!({"items.0.sku":"A-1"}), json!({"items":[{"sku":"A-1"},{"sku":"B-2"}]}), true),
+        (json!({"items.1.sku":"A-1"}), json!({"items":[{"sku":"A-1"},{"sku":"B-2"}]}), false),
+        (json!({"tags.length":{"$gte":2}}), json!({"tags":["x","y"]}), true),
+        (json!({"items":{"$elemMatch":{"sku":"B-2","qty":{"$gt":1}}}}), json!({"items":[{"sku":"B-2","qty":"3"}]}), true),
+        (json!({"items":{"$elemMatch":{"sku":"B-2","qty":{"$gt":1}}}}), json!({"items":[{"sku":"B-2","qty":1}]}), false),
+        (json!({"city":{"$ini":["zürich","東京"]}}), json!({"city":"ZÜRICH"}), true),
+        (json!({"app":{"$vgt":"v2.9.0"}}), json!({"app":"2.10.0+build.7"}), true),
+        (json!({"app":{"$vlt":"2.0.0"}}), json!({"app":"2.0.0-rc.1"}), true),
+        (json!({"age":{"$gte":18}}), json!({"age":"18"}), true),
+        (json!({"age":{"$gt":"9"}}), json!({"age":"10"}), false),
+        (json!({"age":{"$lt":10}}), json!({}), true),
+        (json!({"beta":true}), json!({"beta":"false", "$x": 1}), false),
+        (json!({"$and":[{"beta":true}]}), json!({"beta":"false"}), true),
+        (json!({"$and":[{"beta":true}]}), json!({"beta":0}), false),
+        (json!({"n":{"$type":"number"}}), json!({"n":"1"}), false),
+        (json!({"$not":{"country":{"$in":["US"]}},"plan":{"$exists":true}}), json!({"country":"FR","plan":"pro"}), true),
     ];
     for (i, (cond, attrs, want)) in targeting.into_iter().enumerate() {
         for unit in ["user-1", "用户-七"] {
@@ -129,21 +160,41 @@ fn main() {
         }
     }
 
+    let published: Value = serde_json::from_str(include_str!("../testdata/growthbook-conditions.json")).expect("GrowthBook's cases");
+    for case in published["cases"].as_array().expect("cases") {
+        // The ones we refuse when saved are tested in tests/growthbook.rs, not here.
+        if litmus_shared::Targeting::parse(&case[1]).is_err() {
+            continue;
+        }
+        let name = format!("growthbook: {}", case[0].as_str().expect("name"));
+        if let Some(groups) = case.get(4) {
+            groups_of.insert(name.clone(), groups.clone());
+        }
+        cases.push((name, exp("targeted", "running", 100.0, &[1.0, 0.0], json!({"targeting": case[1]})), "user-1".to_owned(),
+                    case[2].clone(), Some(case[3].as_bool().expect("expected"))));
+    }
+
     let mut out = Vec::new();
     for (name, experiment, unit, attributes, expect_match) in cases {
+        let groups_json = groups_of.get(&name).cloned();
+        let groups: SavedGroups = groups_json.clone().map(|g| serde_json::from_value(g).expect("groups")).unwrap_or_default();
         let e: Experiment = serde_json::from_value(experiment.clone()).expect("generator builds valid experiments");
         e.validate().expect("generator builds valid experiments");
         let attrs: Attributes = attributes.as_object().cloned().unwrap_or_default();
-        let a = assign(&e, &unit, &attrs);
+        let a = assign_with(&e, &unit, &attrs, &groups);
         if let Some(want) = expect_match {
             assert_eq!(a.in_experiment, want, "hand-written expectation failed for {name}: {experiment} {attributes}");
         }
-        out.push(json!({"name": name, "experiment": experiment, "unit_id": unit, "attributes": attributes,
-                        "expected": serde_json::to_value(&a).expect("serializable")}));
+        let mut case = json!({"name": name, "experiment": experiment, "unit_id": unit, "attributes": attributes,
+                        "expected": serde_json::to_value(&a).expect("serializable")});
+        if let Some(g) = groups_json {
+            case["saved_groups"] = g;
+        }
+        out.push(case);
     }
     let doc = json!({
         "format": "litmus-assignment-vectors", "version": 1, "hash_version": litmus_shared::hashing::HASH_VERSION,
-        "about": "Inputs and expected outputs of assign(experiment, unit_id, attributes). Every evaluator must reproduce `expected` exactly. Regenerate: cargo run -p litmus-shared --example gen_vectors",
+        "about": "Inputs and expected outputs of assign(experiment, unit_id, attributes), with the config set's saved_groups where a case has them. Every evaluator must reproduce `expected` exactly. Regenerate: cargo run -p litmus-shared --example gen_vectors",
         "cases": out,
     });
     println!("{}", serde_json::to_string_pretty(&doc).expect("serializable"));

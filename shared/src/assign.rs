@@ -3,7 +3,7 @@ use serde_json::Value;
 
 use crate::config::{Experiment, Status};
 use crate::hashing::{self, BUCKETS};
-use crate::targeting::Attributes;
+use crate::targeting::{Attributes, SavedGroups};
 
 /// Why a unit got the answer it got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,6 +46,11 @@ static NULL: Value = Value::Null;
 /// Which variant does `unit_id` get? Checks, in order: running, layer slot, targeting, ramp; the
 /// first that fails gives the control variant with `in_experiment: false`. Never fails.
 pub fn assign<'a>(experiment: &'a Experiment, unit_id: &str, attributes: &Attributes) -> Assignment<'a> {
+    assign_with(experiment, unit_id, attributes, &SavedGroups::new())
+}
+
+/// [`assign`], with the saved groups (`$inGroup`/`$notInGroup`) of the experiment's config set.
+pub fn assign_with<'a>(experiment: &'a Experiment, unit_id: &str, attributes: &Attributes, groups: &SavedGroups) -> Assignment<'a> {
     let seed = hashing::seed(experiment.salt());
     let answer = |index: usize, reason: Reason| {
         let (variant_key, config_json) = experiment
@@ -75,7 +80,7 @@ pub fn assign<'a>(experiment: &'a Experiment, unit_id: &str, attributes: &Attrib
             return answer(0, Reason::Layer);
         }
     }
-    if !experiment.targeting.matches(attributes) {
+    if !experiment.targeting.matches_with(attributes, groups) {
         return answer(0, Reason::Targeting);
     }
     let threshold = hashing::ramp_threshold(experiment.ramp_pct);

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::error::ConfigError;
 use crate::hashing::{BUCKETS, HASH_VERSION};
-use crate::targeting::Targeting;
+use crate::targeting::{SavedGroups, Targeting};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -170,6 +170,9 @@ pub struct ConfigSet {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_at: Option<String>,
     pub experiments: Vec<Experiment>,
+    /// Saved groups by id, for `$inGroup`/`$notInGroup` in the experiments' targeting.
+    #[serde(default, skip_serializing_if = "SavedGroups::is_empty")]
+    pub saved_groups: SavedGroups,
 }
 
 impl ConfigSet {
@@ -223,6 +226,7 @@ mod tests {
             version: 1,
             published_at: None,
             experiments: vec![exp(base()).expect("valid"), exp(with(json!({"key":"pricing","id":"0192-p"}))).expect("valid")],
+            saved_groups: SavedGroups::new(),
         };
         assert_eq!(set.position("checkout"), Some(0));
         assert_eq!(set.position("pricing"), Some(1));

@@ -18,7 +18,7 @@ pub mod hashing;
 pub mod targeting;
 pub mod validate;
 
-pub use assign::{Assignment, Reason, assign};
+pub use assign::{Assignment, Reason, assign, assign_with};
 pub use config::{ConfigSet, Experiment, ExperimentType, LayerSlot, Status, Variant};
 pub use error::ConfigError;
-pub use targeting::{Attributes, Targeting};
+pub use targeting::{Attributes, SavedGroups, Targeting};

@@ -175,6 +175,49 @@ proptest! {
     }
 }
 
+/// Conditions and attributes in either dialect: keys drawn from both operator sets, attribute
+/// names, dotted paths and array indexes; leaves of every JSON type, unicode and numbers-as-text.
+fn arb_any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(|n| json!(n)),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        prop::sample::select(vec!["a", "b", "8", " 8 ", "0x1f", "1.2.3", "v2.0.0-rc.1+b", "ü", "😀", "", "(", "^a", "string", "array", "null", "g1"])
+            .prop_map(|s| Value::String(s.to_owned())),
+        "\\PC{0,6}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 40, 5, |inner| {
+        let keys = prop::sample::select(vec![
+            "a", "b", "c.0", "c.length", "d.e", "and", "or", "not", "in", "eq", "gt", "regex", "semver", "exists",
+            "$or", "$nor", "$and", "$not", "$eq", "$ne", "$lt", "$gte", "$in", "$nin", "$ini", "$all", "$alli", "$elemMatch",
+            "$size", "$exists", "$type", "$regex", "$regexi", "$veq", "$vgt", "$vlte", "$inGroup", "$notInGroup", "$savedGroup",
+        ]);
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(keys, inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Any JSON as a condition, any JSON as attributes: parsing gives a verdict, evaluation an
+    /// answer, never a panic, and the same answer every time.
+    #[test]
+    fn any_condition_on_any_attributes_is_total_and_deterministic(cond in arb_any_json(), attrs in arb_any_json(), group in arb_any_json()) {
+        if let Ok(t) = Targeting::parse(&cond) {
+            let attrs: Attributes = match attrs { Value::Object(m) => m, other => [("a".to_owned(), other)].into_iter().collect() };
+            let groups: litmus_shared::targeting::SavedGroups = [("g1".to_owned(), vec![group, json!("a"), json!(8)])].into_iter().collect();
+            let first = t.matches_with(&attrs, &groups);
+            prop_assert_eq!(first, t.matches_with(&attrs, &groups));
+            prop_assert_eq!(first, Targeting::parse(&cond).expect("parses again").matches_with(&attrs, &groups));
+        }
+    }
+}
+
 fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),

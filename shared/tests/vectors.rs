@@ -1,7 +1,7 @@
 //! Runs the committed, language-neutral test vectors (`testdata/vectors.v1.json`). The edge
 //! worker runs the same file inside workerd.
 
-use litmus_shared::{Attributes, Experiment, assign};
+use litmus_shared::{Attributes, Experiment, SavedGroups, assign_with};
 use serde_json::Value;
 
 #[test]
@@ -17,7 +17,8 @@ fn every_vector_reproduces() {
         e.validate().expect("vector experiments are valid");
         let attrs: Attributes = case["attributes"].as_object().cloned().unwrap_or_default();
         let unit = case["unit_id"].as_str().expect("unit_id");
-        let got = serde_json::to_value(assign(&e, unit, &attrs)).expect("serializes");
+        let groups: SavedGroups = serde_json::from_value(case["saved_groups"].clone()).unwrap_or_default();
+        let got = serde_json::to_value(assign_with(&e, unit, &attrs, &groups)).expect("serializes");
         if got != case["expected"] {
             failures.push(format!("{}: got {got}, want {}", case["name"], case["expected"]));
         }

@@ -33,7 +33,8 @@ async fn assign(State(state): State<AppState>, Json(req): Json<AssignRequest>) -
     check_unit_id("unit_id", &req.unit_id)?;
     let row = find(&state.db, &req.experiment).await?;
     let experiment = row.to_engine()?;
-    let answer = litmus_shared::assign(&experiment, &req.unit_id, &req.attributes);
+    let groups = crate::saved_groups::referenced_by(&state.db, experiment.targeting.as_json()).await?;
+    let answer = litmus_shared::assign_with(&experiment, &req.unit_id, &req.attributes, &groups);
     metrics::counter!("assignments_total", "in_experiment" => answer.in_experiment.to_string()).increment(1);
     // Serialized here: the answer borrows from `experiment`.
     Ok(axum::Json(answer).into_response())

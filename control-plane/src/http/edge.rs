@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::{ApiResult, AppState};
 use crate::publish::edge_experiments;
+use crate::saved_groups;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/edge/config", get(config))
@@ -15,6 +16,11 @@ pub fn router() -> Router<AppState> {
 
 async fn config(State(state): State<AppState>) -> ApiResult<axum::Json<Value>> {
     let status = state.publisher.status();
-    let set = ConfigSet { version: status.version.unwrap_or(0), published_at: None, experiments: edge_experiments(&state.db, state.config.stopped_grace).await? };
+    let set = ConfigSet {
+        version: status.version.unwrap_or(0),
+        published_at: None,
+        experiments: edge_experiments(&state.db, state.config.stopped_grace).await?,
+        saved_groups: saved_groups::all(&state.db).await?,
+    };
     Ok(axum::Json(json!({"publish": status, "config": set})))
 }

@@ -28,6 +28,7 @@ pub mod health;
 pub mod live;
 pub mod results;
 pub mod sample_size;
+pub mod saved_groups;
 pub mod storable;
 pub mod timeseries;
 
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(results::router())
         .merge(bandit::router())
         .merge(sample_size::router())
+        .merge(saved_groups::router())
         .merge(edge::router())
         .merge(auth::router())
         .merge(timeseries::router())

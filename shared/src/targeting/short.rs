@@ -1,27 +1,17 @@
-//! The targeting language: JSON conditions over a unit's attributes (grammar and semantics in
-//! `shared/README.md`). Conditions are parsed and compiled once (regexes, semver ranges) when a
-//! config is loaded, so evaluating one per request allocates nothing.
+//! Litmus's own short dialect: bare operator names (`{"country": {"in": ["US"]}}`), `and`/`or`/
+//! `not`, query-string-friendly equality (`"31"` equals `31`). Grammar and semantics in
+//! `shared/README.md`.
 
 use std::cmp::Ordering;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::Attributes;
 use crate::error::{ConfigError, join_path};
 
-/// A unit's attributes: `{"country":"US","plan":"pro","age":31}`. serde_json's map is a BTreeMap,
-/// so iteration order never depends on a random hasher.
-pub type Attributes = serde_json::Map<String, Value>;
-
-/// A parsed targeting condition plus the JSON it came from (kept for round-trips and display).
+/// A parsed condition in this dialect.
 #[derive(Debug, Clone)]
-pub struct Targeting {
-    raw: Value,
-    condition: Condition,
-}
-
-#[derive(Debug, Clone)]
-enum Condition {
+pub enum Condition {
     All(Vec<Condition>),
     Any(Vec<Condition>),
     Not(Box<Condition>),
@@ -29,7 +19,7 @@ enum Condition {
 }
 
 #[derive(Debug, Clone)]
-enum Test {
+pub enum Test {
     Eq(Value),
     Ne(Value),
     In(Vec<Value>),
@@ -42,54 +32,11 @@ enum Test {
 
 pub const OPERATORS: &[&str] = &["eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "exists", "regex", "semver"];
 
-impl Default for Targeting {
-    fn default() -> Self {
-        Self { raw: Value::Object(serde_json::Map::new()), condition: Condition::All(Vec::new()) }
-    }
-}
-
-impl PartialEq for Targeting {
-    fn eq(&self, other: &Self) -> bool {
-        self.raw == other.raw
-    }
-}
-
-impl Targeting {
-    /// Parses and validates a condition. `null` and `{}` match every unit. Errors carry the JSON
-    /// path of the fault relative to the targeting root (e.g. `or[1].country.in`).
-    pub fn parse(raw: &Value) -> Result<Self, ConfigError> {
-        let condition = match raw {
-            Value::Null => Condition::All(Vec::new()),
-            other => parse_condition(other, "")?,
-        };
-        let raw = if raw.is_null() { Value::Object(serde_json::Map::new()) } else { raw.clone() };
-        Ok(Self { raw, condition })
-    }
-
-    pub fn as_json(&self) -> &Value {
-        &self.raw
-    }
-
-    /// True when every unit matches (no condition at all).
-    pub fn is_empty(&self) -> bool {
-        matches!(&self.condition, Condition::All(c) if c.is_empty())
-    }
-
-    pub fn matches(&self, attributes: &Attributes) -> bool {
-        self.condition.eval(attributes)
-    }
-}
-
-impl Serialize for Targeting {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.raw.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Targeting {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Value::deserialize(d)?;
-        Targeting::parse(&raw).map_err(serde::de::Error::custom)
+/// Parses a condition; `null` is the empty condition. Errors carry the JSON path of the fault.
+pub fn parse(v: &Value, path: &str) -> Result<Condition, ConfigError> {
+    match v {
+        Value::Null => Ok(Condition::All(Vec::new())),
+        other => parse_condition(other, path),
     }
 }
 
@@ -171,7 +118,7 @@ fn parse_test(op: &str, arg: &Value, path: &str) -> Result<Test, ConfigError> {
 }
 
 impl Condition {
-    fn eval(&self, attrs: &Attributes) -> bool {
+    pub fn eval(&self, attrs: &Attributes) -> bool {
         match self {
             Condition::All(cs) => cs.iter().all(|c| c.eval(attrs)),
             Condition::Any(cs) => cs.iter().any(|c| c.eval(attrs)),
@@ -184,7 +131,8 @@ impl Condition {
     }
 }
 
-/// `a.b` finds `{"a":{"b":..}}` unless an attribute is literally named `a.b`.
+/// `a.b` finds `{"a":{"b":..}}` unless an attribute is literally named `a.b`; `items.0.sku`
+/// indexes into arrays, as GrowthBook's paths do.
 fn lookup<'a>(attrs: &'a Attributes, name: &str) -> Option<&'a Value> {
     if let Some(v) = attrs.get(name) {
         return Some(v);
@@ -192,7 +140,11 @@ fn lookup<'a>(attrs: &'a Attributes, name: &str) -> Option<&'a Value> {
     let mut parts = name.split('.');
     let mut current = attrs.get(parts.next()?)?;
     for part in parts {
-        current = current.as_object()?.get(part)?;
+        current = match current {
+            Value::Object(map) => map.get(part)?,
+            Value::Array(items) => items.get(part.parse::<usize>().ok().filter(|i| i.to_string() == part)?)?,
+            _ => return None,
+        };
     }
     Some(current)
 }
@@ -200,14 +152,22 @@ fn lookup<'a>(attrs: &'a Attributes, name: &str) -> Option<&'a Value> {
 impl Test {
     fn eval(&self, value: Option<&Value>) -> bool {
         let Some(value) = value.filter(|v| !v.is_null()) else {
-            // A missing (or null) attribute satisfies only the negative tests.
-            return matches!(self, Test::Ne(_) | Test::Nin(_) | Test::Exists(false));
+            // A missing (or null) attribute is null: it satisfies the negative tests, and the
+            // positive ones only where they name null (`{"user_id": null}`).
+            return match self {
+                Test::Eq(want) => want.is_null(),
+                Test::Ne(want) => !want.is_null(),
+                Test::In(list) => list.iter().any(Value::is_null),
+                Test::Nin(list) => !list.iter().any(Value::is_null),
+                Test::Exists(want) => !want,
+                Test::Cmp(..) | Test::Regex(_) | Test::Semver(_) => false,
+            };
         };
         match self {
-            Test::Eq(want) => any_element(value, |v| loose_eq(v, want)),
-            Test::Ne(want) => !any_element(value, |v| loose_eq(v, want)),
-            Test::In(list) => any_element(value, |v| list.iter().any(|w| loose_eq(v, w))),
-            Test::Nin(list) => !any_element(value, |v| list.iter().any(|w| loose_eq(v, w))),
+            Test::Eq(want) => equals(value, want),
+            Test::Ne(want) => !equals(value, want),
+            Test::In(list) => list.iter().any(|w| equals(value, w)),
+            Test::Nin(list) => !list.iter().any(|w| equals(value, w)),
             Test::Cmp(ord, or_equal, want) => {
                 compare(value, want).is_some_and(|o| o == *ord || (*or_equal && o == Ordering::Equal))
             }
@@ -215,6 +175,16 @@ impl Test {
             Test::Regex(re) => any_element(value, |v| as_text(v).is_some_and(|s| re.is_match(&s))),
             Test::Semver(req) => value.as_str().and_then(parse_version).is_some_and(|v| req.matches(&v)),
         }
+    }
+}
+
+/// The attribute equals `want`: an array `want` is the whole array (`{"tags":["a","b"]}` is the
+/// list `["a","b"]`, not "a tag that is the list"); a single `want` matches an array attribute
+/// when any element equals it.
+fn equals(value: &Value, want: &Value) -> bool {
+    match want {
+        Value::Array(_) => loose_eq(value, want),
+        _ => any_element(value, |v| loose_eq(v, want)),
     }
 }
 
@@ -247,6 +217,9 @@ fn as_text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
 /// Equality that treats `"31"` and `31`, `"true"` and `true` as equal (attributes from query
 /// strings are always text); otherwise exact JSON equality.
 fn loose_eq(attr: &Value, want: &Value) -> bool {
+    if let (Value::Array(a), Value::Array(w)) = (attr, want) {
+        return a.len() == w.len() && a.iter().zip(w).all(|(a, w)| loose_eq(a, w));
+    }
     if attr.is_number() || want.is_number() {
         return matches!((as_number(attr), as_number(want)), (Some(a), Some(b)) if a == b);
     }
@@ -285,6 +258,7 @@ fn parse_version(s: &str) -> Option<semver::Version> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Targeting;
     use super::*;
     use serde_json::json;
 
@@ -325,6 +299,11 @@ mod tests {
             assert!(!check(json!({"c":{op:arg}}), empty.clone()), "{op}");
         }
         assert!(!check(json!({"c":{"in":["US"]}}), empty.clone()));
+        assert!(check(json!({"c":null}), empty.clone()), "null names a missing attribute");
+        assert!(check(json!({"c":{"in":["US",null]}}), json!({"c":null})));
+        assert!(!check(json!({"c":{"ne":null}}), empty.clone()));
+        assert!(!check(json!({"c":{"nin":[null]}}), empty.clone()));
+        assert!(!check(json!({"c":null}), json!({"c":"US"})));
         assert!(!check(json!({"c":{"exists":true}}), json!({"c":null})));
     }
 
@@ -345,6 +324,21 @@ mod tests {
         assert!(check(json!({"app":{"semver":">=2.1.0"}}), json!({"app":"v2.1"})));
         assert!(!check(json!({"app":{"semver":">=2.1.0"}}), json!({"app":"2.0.9"})));
         assert!(!check(json!({"app":{"semver":">=2.1.0"}}), json!({"app":"banana"})));
+    }
+
+    #[test]
+    fn an_array_equals_the_same_array() {
+        // Regression: an array attribute was compared element by element against the whole list.
+        assert!(check(json!({"tags":["a","b"]}), json!({"tags":["a","b"]})));
+        assert!(check(json!({"tags":{"eq":["a"]}}), json!({"tags":["a"]})));
+        assert!(check(json!({"v":[1,"2"]}), json!({"v":["1",2]})), "elements compare as scalars do");
+        assert!(!check(json!({"tags":["a","b"]}), json!({"tags":["b","a"]})), "order matters");
+        assert!(!check(json!({"tags":["a","b"]}), json!({"tags":["a"]})));
+        assert!(!check(json!({"tags":["a"]}), json!({"tags":"a"})));
+        assert!(check(json!({"tags":{"ne":["a","b"]}}), json!({"tags":["a"]})));
+        assert!(!check(json!({"tags":{"ne":["a"]}}), json!({"tags":["a"]})));
+        assert!(check(json!({"tags":{"in":[["a","b"],["c"]]}}), json!({"tags":["c"]})));
+        assert!(check(json!({"tags":{"nin":[["a","b"]]}}), json!({"tags":["a"]})));
     }
 
     #[test]
