@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use litmus_shared::{ConfigSet, Experiment, SavedGroups};
+use litmus_shared::{ConfigSet, Experiment, SavedGroups, Targeting};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -108,9 +108,19 @@ pub fn parse_lenient(text: &str) -> Result<ConfigSet, String> {
     let raw: RawSet = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut experiments: Vec<Experiment> = Vec::with_capacity(raw.experiments.len());
     for (i, value) in raw.experiments.into_iter().enumerate() {
-        let parsed = serde_json::from_value::<Experiment>(value)
-            .map_err(|e| e.to_string())
-            .and_then(|e| e.validate().map(|()| e).map_err(|err| err.to_string()));
+        let parsed = read_experiment(value.clone()).or_else(|msg| {
+            // A condition this worker cannot read matches nobody; the experiment stays (its units
+            // get the control, reason `targeting`), rather than every request naming it failing.
+            let mut rest = value;
+            let condition = rest.get_mut("targeting").map(Value::take).ok_or(msg.clone())?;
+            if Targeting::parse(&condition).is_ok() {
+                return Err(msg);
+            }
+            let mut e = read_experiment(rest).map_err(|_| msg.clone())?;
+            worker::console_warn!("config: experiments[{i}] `{}`: targeting matches nobody: {msg}", e.key);
+            e.targeting = Targeting::unmatchable(condition);
+            Ok(e)
+        });
         match parsed {
             Ok(e) if experiments.iter().any(|o| o.key == e.key) => {
                 worker::console_warn!("config: experiments[{i}] `{}` is a duplicate key, dropped", e.key);
@@ -128,4 +138,10 @@ pub fn parse_lenient(text: &str) -> Result<ConfigSet, String> {
         }),
     };
     Ok(ConfigSet { version: raw.version, published_at: raw.published_at, experiments, saved_groups })
+}
+
+fn read_experiment(value: Value) -> Result<Experiment, String> {
+    serde_json::from_value::<Experiment>(value)
+        .map_err(|e| e.to_string())
+        .and_then(|e| e.validate().map(|()| e).map_err(|err| err.to_string()))
 }

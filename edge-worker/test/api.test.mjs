@@ -61,15 +61,18 @@ describe("config cache and safe defaults", () => {
     try {
       const bad = experiment("bad_weights", { variants: [{ key: "a", weight: 0.9 }, { key: "b", weight: 0.9 }] });
       const unknownHash = experiment("future", { hash_version: 99 });
-      await w.kv.put("configs", JSON.stringify({ version: 4, experiments: [bad, experiment("good"), unknownHash, { nonsense: true }] }));
-      const res = await w.json("/v1/assign?unit_id=u1&experiment=good&experiment=bad_weights&experiment=future");
+      // A condition the worker cannot read (an operator a newer control plane knows): matches nobody.
+      const unreadable = experiment("unreadable", { targeting: { country: { $inn: ["US"] } } });
+      await w.kv.put("configs", JSON.stringify({ version: 4, experiments: [bad, experiment("good"), unknownHash, { nonsense: true }, unreadable] }));
+      const res = await w.json("/v1/assign?unit_id=u1&country=US&experiment=good&experiment=bad_weights&experiment=future&experiment=unreadable");
       assert.equal(res.status, 200);
       assert.equal(res.body.config_version, 4);
-      const [good, badA, fut] = res.body.assignments;
+      const [good, badA, fut, unr] = res.body.assignments;
       assert.equal(good.reason, "assigned");
       assert.equal(badA.reason, "unknown_experiment");
       assert.equal(fut.reason, "unknown_experiment");
-      assert.deepEqual((await w.json("/v1/health")).body, { status: "ok", config_version: 4, experiments: 1 });
+      assert.deepEqual([unr.reason, unr.in_experiment, unr.variant_key], ["targeting", false, "control"]);
+      assert.deepEqual((await w.json("/v1/health")).body, { status: "ok", config_version: 4, experiments: 2 });
     } finally {
       await w.dispose();
     }

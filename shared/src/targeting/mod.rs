@@ -79,6 +79,13 @@ impl Targeting {
         Ok(Self { raw, condition })
     }
 
+    /// A condition that could not be parsed (say, written by a newer control plane), kept as
+    /// written and matching nobody: a reader that must not drop the experiment treats it as not
+    /// matching, rather than as matching everyone.
+    pub fn unmatchable(raw: Value) -> Self {
+        Self { raw, condition: Compiled::Short(short::Condition::Any(Vec::new())) }
+    }
+
     pub fn as_json(&self) -> &Value {
         &self.raw
     }
@@ -92,7 +99,7 @@ impl Targeting {
 
     /// True when every unit matches (no condition at all).
     pub fn is_empty(&self) -> bool {
-        self.raw.as_object().is_some_and(serde_json::Map::is_empty)
+        matches!(&self.condition, Compiled::Short(short::Condition::All(c)) if c.is_empty())
     }
 
     /// Whether the attributes satisfy the condition, with no saved groups.
