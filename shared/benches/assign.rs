@@ -1,10 +1,11 @@
 //! `cargo bench -p litmus-shared`: nanoseconds per `assign` for 1 running experiment and for a
-//! request that evaluates 50 (the edge's "all running experiments" case), with targeting.
+//! request that evaluates 50 (the edge's "all running experiments" case), with targeting; then
+//! nanoseconds per `Targeting::matches` for typical and nested conditions in both dialects.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use litmus_shared::{Attributes, Experiment, assign};
+use litmus_shared::{Attributes, Experiment, Targeting, assign};
 use serde_json::json;
 
 fn experiment(i: usize) -> Experiment {
@@ -58,4 +59,27 @@ fn main() {
     });
     println!("assign, 1 experiment:   {one:>8.1} ns per assign");
     println!("assign, 50 experiments: {fifty:>8.1} ns per request ({:.1} ns per assign)", fifty / 50.0);
+
+    let conditions = [
+        ("ours, typical", json!({"country":{"in":["US","CA","GB"]}})),
+        ("ours, nested", json!({"or":[{"and":[{"plan":{"ne":"free"}},{"app_version":{"semver":">=2.0.0"}}]},
+                                       {"not":{"user.tier":{"in":[1,2]}}},{"email":{"regex":"@example\\.com$"}}]})),
+        ("GrowthBook, typical", json!({"country":{"$in":["US","CA","GB"]}})),
+        ("GrowthBook, nested", json!({"$and":[{"$or":[{"plan":{"$ne":"free"}},{"tags":{"$elemMatch":{"$eq":"beta"}}}]},
+                                              {"app_version":{"$vgte":"2.0.0"}},{"user.tier":{"$nin":[1,2]}},
+                                              {"email":{"$regexi":"@EXAMPLE\\.com$"}}]})),
+    ];
+    let attrs: Attributes = json!({"country":"US","plan":"pro","app_version":"2.3.1","tags":["alpha","beta"],
+                                   "user":{"tier":3},"email":"ana@example.com"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (name, condition) in conditions {
+        let t = Targeting::parse(&condition).expect("valid bench condition");
+        assert!(t.matches(&attrs), "{name} matches the bench's attributes");
+        let ns = measure(budget, |_| {
+            black_box(t.matches(black_box(&attrs)));
+        });
+        println!("Targeting::matches, {name:<20} {ns:>8.1} ns");
+    }
 }
