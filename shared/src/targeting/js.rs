@@ -7,6 +7,14 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
+/// [`to_string`], borrowing a string attribute (the common case) instead of copying it.
+pub fn as_text(v: &Value) -> std::borrow::Cow<'_, str> {
+    match v {
+        Value::String(s) => std::borrow::Cow::Borrowed(s),
+        other => std::borrow::Cow::Owned(to_string(other)),
+    }
+}
+
 /// `String(value)` (also `value + ""`): arrays join their elements with `,` (null as empty),
 /// objects are `[object Object]`, numbers are written as JavaScript writes them.
 pub fn to_string(v: &Value) -> String {

@@ -244,8 +244,8 @@ impl Condition {
 impl Test {
     fn eval(&self, value: &Value, groups: &SavedGroups, insensitive: bool) -> bool {
         match self {
-            Test::Str(s) if insensitive => js::to_string(value).to_lowercase() == s.to_lowercase(),
-            Test::Str(s) => js::to_string(value) == *s,
+            Test::Str(s) if insensitive => js::as_text(value).to_lowercase() == s.to_lowercase(),
+            Test::Str(s) => js::as_text(value) == s.as_str(),
             Test::Num(n) => js::to_number(value) == *n,
             Test::Bool(b) => !value.is_null() && js::truthy(value) == *b,
             Test::Null => value.is_null(),
@@ -307,8 +307,8 @@ impl Op {
             Op::All { tests, insensitive } => actual
                 .as_array()
                 .is_some_and(|items| tests.iter().all(|t| items.iter().any(|item| t.eval(item, groups, *insensitive)))),
-            Op::Regex(re, false) => re.is_match(&js::to_string(actual)),
-            Op::Regex(re, true) => re.is_match(&fold_non_ascii(&js::to_string(actual))),
+            Op::Regex(re, false) => re.is_match(&js::as_text(actual)),
+            Op::Regex(re, true) => re.is_match(&fold_non_ascii(&js::as_text(actual))),
             Op::Type(t) => type_of(actual) == t,
         }
     }
