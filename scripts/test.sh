@@ -24,10 +24,16 @@ cargo test --locked
 # The worker's pure parts (parsing, backoff) also build natively; its default-members exclusion
 # only keeps the wasm-only crate out of plain `cargo build`.
 cargo test --locked -p litmus-edge-worker --lib
+# The vectors again, through an independent Python implementation (standard library only).
+python3 shared/testdata/check_vectors.py
 
 phase "edge worker: build to wasm32, run its tests inside workerd"
 scripts/build-worker.sh
 with_node node --test "edge-worker/test/*.test.mjs"
+
+phase "targeting against GrowthBook's own SDK (generated conditions)"
+[ -d edge-worker/bench/peer/node_modules/@growthbook/growthbook ] || scripts/npm-install.sh edge-worker/bench/peer
+with_node node --test tests/conformance/*.test.mjs
 
 phase "end to end: control plane + worker in workerd"
 cargo build --locked -p litmus-control-plane -p litmus-loadgen

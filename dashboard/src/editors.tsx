@@ -7,7 +7,7 @@ import { ApiError, api, type Experiment, type ExperimentInput } from './api';
 import { Alert, FieldError, fieldId, fieldProps, type FieldErrors } from './components';
 import { int } from './format';
 import { perVariantProportions } from './samplesize';
-import { OPERATORS, jsonToRules, rulesToJson, type Rule } from './targeting';
+import { DIALECT_LABEL, OPERATORS, dialectOf, jsonToRules, rulesToJson, type Rule } from './targeting';
 
 export interface VariantRow {
   uid: number;
@@ -566,9 +566,12 @@ function TargetingEditor({ f, setF, errors, disabled }: { f: FormState; setF: (f
   const setRule = (i: number, p: Partial<Rule>) => setF((s) => ({ ...s, rules: s.rules.map((r, j) => (j === i ? { ...r, ...p } : r)) }));
   const toJson = () => setF((s) => ({ ...s, tMode: 'json', tText: JSON.stringify(rulesToJson(s.rules), null, 2) }));
   let canUseRules = true;
+  let dialect: 'growthbook' | 'litmus' | null = null;
   if (f.tMode === 'json') {
     try {
-      canUseRules = jsonToRules(f.tText.trim() ? JSON.parse(f.tText) : {}) !== null;
+      const parsed = f.tText.trim() ? JSON.parse(f.tText) : {};
+      canUseRules = jsonToRules(parsed) !== null;
+      dialect = dialectOf(parsed);
     } catch {
       canUseRules = false;
     }
@@ -582,7 +585,8 @@ function TargetingEditor({ f, setF, errors, disabled }: { f: FormState; setF: (f
     <fieldset class="card" disabled={disabled}>
       <legend>Targeting</legend>
       <p class="hint" id="targeting-help">
-        Which units may enter. No rules: everyone. All rules must hold; use JSON for <code>or</code> / <code>not</code>.
+        Which units may enter. No rules: everyone. All rules must hold; use JSON for <code>or</code> / <code>not</code>, or to paste a
+        GrowthBook condition (<code>$in</code>, <code>$vgte</code>, <code>$elemMatch</code>, …) as it is.
       </p>
       <div class="segmented" role="group" aria-label="Targeting editor mode">
         <button type="button" class={f.tMode === 'rules' ? 'active' : ''} aria-pressed={f.tMode === 'rules'} onClick={toRules} disabled={f.tMode !== 'rules' && !canUseRules} title={canUseRules ? undefined : 'This condition needs the JSON editor'}>
@@ -647,6 +651,11 @@ function TargetingEditor({ f, setF, errors, disabled }: { f: FormState; setF: (f
           errors={errors}
           rows={5}
         />
+      )}
+      {dialect && (
+        <p class="hint" data-testid="targeting-dialect">
+          Read as {DIALECT_LABEL[dialect]}.
+        </p>
       )}
     </fieldset>
   );

@@ -94,3 +94,13 @@ export function jsonToRules(cond: unknown): Rule[] | null {
   }
   return rules;
 }
+
+/** Which dialect the engine reads a condition in (shared/README.md): a `$`-key anywhere makes it
+ * GrowthBook's, anything else is ours. Shown beside the JSON so nobody has to guess. */
+export function dialectOf(cond: unknown): 'growthbook' | 'litmus' {
+  const hasDollar = (v: unknown): boolean =>
+    Array.isArray(v) ? v.some(hasDollar) : v !== null && typeof v === 'object' && Object.entries(v as object).some(([k, x]) => k.startsWith('$') || hasDollar(x));
+  return hasDollar(cond) ? 'growthbook' : 'litmus';
+}
+
+export const DIALECT_LABEL = { growthbook: "GrowthBook's dialect ($-operators)", litmus: "Litmus's dialect" } as const;

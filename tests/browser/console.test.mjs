@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { mulberry32 } from '../lib/random.mjs';
 
 const require = createRequire(new URL('../../dashboard/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
@@ -77,16 +78,6 @@ async function textIs(locator, expected) {
   await locator.filter({ hasText: re }).first().waitFor();
 }
 
-// A small seeded PRNG so every run sends the same values.
-function mulberry32(seed) {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = mulberry32(42);
 const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
 
@@ -166,7 +157,14 @@ step('create a draft with three variants; errors show next to their fields', asy
   await page.getByTestId('form-error').waitFor();
   await shot('03-new-experiment-error');
 
+  // A GrowthBook condition is read in its own dialect, said beside it, and its faults are ours.
+  await page.getByLabel('Targeting condition (JSON)').fill('{"$and": [{"country": {"$in": "US"}}]}');
+  await textIs(page.getByTestId('targeting-dialect'), /GrowthBook's dialect/);
+  await page.getByRole('button', { name: 'Save draft' }).click();
+  await textIs(targetingError, /targeting\.\$and\[0\]\.country\.\$in.*expected an array/i);
+
   await page.getByLabel('Targeting condition (JSON)').fill('{"country": {"in": ["US", "CA"]}}');
+  await textIs(page.getByTestId('targeting-dialect'), /Litmus's dialect/);
   await page.getByRole('button', { name: 'Rules', exact: true }).click();
   assert.equal(await page.locator('#rule-0-attr').inputValue(), 'country');
   assert.equal(await page.locator('#rule-0-value').inputValue(), 'US, CA');

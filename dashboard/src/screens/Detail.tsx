@@ -5,6 +5,7 @@ import { ApiError, api, type AuditEntry, type Experiment } from '../api';
 import { Alert, ConfirmDialog, ExperimentHeader, LoadError, Spinner, StatusBadge, useLoad, type FieldErrors } from '../components';
 import { RampInput } from '../editors';
 import { setFlash, takeFlash } from '../flash';
+import { DIALECT_LABEL, dialectOf } from '../targeting';
 import { dateTime, pct } from '../format';
 import { Link, experimentPath, navigate } from '../router';
 
@@ -239,7 +240,18 @@ function About({ exp }: { exp: Experiment }) {
         )}
         <div class="wide">
           <dt>Targeting</dt>
-          <dd>{targeting ? <pre class="code-block">{targeting}</pre> : 'Everyone'}</dd>
+          <dd>
+            {targeting ? (
+              <>
+                <pre class="code-block">{targeting}</pre>
+                <span class="muted" data-testid="targeting-dialect">
+                  {DIALECT_LABEL[dialectOf(exp.targeting)]}
+                </span>
+              </>
+            ) : (
+              'Everyone'
+            )}
+          </dd>
         </div>
       </dl>
     </section>

@@ -47,12 +47,15 @@ pub fn number_to_string(x: f64) -> String {
     if x < 0.0 {
         return format!("-{}", number_to_string(-x));
     }
-    // Rust's `{:e}` gives the shortest round-trip digits: "1.2345e-7".
-    let sci = format!("{x:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    // Rust's `Display` gives the shortest round-trip digits, positionally ("0.00000015"); `n` is
+    // where the decimal point sits relative to the first significant digit, as in ECMA-262.
+    let text = x.to_string();
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let all = format!("{int}{frac}");
+    let lead = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_matches('0');
     let k = digits.len() as i32;
-    let n = exp.parse::<i32>().unwrap_or(0) + 1;
+    let n = int.len() as i32 - lead as i32;
     if k <= n && n <= 21 {
         format!("{digits}{}", "0".repeat((n - k) as usize))
     } else if 0 < n && n <= 21 {
@@ -119,6 +122,39 @@ fn string_to_number(s: &str) -> f64 {
         return f64::NAN;
     }
     s.parse::<f64>().unwrap_or(f64::NAN)
+}
+
+/// `String.prototype.toLowerCase`, for the scripts targeting meets in practice: ASCII, Latin-1,
+/// Latin Extended-A and Additional, Greek, Cyrillic, Armenian, fullwidth Latin. Other letters are
+/// kept as they are (core's full Unicode tables would cost the edge worker 3 KB of its gzipped
+/// budget), as are `İ` (two characters in JavaScript) and a final `Σ` (`σ` here, `ς` there).
+pub fn to_lower(s: &str) -> String {
+    s.chars().map(lower).collect()
+}
+
+fn lower(c: char) -> char {
+    let u = c as u32;
+    let to = match u {
+        0x41..=0x5a | 0xc0..=0xd6 | 0xd8..=0xde | 0x391..=0x3a1 | 0x3a3..=0x3ab | 0x410..=0x42f | 0xff21..=0xff3a => u + 0x20,
+        0x400..=0x40f => u + 0x50,
+        0x531..=0x556 => u + 0x30,
+        0x386 => 0x3ac,
+        0x388..=0x38a => u + 37,
+        0x38c => 0x3cc,
+        0x38e..=0x38f => u + 63,
+        0x178 => 0xff,
+        0x4c0 => 0x4cf,
+        // Pairs: the upper case first, the lower case next.
+        0x100..=0x12f | 0x132..=0x137 | 0x14a..=0x177 | 0x460..=0x481 | 0x48a..=0x4bf | 0x4d0..=0x52f | 0x1e00..=0x1e95
+        | 0x1ea0..=0x1eff
+            if u % 2 == 0 =>
+        {
+            u + 1
+        }
+        0x139..=0x148 | 0x179..=0x17e | 0x4c1..=0x4ce if u % 2 == 1 => u + 1,
+        _ => u,
+    };
+    char::from_u32(to).unwrap_or(c)
 }
 
 /// `!!value`.
@@ -199,6 +235,24 @@ mod tests {
             assert_eq!(number_to_string(x), s, "{x}");
         }
         assert_eq!(to_string(&json!([1, null, "a", [2, 3], {"x": 1}])), "1,,a,2,3,[object Object]");
+    }
+
+    #[test]
+    fn lowercase_agrees_with_the_unicode_mapping_where_it_maps() {
+        // Every character the compact table maps, it maps as Unicode does; and the letters of
+        // the scripts it covers are all mapped.
+        for c in (0..0x2000u32).chain(0xff00..0xff60).filter_map(char::from_u32) {
+            let full: Vec<char> = c.to_lowercase().collect();
+            let ours = lower(c);
+            if ours != c {
+                assert_eq!(full, [ours], "{c:?} U+{:04X}", c as u32);
+            } else if full.len() == 1 && full[0] != c {
+                let covered = matches!(c as u32, 0x41..=0x24f | 0x370..=0x3ff | 0x400..=0x52f | 0x531..=0x556 | 0x1e00..=0x1eff | 0xff21..=0xff3a);
+                let known_gaps = matches!(c as u32, 0x180..=0x24f | 0x370..=0x385 | 0x3cf..=0x3ff | 0x1e9e);
+                assert!(!covered || known_gaps, "{c:?} U+{:04X} left as is", c as u32);
+            }
+        }
+        assert_eq!(to_lower("ZÜRICH Ærø ΣΟΦΊΑ Москва ԱՐՄ ŁÓDŹ ＡＢＣ"), "zürich ærø σοφία москва արմ łódź ａｂｃ");
     }
 
     #[test]

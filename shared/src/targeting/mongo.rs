@@ -244,7 +244,7 @@ impl Condition {
 impl Test {
     fn eval(&self, value: &Value, groups: &SavedGroups, insensitive: bool) -> bool {
         match self {
-            Test::Str(s) if insensitive => js::as_text(value).to_lowercase() == s.to_lowercase(),
+            Test::Str(s) if insensitive => js::to_lower(&js::as_text(value)) == js::to_lower(s),
             Test::Str(s) => js::as_text(value) == s.as_str(),
             Test::Num(n) => js::to_number(value) == *n,
             Test::Bool(b) => !value.is_null() && js::truthy(value) == *b,
@@ -257,7 +257,7 @@ impl Test {
 
 fn fold(v: &Value) -> Cow<'_, Value> {
     match v {
-        Value::String(s) => Cow::Owned(Value::String(s.to_lowercase())),
+        Value::String(s) => Cow::Owned(Value::String(js::to_lower(s))),
         other => Cow::Borrowed(other),
     }
 }
@@ -315,24 +315,13 @@ impl Op {
 }
 
 /// `regex-lite` folds case for ASCII only; JavaScript's `/i` folds `Ë` and `ë` too. For
-/// `$regexi`, non-ASCII letters are lowercased in both the pattern and the text (escapes and
-/// class syntax are ASCII, so the pattern's meaning is kept). Letters whose lowercase is several
-/// characters (`İ`) are left alone on both sides.
+/// `$regexi`, non-ASCII letters are lowercased ([`js::to_lower`]) in both the pattern and the
+/// text (escapes and class syntax are ASCII, so the pattern's meaning is kept).
 fn fold_non_ascii(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(
-        s.chars()
-            .map(|c| {
-                let mut lower = c.to_lowercase();
-                match (c.is_ascii(), lower.next(), lower.next()) {
-                    (false, Some(l), None) => l,
-                    _ => c,
-                }
-            })
-            .collect(),
-    )
+    Cow::Owned(s.chars().map(|c| if c.is_ascii() { c } else { js::to_lower(c.encode_utf8(&mut [0; 4])).chars().next().unwrap_or(c) }).collect())
 }
 
 /// GrowthBook's `getType`.

@@ -1,6 +1,8 @@
 //! GrowthBook's version comparison (`$veq`, `$vgt`, …): a version becomes a string whose plain
 //! text order is the version order, and the strings are compared.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::js;
@@ -11,11 +13,11 @@ use super::js;
 /// `1.0.0-beta`). Anything not a string or a number reads as `"0"`, as does the empty string.
 pub fn padded(v: &Value) -> String {
     let text = match v {
-        Value::Number(_) => js::to_string(v),
-        Value::String(s) if !s.is_empty() => s.clone(),
-        _ => "0".to_owned(),
+        Value::Number(_) | Value::String(_) => js::as_text(v),
+        _ => Cow::Borrowed(""),
     };
-    let mut s = text.strip_prefix('v').unwrap_or(&text);
+    let text = if text.is_empty() { "0" } else { &text };
+    let mut s = text.strip_prefix('v').unwrap_or(text);
     // `/\+.*$/`: from the first `+` whose rest holds no line break (`.` stops at one).
     let mut from = 0;
     while let Some(i) = s[from..].find('+').map(|i| i + from) {
@@ -25,15 +27,23 @@ pub fn padded(v: &Value) -> String {
         }
         from = i + 1;
     }
-    let mut parts: Vec<&str> = s.split(['-', '.']).collect();
-    if parts.len() == 3 {
-        parts.push("~");
+    // Written into one string: this runs per request for every `$v…` operator.
+    let mut out = String::with_capacity(s.len() + 24);
+    let mut parts = 0;
+    for part in s.split(['-', '.']) {
+        if parts > 0 {
+            out.push('-');
+        }
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.extend(std::iter::repeat_n(' ', 5usize.saturating_sub(part.len())));
+        }
+        out.push_str(part);
+        parts += 1;
     }
-    parts
-        .iter()
-        .map(|p| if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) { format!("{p:>5}") } else { (*p).to_owned() })
-        .collect::<Vec<_>>()
-        .join("-")
+    if parts == 3 {
+        out.push_str("-~");
+    }
+    out
 }
 
 #[cfg(test)]
