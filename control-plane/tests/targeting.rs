@@ -70,6 +70,7 @@ async fn meaningless_conditions_and_groups_are_refused_with_the_path(db: PgPool)
         }
     };
     assert_eq!(refused(json!({"country": {"$in": "US"}})).await.as_deref(), Some("targeting.country.$in"));
+    assert_eq!(refused(json!({"$and": [{"country": {"$in": "US"}}]})).await.as_deref(), Some("targeting.$and[0].country.$in"));
     assert_eq!(refused(json!({"$or": [{"a": 1}, {"b": {"$regex": "(("}}]})).await.as_deref(), Some("targeting.$or[1].b.$regex"));
     assert_eq!(refused(json!({"a": {"$inn": [1]}})).await.as_deref(), Some("targeting.a.$inn"));
     assert_eq!(refused(json!({"a": {"$in": [1]}, "or": []})).await.as_deref(), Some("targeting.or"), "dialects mixed");

@@ -545,7 +545,10 @@ export function JsonField(props: { path: string; label: string; hint?: string; v
         spellcheck={false}
         onInput={(e) => props.onChange(e.currentTarget.value)}
         onBlur={(e) => {
-          // Pretty-print valid JSON when the user leaves the field.
+          // Pretty-print valid JSON when the user leaves the field; not when they leave it for a
+          // button: the field would grow under the pointer between press and release, and the
+          // click (Save, typically) would land beside the button and do nothing.
+          if ((e.relatedTarget as HTMLElement | null)?.tagName === 'BUTTON') return;
           try {
             const t = e.currentTarget.value;
             if (t.trim()) props.onChange(JSON.stringify(JSON.parse(t), null, 2));
