@@ -45,6 +45,7 @@ static NULL: Value = Value::Null;
 
 /// Which variant does `unit_id` get? Checks, in order: running, layer slot, targeting, ramp; the
 /// first that fails gives the control variant with `in_experiment: false`. Never fails.
+#[inline]
 pub fn assign<'a>(experiment: &'a Experiment, unit_id: &str, attributes: &Attributes) -> Assignment<'a> {
     assign_with(experiment, unit_id, attributes, &SavedGroups::new())
 }

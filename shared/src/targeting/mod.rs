@@ -103,11 +103,13 @@ impl Targeting {
     }
 
     /// Whether the attributes satisfy the condition, with no saved groups.
+    #[inline]
     pub fn matches(&self, attributes: &Attributes) -> bool {
         self.matches_with(attributes, &SavedGroups::new())
     }
 
     /// Whether the attributes satisfy the condition; `$inGroup` looks up `groups`.
+    #[inline]
     pub fn matches_with(&self, attributes: &Attributes, groups: &SavedGroups) -> bool {
         match &self.condition {
             Compiled::Short(c) => c.eval(attributes),
