@@ -9,8 +9,8 @@ use sqlx::types::Json as Db;
 
 /// Every saved group, for the config set the edge receives.
 pub async fn all(db: &PgPool) -> sqlx::Result<SavedGroups> {
-    let rows: Vec<(String, Db<Vec<Value>>)> = sqlx::query_as(r#"SELECT id, "values" FROM saved_groups ORDER BY id"#).fetch_all(db).await?;
-    Ok(rows.into_iter().map(|(id, Db(values))| (id, values)).collect())
+    let rows = sqlx::query_as(r#"SELECT id, "values" FROM saved_groups ORDER BY id"#).fetch_all(db).await?;
+    Ok(by_id(rows))
 }
 
 /// The saved groups a condition refers to (a lookup per assignment need not read every group).
@@ -20,9 +20,12 @@ pub async fn referenced_by(db: &PgPool, condition: &Value) -> sqlx::Result<Saved
     if ids.is_empty() {
         return Ok(SavedGroups::new());
     }
-    let rows: Vec<(String, Db<Vec<Value>>)> =
-        sqlx::query_as(r#"SELECT id, "values" FROM saved_groups WHERE id = ANY($1)"#).bind(&ids).fetch_all(db).await?;
-    Ok(rows.into_iter().map(|(id, Db(values))| (id, values)).collect())
+    let rows = sqlx::query_as(r#"SELECT id, "values" FROM saved_groups WHERE id = ANY($1)"#).bind(&ids).fetch_all(db).await?;
+    Ok(by_id(rows))
+}
+
+fn by_id(rows: Vec<(String, Db<Vec<Value>>)>) -> SavedGroups {
+    rows.into_iter().map(|(id, Db(values))| (id, values)).collect()
 }
 
 /// The group ids named by `$inGroup`/`$notInGroup` anywhere in a condition.

@@ -108,7 +108,7 @@ pub fn parse_lenient(text: &str) -> Result<ConfigSet, String> {
     let raw: RawSet = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut experiments: Vec<Experiment> = Vec::with_capacity(raw.experiments.len());
     for (i, value) in raw.experiments.into_iter().enumerate() {
-        let parsed = read_experiment(value.clone()).or_else(|msg| {
+        let parsed = read_experiment(&value).or_else(|msg| {
             // A condition this worker cannot read matches nobody; the experiment stays (its units
             // get the control, reason `targeting`), rather than every request naming it failing.
             let mut rest = value;
@@ -116,7 +116,7 @@ pub fn parse_lenient(text: &str) -> Result<ConfigSet, String> {
             if Targeting::parse(&condition).is_ok() {
                 return Err(msg);
             }
-            let mut e = read_experiment(rest).map_err(|_| msg.clone())?;
+            let mut e = read_experiment(&rest).map_err(|_| msg.clone())?;
             worker::console_warn!("config: experiments[{i}] `{}`: targeting matches nobody: {msg}", e.key);
             e.targeting = Targeting::unmatchable(condition);
             Ok(e)
@@ -140,8 +140,10 @@ pub fn parse_lenient(text: &str) -> Result<ConfigSet, String> {
     Ok(ConfigSet { version: raw.version, published_at: raw.published_at, experiments, saved_groups })
 }
 
-fn read_experiment(value: Value) -> Result<Experiment, String> {
-    serde_json::from_value::<Experiment>(value)
+/// Reads from the value in place: a set is re-read every `CONFIG_TTL_SECONDS`, and the value is
+/// only needed again when the experiment does not read.
+fn read_experiment(value: &Value) -> Result<Experiment, String> {
+    Experiment::deserialize(value)
         .map_err(|e| e.to_string())
         .and_then(|e| e.validate().map(|()| e).map_err(|err| err.to_string()))
 }

@@ -118,22 +118,12 @@ impl Chunk {
         body
     }
 
-    /// The event the control plane numbers `index` in this body (`rejected[].index`): the events
-    /// first, then each group's exposures in order. Groups are expanded only here, when an
-    /// event was refused.
-    pub fn event(&self, index: usize) -> Option<String> {
-        if let Some(e) = self.events.get(index) {
-            return Some(e.clone());
-        }
-        let mut rest = index - self.events.len();
-        for g in &self.groups {
-            let events = exposures::expand(g).ok()?;
-            if rest < events.len() {
-                return events.into_iter().nth(rest);
-            }
-            rest -= events.len();
-        }
-        None
+    /// Its events as the control plane numbers them (`rejected[].index`): the events first,
+    /// then each group's exposures in order. Groups are expanded only here, once, when an event
+    /// was refused.
+    pub fn numbered(&self) -> Vec<String> {
+        let groups = self.groups.iter().flat_map(|g| exposures::expand(g).unwrap_or_default());
+        self.events.iter().cloned().chain(groups).collect()
     }
 }
 
@@ -199,7 +189,9 @@ mod tests {
     }
 
     fn events_of(chunk: &Chunk) -> Vec<Value> {
-        (0..chunk.count).map(|i| serde_json::from_str(&chunk.event(i).expect("numbered")).expect("JSON")).collect()
+        let numbered = chunk.numbered();
+        assert_eq!(numbered.len(), chunk.count, "every counted event numbered");
+        numbered.iter().map(|e| serde_json::from_str(e).expect("JSON")).collect()
     }
 
     #[test]
@@ -248,7 +240,6 @@ mod tests {
         assert_eq!((numbered[1]["unit_id"].as_str(), numbered[1]["event_id"].as_str()), (Some("u1"), Some(ID)));
         assert_eq!(numbered[2]["event_id"].as_str(), Some(nth_id(ID, 1).as_str()));
         assert_eq!(numbered[3]["unit_id"], "u2");
-        assert_eq!(chunks[0].event(4), None);
         assert_eq!(events_of(&chunks[1]).iter().map(|e| e["experiment"].clone()).collect::<Vec<_>>(), [json!("g"), json!("i"), json!("k")]);
         // Events alone keep the body earlier control planes take.
         assert_eq!(chunks_of_events(), r#"{"events":[{"a":1}]}"#);

@@ -283,9 +283,12 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
             retry_later(&messages, state);
             return;
         };
-        parked.extend(settled.into_iter().filter_map(|(i, reason)| {
-            Some(format!(r#"{{"event":{},"rejected":{}}}"#, chunk.event(i)?, serde_json::to_string(&reason).ok()?))
-        }));
+        if !settled.is_empty() {
+            let numbered = chunk.numbered();
+            parked.extend(settled.into_iter().filter_map(|(i, reason)| {
+                Some(format!(r#"{{"event":{},"rejected":{}}}"#, numbered.get(i)?, serde_json::to_string(&reason).ok()?))
+            }));
+        }
     }
     if !parked.is_empty() {
         if let Err(e) = dead_letter(state, &parked).await {

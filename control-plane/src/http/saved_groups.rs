@@ -64,20 +64,18 @@ async fn fetch(State(state): State<AppState>, Path(id): Path<String>) -> ApiResu
 async fn put(State(state): State<AppState>, Path(id): Path<String>, StrictJson(req): StrictJson<PutGroup>) -> ApiResult<(StatusCode, axum::Json<GroupRow>)> {
     check_id(&id)?;
     check_values(&req.values).map_err(|(field, message)| ApiError::validation(field, message))?;
-    let (row, created): (GroupRow, bool) = {
-        let row: GroupRow = sqlx::query_as(&format!(
-            r#"INSERT INTO saved_groups (id, description, "values") VALUES ($1, $2, $3)
-               ON CONFLICT (id) DO UPDATE SET description = EXCLUDED.description, "values" = EXCLUDED."values", updated_at = now()
-               RETURNING {COLUMNS}"#
-        ))
-        .bind(&id)
-        .bind(&req.description)
-        .bind(Db(&req.values))
-        .fetch_one(&state.db)
-        .await?;
-        let created = row.created_at == row.updated_at;
-        (row, created)
-    };
+    let row: GroupRow = sqlx::query_as(&format!(
+        r#"INSERT INTO saved_groups (id, description, "values") VALUES ($1, $2, $3)
+           ON CONFLICT (id) DO UPDATE SET description = EXCLUDED.description, "values" = EXCLUDED."values", updated_at = now()
+           RETURNING {COLUMNS}"#
+    ))
+    .bind(&id)
+    .bind(&req.description)
+    .bind(Db(&req.values))
+    .fetch_one(&state.db)
+    .await?;
+    // Both timestamps are the transaction's `now()` when the row is new.
+    let created = row.created_at == row.updated_at;
     tracing::info!(group = %id, values = req.values.len(), "saved group stored");
     state.publisher.notify();
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(row)))

@@ -132,7 +132,8 @@ pub fn to_lower(s: &str) -> String {
     s.chars().map(lower).collect()
 }
 
-fn lower(c: char) -> char {
+/// One character of [`to_lower`].
+pub fn lower(c: char) -> char {
     let u = c as u32;
     let to = match u {
         0x41..=0x5a | 0xc0..=0xd6 | 0xd8..=0xde | 0x391..=0x3a1 | 0x3a3..=0x3ab | 0x410..=0x42f | 0xff21..=0xff3a => u + 0x20,
@@ -147,7 +148,7 @@ fn lower(c: char) -> char {
         // Pairs: the upper case first, the lower case next.
         0x100..=0x12f | 0x132..=0x137 | 0x14a..=0x177 | 0x460..=0x481 | 0x48a..=0x4bf | 0x4d0..=0x52f | 0x1e00..=0x1e95
         | 0x1ea0..=0x1eff
-            if u % 2 == 0 =>
+            if u.is_multiple_of(2) =>
         {
             u + 1
         }

@@ -292,7 +292,7 @@ impl Op {
                 // JavaScript's `a <= b` is "not b < a", and false when either is NaN.
                 js::compare(actual, want).is_some_and(|o| o == *ord || (*or_equal && o == Ordering::Equal))
             }
-            Op::Exists(want) => !actual.is_null() == *want,
+            Op::Exists(want) => actual.is_null() != *want,
             Op::In { values, insensitive, negate } => is_in(actual, values, *insensitive) != *negate,
             Op::InGroup { group, negate } => is_in(actual, groups.get(group).map_or(&[][..], Vec::as_slice), false) != *negate,
             Op::Not(test) => !test.eval(actual, groups, false),
@@ -321,7 +321,7 @@ fn fold_non_ascii(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(s.chars().map(|c| if c.is_ascii() { c } else { js::to_lower(c.encode_utf8(&mut [0; 4])).chars().next().unwrap_or(c) }).collect())
+    Cow::Owned(s.chars().map(|c| if c.is_ascii() { c } else { js::lower(c) }).collect())
 }
 
 /// GrowthBook's `getType`.
