@@ -89,11 +89,12 @@ function fastAssign(request, env, ctx) {
   if (answer & NEW_HEAD) {
     // "{status}\n{name}: {value}\n...": most answers share one head, parsed once.
     const lines = imports.fast_take_head().split("\n");
-    lastInit = { status: Number(lines[0]), headers: [["content-type", "application/json"]] };
+    const headers = new Headers([["content-type", "application/json"]]);
     for (let i = 1; i < lines.length - 1; i++) {
       const colon = lines[i].indexOf(": ");
-      lastInit.headers.push([lines[i].slice(0, colon), lines[i].slice(colon + 2)]);
+      headers.append(lines[i].slice(0, colon), lines[i].slice(colon + 2));
     }
+    lastInit = { status: Number(lines[0]), headers };
   }
   const init = lastInit;
   const body = imports.fast_take_body();

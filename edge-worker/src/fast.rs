@@ -13,7 +13,6 @@
 //! request to workers-rs.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -98,9 +97,12 @@ fn render(prepared: ApiResult<assign::Prepared>, cors: &[(&'static str, String)]
     };
     BODY.set(body);
     let mut head = String::with_capacity(128);
-    let _ = writeln!(head, "{status}");
+    crate::render::push_i64(&mut head, i64::from(status));
+    head.push('\n');
     for (name, value) in headers.iter().chain(cors) {
-        let _ = writeln!(head, "{name}: {value}");
+        for part in [name, ": ", value, "\n"] {
+            head.push_str(part);
+        }
     }
     let changed = HEAD.with_borrow_mut(|last| {
         if *last == head {

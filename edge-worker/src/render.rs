@@ -81,15 +81,15 @@ impl Fragments {
             out.push_str(&json(a));
             return;
         };
+        // By hand, not `write!`: the formatting machinery was a twentieth of the isolate's
+        // time at 50 experiments per answer (profiled), for a hex id, an integer and a flag.
         out.push_str(prefix);
-        let _ = write!(
-            out,
-            r#"{:016x}","version":{},"in_experiment":{},"reason":{}}}"#,
-            a.assignment_id,
-            a.version,
-            a.in_experiment,
-            reason(a.reason)
-        );
+        push_hex16(out, a.assignment_id);
+        out.push_str(r#"","version":"#);
+        push_i64(out, a.version);
+        out.push_str(if a.in_experiment { r#","in_experiment":true,"reason":"# } else { r#","in_experiment":false,"reason":"# });
+        out.push_str(reason(a.reason));
+        out.push('}');
     }
 }
 
@@ -124,6 +124,31 @@ pub fn answer(unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry]) -> 
     }
     out.push_str("]}");
     out
+}
+
+/// `{:016x}`.
+fn push_hex16(out: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.extend((0..16).rev().map(|i| char::from(DIGITS[((v >> (4 * i)) & 0xf) as usize])));
+}
+
+/// `{}` of an `i64`.
+pub(crate) fn push_i64(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    let mut n = v.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
@@ -203,6 +228,20 @@ mod tests {
             obj.extend(extra);
         }
         serde_json::from_value(e).expect("an experiment")
+    }
+
+    #[test]
+    fn numbers_are_written_as_format_writes_them() {
+        for v in [0, 1, 9, 10, 0xabc, 0x0123_4567_89ab_cdef, u64::MAX - 1, u64::MAX] {
+            let mut out = String::new();
+            push_hex16(&mut out, v);
+            assert_eq!(out, format!("{v:016x}"));
+        }
+        for v in [0, 1, -1, 9, 10, -10, 42, 1_000_000_007, i64::MIN, i64::MIN + 1, i64::MAX] {
+            let mut out = String::from("x");
+            push_i64(&mut out, v);
+            assert_eq!(out, format!("x{v}"));
+        }
     }
 
     #[test]
