@@ -140,10 +140,11 @@ pub fn parse_lenient(text: &str) -> Result<ConfigSet, String> {
     Ok(ConfigSet { version: raw.version, published_at: raw.published_at, experiments, saved_groups })
 }
 
-/// Reads from the value in place: a set is re-read every `CONFIG_TTL_SECONDS`, and the value is
-/// only needed again when the experiment does not read.
+/// Reads a copy: deserializing from `&Value` instead would monomorphize the whole experiment
+/// reader a second time (6 KiB gzip of the worker, measured), to save one clone per experiment
+/// per re-read (every `CONFIG_TTL_SECONDS`).
 fn read_experiment(value: &Value) -> Result<Experiment, String> {
-    Experiment::deserialize(value)
+    serde_json::from_value::<Experiment>(value.clone())
         .map_err(|e| e.to_string())
         .and_then(|e| e.validate().map(|()| e).map_err(|err| err.to_string()))
 }
