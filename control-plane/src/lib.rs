@@ -2,7 +2,10 @@
 //!
 //! - [`config`]: every setting, from flags or env vars.
 //! - [`startup`]: pool, migrations, background tasks, serving with graceful shutdown.
-//! - [`http`]: the API, one module per resource.
+//! - [`http`]: the API, one module per resource: parsing and formatting around the domain modules.
+//! - [`error`]: the crate's one error type and its JSON shape.
+//! - [`experiments`]: experiments as stored, their lookups and audit log.
+//! - [`results`]: the readout every consumer shares (HTTP, live socket, bandits, background jobs).
 //! - [`stats`]: pure statistics over sufficient statistics (no I/O).
 //! - [`publish`]: pushes the running experiments' configs to the edge.
 //! - [`partitions`]: creates event partitions ahead and drops expired ones.
@@ -10,9 +13,12 @@
 //! - [`retire`]: wakes the publisher when a stopped experiment's grace period at the edge ends.
 
 pub mod config;
+pub mod error;
+pub mod experiments;
 pub mod http;
 pub mod partitions;
 pub mod publish;
+pub mod results;
 pub mod retire;
 pub mod rollup;
 pub mod saved_groups;

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::saved_groups;
-use crate::http::experiments::{COLUMNS, ExperimentRow};
+use crate::experiments::{COLUMNS, ExperimentRow};
 
 #[derive(Clone, Default)]
 pub struct Publisher {

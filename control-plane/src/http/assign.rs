@@ -7,7 +7,7 @@ use litmus_shared::Attributes;
 use serde::Deserialize;
 use axum::response::{IntoResponse, Response};
 
-use super::experiments::find;
+use crate::experiments::find;
 use super::extract::Json;
 use super::{ApiError, ApiResult, AppState};
 

@@ -19,8 +19,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::experiments::find;
-use super::results::{self, Direction, MetricKind, Results, Role};
+use crate::experiments::find;
+use crate::results::{self, Direction, MetricKind, Results, Role};
 use super::{ApiError, ApiResult, AppState};
 use crate::stats::bayes::{self, BetaPrior};
 use crate::stats::{self, NotEnoughData};

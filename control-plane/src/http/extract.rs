@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::error::ApiError;
+use crate::error::ApiError;
 
 /// A JSON body; fields the target type does not declare are ignored (events, assign).
 pub struct Json<T>(pub T);

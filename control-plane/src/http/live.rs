@@ -20,8 +20,9 @@ use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
 
 use super::auth::{Role, bearer, role_of};
-use super::experiments::find;
-use super::{ApiError, AppState, results};
+use crate::experiments::find;
+use super::{ApiError, AppState};
+use crate::results;
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const REFRESH: Duration = Duration::from_secs(15);

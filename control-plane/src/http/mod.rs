@@ -20,7 +20,6 @@ pub mod assign;
 pub mod auth;
 pub mod bandit;
 pub mod edge;
-pub mod error;
 pub mod events;
 pub mod experiments;
 pub mod extract;
@@ -32,7 +31,7 @@ pub mod saved_groups;
 pub mod storable;
 pub mod timeseries;
 
-pub use error::{ApiError, ApiResult};
+pub use crate::error::{ApiError, ApiResult};
 
 #[derive(Clone)]
 pub struct AppState {

@@ -13,7 +13,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::experiments::find;
+use crate::experiments::find;
 use super::{ApiError, ApiResult, AppState};
 
 pub fn router() -> Router<AppState> {
