@@ -37,6 +37,12 @@ pub struct ExperimentRow {
     /// select the column (the edge publisher) need not.
     #[sqlx(default)]
     pub metrics: Db<Vec<MetricDecl>>,
+    /// Bandit policy settings (`type: "bandit"` only; `null` for A/B experiments).
+    #[sqlx(default)]
+    pub bandit: Option<Db<crate::bandit::Settings>>,
+    /// Bumped to re-randomise units that keep their first variant (sticky assignments).
+    #[sqlx(default)]
+    pub bucket_version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -75,7 +81,7 @@ impl ExperimentRow {
 
 /// Every column of `ExperimentRow`, for queries that load whole experiments.
 pub const COLUMNS: &str = "id, key, name, description, owner_team, created_by, unit_type, type, status, version, ramp_pct, \
-                           targeting, variants, salt, hash_version, layer, metrics, created_at, updated_at, started_at, stopped_at";
+                           targeting, variants, salt, hash_version, layer, metrics, bandit, bucket_version, created_at, updated_at, started_at, stopped_at";
 
 /// Loads by uuid or by key; 404 when neither matches.
 pub async fn find(db: &PgPool, id_or_key: &str) -> ApiResult<ExperimentRow> {

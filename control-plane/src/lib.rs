@@ -5,6 +5,7 @@
 //! - [`http`]: the API, one module per resource: parsing and formatting around the domain modules.
 //! - [`error`]: the crate's one error type and its JSON shape.
 //! - [`experiments`]: experiments as stored, their lookups and audit log.
+//! - [`bandit`]: bandit policies, the period-weighted readout and the reweighting job.
 //! - [`results`]: the readout every consumer shares (HTTP, live socket, bandits, background jobs).
 //! - [`stats`]: pure statistics over sufficient statistics (no I/O).
 //! - [`publish`]: pushes the running experiments' configs to the edge.
@@ -12,6 +13,7 @@
 //! - [`rollup`]: applies new events to the aggregates the results read, off the ingest path.
 //! - [`retire`]: wakes the publisher when a stopped experiment's grace period at the edge ends.
 
+pub mod bandit;
 pub mod config;
 pub mod error;
 pub mod experiments;

@@ -37,6 +37,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(partitions::run(state.db.clone(), state.config.event_retention_days));
     tokio::spawn(rollup::run(state.db.clone(), state.rollup.clone()));
     tokio::spawn(retire::run(state.db.clone(), state.config.stopped_grace, state.publisher.clone()));
+    tokio::spawn(crate::bandit::scheduler::run(state.db.clone(), state.publisher.clone(), state.live.clone()));
     serve(listener, state, shutdown_signal()).await?;
     tracing::info!("control plane stopped");
     Ok(())

@@ -1,19 +1,28 @@
-//! `GET /api/v1/experiments/{id}/bandit` against real Postgres.
+//! Bandits against real Postgres: the readout (`GET .../bandit`), policy settings on the
+//! experiment, reweighting (`bandit::reweight`, what the scheduler runs) and its history.
 
 mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{App, INGEST, READER};
-use litmus_control_plane::MIGRATOR;
+use litmus_control_plane::{MIGRATOR, bandit};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 async fn five_models(app: &App, metrics: Value) {
+    five_models_with(app, metrics, None).await;
+}
+
+async fn five_models_with(app: &App, metrics: Value, bandit: Option<Value>) {
     let variants: Vec<Value> = ["m1", "m2", "m3", "m4", "m5"]
         .iter()
         .map(|k| json!({"key": k, "weight": 0.2, "config_json": {"model": k}}))
         .collect();
-    app.create(json!({"key": "five_models", "type": "bandit", "targeting": {}, "variants": variants, "metrics": metrics})).await;
+    let mut body = json!({"key": "five_models", "type": "bandit", "targeting": {}, "variants": variants, "metrics": metrics});
+    if let Some(b) = bandit {
+        body["bandit"] = b;
+    }
+    app.create(body).await;
     let r = app.post("/api/v1/experiments/five_models/launch", json!({"ramp_pct": 100})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
@@ -38,9 +47,10 @@ async fn traffic(app: &App, exposed: usize, converted: [usize; 5], value: [f64; 
     }
 }
 
+/// (key, P(best), the weight the policy proposes) per arm.
 fn arms(v: &Value) -> Vec<(String, f64, f64)> {
     v["variants"].as_array().expect("variants").iter()
-        .map(|a| (a["key"].as_str().unwrap_or("").to_owned(), a["win_probability"].as_f64().unwrap_or(-1.0), a["weight"].as_f64().unwrap_or(-1.0)))
+        .map(|a| (a["key"].as_str().unwrap_or("").to_owned(), a["win_probability"].as_f64().unwrap_or(-1.0), a["proposed_weight"].as_f64().unwrap_or(-1.0)))
         .collect()
 }
 
@@ -56,7 +66,10 @@ async fn before_any_reward_every_arm_is_equally_likely(db: PgPool) {
     for (key, p, w) in arms(&v) {
         assert!((p - 0.2).abs() < 1e-12 && (w - 0.2).abs() < 1e-12, "{key}: {p} {w}");
     }
-    assert!(v["variants"].as_array().into_iter().flatten().all(|a| a["exposures"] == 20 && a["serving_weight"] == 0.2), "{v}");
+    assert!(v["variants"].as_array().into_iter().flatten().all(|a| a["exposures"] == 20 && a["weight"] == 0.2 && a["serving_weight"] == 0.2), "{v}");
+    // 20 units per arm is under the default minimum of 100: nothing would move yet.
+    assert_eq!(v["stage"], "min_units");
+    assert_eq!(v["policy"], json!({"policy": "thompson", "floor": 0.01, "min_units_per_arm": 100, "exploration_seconds": 0, "reweight_every_seconds": 60, "epsilon": 0.1}));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -72,6 +85,16 @@ async fn conversions_pick_the_best_arm_as_the_results_do(db: PgPool) {
     assert!((arms.iter().map(|a| a.1).sum::<f64>() - 1.0).abs() < 1e-6, "P(best) sums to 1: {arms:?}");
     assert!((arms.iter().map(|a| a.2).sum::<f64>() - 1.0).abs() < 1e-9, "weights sum to 1: {arms:?}");
     assert!(arms.iter().all(|a| a.2 >= 0.01 - 1e-12), "no arm below the exploration floor: {arms:?}");
+    // Thompson sampling proposes P(best), floored; the edge still serves the launch weights.
+    let expected = litmus_control_plane::bandit::policy::floored(&arms.iter().map(|a| a.1).collect::<Vec<_>>(), 0.01);
+    assert!(arms.iter().zip(&expected).all(|(a, e)| (a.2 - e).abs() < 1e-12), "{arms:?} vs {expected:?}");
+    assert!(v["variants"].as_array().into_iter().flatten().all(|a| a["weight"] == 0.2), "{v}");
+    assert_eq!((v["stage"].as_str(), v["periods"].as_u64(), v["weights_version"].as_i64()), (Some("adapting"), Some(1), Some(0)));
+    // Regret: 400 units per arm, each short of m3's rate.
+    let rates = [20.0, 24.0, 90.0, 22.0, 21.0].map(|x: f64| x / 400.0);
+    let regret: f64 = rates.iter().map(|r| 400.0 * (90.0 / 400.0 - r)).sum();
+    assert_eq!(v["regret"]["best_variant"], "m3");
+    assert!((v["regret"]["expected"].as_f64().unwrap_or(0.0) - regret).abs() < 1e-9, "{v}");
     assert_eq!(v["variants"][2]["mean"], json!(90.0 / 400.0));
     // The same probabilities as the results' Bayesian readout.
     let results = app.get("/api/v1/experiments/five_models/results").await.json();
@@ -122,4 +145,134 @@ async fn only_for_bandits_and_readers(db: PgPool) {
     let r = app.raw(Method::GET, "/api/v1/experiments/five_models/bandit", Some(READER), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     app.raw(Method::GET, "/api/v1/experiments/five_models/bandit", Some(INGEST), None).await.error(403);
+}
+
+async fn now_traffic(app: &App, tag: &str, per_arm: [(usize, usize); 5]) {
+    let mut events = Vec::new();
+    for (i, arm) in ["m1", "m2", "m3", "m4", "m5"].iter().enumerate() {
+        let (exposed, converted) = per_arm[i];
+        for u in 0..exposed {
+            let unit = format!("{tag}-{arm}-{u}");
+            events.push(json!({"kind": "exposure", "experiment": "five_models", "unit_id": unit, "variant_key": arm}));
+            if u < converted {
+                events.push(json!({"kind": "conversion", "experiment": "five_models", "unit_id": unit, "variant_key": arm, "metric": "click"}));
+            }
+        }
+    }
+    for chunk in events.chunks(5000) {
+        let r = app.post("/api/v1/events/batch", json!({"events": chunk})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    }
+}
+
+async fn experiment_id(app: &App) -> uuid::Uuid {
+    let v = app.get("/api/v1/experiments/five_models").await.json();
+    v["id"].as_str().and_then(|s| s.parse().ok()).expect("an id")
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn reweighting_serves_the_policy_and_keeps_a_history(db: PgPool) {
+    let app = App::new(db.clone());
+    five_models_with(&app, json!([]), Some(json!({"reweight_every_seconds": 1}))).await;
+    let id = experiment_id(&app).await;
+    // Too few units per arm: nothing moves, nothing is written.
+    now_traffic(&app, "a", [(50, 5); 5]).await;
+    assert!(bandit::reweight(&db, id).await.expect("reweight").is_none());
+    assert_eq!(app.get("/api/v1/experiments/five_models/bandit/history").await.json(), json!([]));
+
+    now_traffic(&app, "b", [(150, 10), (150, 12), (150, 60), (150, 11), (150, 9)]).await;
+    let before = app.get("/api/v1/experiments/five_models").await.json();
+    let proposed = arms(&app.get("/api/v1/experiments/five_models/bandit").await.json());
+    let v1 = bandit::reweight(&db, id).await.expect("reweight").expect("weights moved");
+    assert_eq!(v1.seq, 1);
+
+    // The experiment serves the proposal, as a new version (what the publisher sends the edge).
+    let after = app.get("/api/v1/experiments/five_models").await.json();
+    assert_eq!(after["version"].as_i64(), before["version"].as_i64().map(|v| v + 1));
+    let served: Vec<f64> = after["variants"].as_array().expect("variants").iter().map(|v| v["weight"].as_f64().unwrap_or(-1.0)).collect();
+    assert!(served.iter().zip(&proposed).all(|(s, p)| (s - p.2).abs() < 1e-12), "{served:?} vs {proposed:?}");
+    assert!(served[2] > 0.9, "m3 converts 40 % against ≤ 8 %: {served:?}");
+    assert!((served.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+
+    let history = app.get("/api/v1/experiments/five_models/bandit/history").await.json();
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!((history[0]["seq"].as_i64(), history[0]["policy"].as_str(), history[0]["stage"].as_str()), (Some(1), Some("thompson"), Some("adapting")));
+    assert_eq!(history[0]["experiment_version"], after["version"]);
+    assert!((history[0]["weights"]["m3"].as_f64().unwrap_or(0.0) - served[2]).abs() < 1e-12, "{history}");
+    assert_eq!(history[0]["arms"][2]["units"], 200);
+
+    let audit = app.get("/api/v1/experiments/five_models/audit").await.json();
+    let entry = audit.as_array().expect("audit").iter().find(|e| e["action"] == "reweight").expect("a reweight entry").clone();
+    assert_eq!((entry["actor"].as_str(), entry["details"]["weights_version"].as_i64()), (Some("bandit"), Some(1)), "{entry}");
+    assert_eq!(entry["details"]["previous"]["m3"], 0.2);
+
+    // Unchanged evidence: the same weights, nothing new.
+    assert!(bandit::reweight(&db, id).await.expect("reweight").is_none());
+    // The readout now weighs two periods (units exposed after the reweight form the second).
+    now_traffic(&app, "c", [(20, 1), (20, 1), (200, 80), (20, 1), (20, 1)]).await;
+    let v = app.get("/api/v1/experiments/five_models/bandit").await.json();
+    assert_eq!((v["periods"].as_u64(), v["weights_version"].as_i64()), (Some(2), Some(1)), "{v}");
+    assert_eq!(v["variants"][2]["weight"].as_f64(), Some(served[2]));
+
+    // A paused bandit is left alone.
+    app.post("/api/v1/experiments/five_models/pause", json!({})).await;
+    now_traffic(&app, "d", [(500, 400), (10, 0), (10, 0), (10, 0), (10, 0)]).await;
+    assert!(bandit::reweight(&db, id).await.expect("reweight").is_none());
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn policies_are_settings_of_the_experiment(db: PgPool) {
+    let app = App::new(db);
+    let variants = json!([{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]);
+    // Only bandits take them, and each field is checked.
+    let r = app.post("/api/v1/experiments", json!({"name": "ab with bandit", "variants": variants, "bandit": {"policy": "ucb1"}})).await;
+    assert_eq!(r.error(422).1.as_deref(), Some("bandit"));
+    let bad = [
+        (json!({"floor": 0.6}), "bandit.floor"),
+        (json!({"epsilon": -0.1}), "bandit.epsilon"),
+        (json!({"reweight_every_seconds": 0}), "bandit.reweight_every_seconds"),
+    ];
+    for (settings, field) in bad {
+        let r = app.post("/api/v1/experiments", json!({"name": "b", "type": "bandit", "variants": variants, "bandit": settings})).await;
+        assert_eq!(r.error(422).1.as_deref(), Some(field), "{settings}");
+    }
+    let r = app.post("/api/v1/experiments", json!({"name": "b", "type": "bandit", "variants": variants, "bandit": {"policy": "softmax"}})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+
+    let created = app.create(json!({"key": "eg", "type": "bandit", "variants": variants, "bandit": {"policy": "epsilon_greedy", "epsilon": 0.2}})).await;
+    assert_eq!(created["bandit"]["policy"], "epsilon_greedy");
+    assert_eq!(created["bandit"]["min_units_per_arm"], 100, "defaults fill in: {created}");
+    assert_eq!(created["bucket_version"], 0);
+    // A/B experiments carry none.
+    assert_eq!(app.create(json!({"key": "plain"})).await["bandit"], Value::Null);
+
+    // The policy can change while running, audited.
+    app.post("/api/v1/experiments/eg/launch", json!({"ramp_pct": 100})).await;
+    let r = app.patch("/api/v1/experiments/eg", json!({"bandit": {"policy": "ucb1", "reweight_every_seconds": 5}, "actor": "ds@example.com"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["bandit"]["policy"], "ucb1");
+    let audit = app.get("/api/v1/experiments/eg/audit").await.json();
+    assert!(audit.as_array().into_iter().flatten().any(|e| e["action"] == "update" && e["details"]["changed"] == json!(["bandit"])), "{audit}");
+    // A bucket version only goes up.
+    assert_eq!(app.patch("/api/v1/experiments/eg", json!({"bucket_version": 2})).await.json()["bucket_version"], 2);
+    assert_eq!(app.patch("/api/v1/experiments/eg", json!({"bucket_version": 1})).await.error(422).1.as_deref(), Some("bucket_version"));
+    assert_eq!(app.patch("/api/v1/experiments/plain", json!({"bandit": {}})).await.error(422).1.as_deref(), Some("bandit"));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn epsilon_greedy_and_ucb1_steer_too(db: PgPool) {
+    let app = App::new(db.clone());
+    five_models_with(&app, json!([]), Some(json!({"policy": "epsilon_greedy", "epsilon": 0.1}))).await;
+    let id = experiment_id(&app).await;
+    now_traffic(&app, "a", [(200, 20), (200, 30), (200, 25), (200, 60), (200, 22)]).await;
+    bandit::reweight(&db, id).await.expect("reweight").expect("weights moved");
+    let w: Vec<f64> = app.get("/api/v1/experiments/five_models").await.json()["variants"].as_array().expect("variants").iter().map(|v| v["weight"].as_f64().unwrap_or(-1.0)).collect();
+    assert!((w[3] - 0.92).abs() < 1e-12 && w.iter().enumerate().all(|(i, x)| i == 3 || (x - 0.02).abs() < 1e-12), "{w:?}");
+
+    app.patch("/api/v1/experiments/five_models", json!({"bandit": {"policy": "ucb1"}})).await;
+    // UCB1 picks the highest upper bound: m4 (rate 0.30) whatever its extra units.
+    bandit::reweight(&db, id).await.expect("reweight");
+    let v = app.get("/api/v1/experiments/five_models/bandit").await.json();
+    assert_eq!(v["policy"]["policy"], "ucb1");
+    assert!((v["variants"][3]["proposed_weight"].as_f64().unwrap_or(0.0) - 0.96).abs() < 1e-12, "{v}");
 }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::extract::{OptionalStrictJson, StrictJson};
 use super::{ApiError, ApiResult, AppState};
 use crate::experiments::{COLUMNS, ExperimentRow, check_text, find, find_for_update, record};
+use crate::bandit;
 use crate::results::{MetricDecl, validate_metrics};
 
 pub fn router() -> Router<AppState> {
@@ -90,6 +91,21 @@ struct CreateExperiment {
     layer: Option<LayerIn>,
     #[serde(default)]
     metrics: Vec<MetricDecl>,
+    /// Bandit policy (`type: "bandit"` only); absent: the defaults.
+    bandit: Option<bandit::Settings>,
+}
+
+/// The bandit settings an experiment of `kind` with `arms` variants stores.
+fn bandit_settings(kind: &str, given: Option<bandit::Settings>, arms: usize) -> ApiResult<Option<bandit::Settings>> {
+    match (kind, given) {
+        ("bandit", given) => {
+            let settings = given.unwrap_or_default();
+            settings.validate(arms).map_err(|(field, message)| ApiError::validation(field, message))?;
+            Ok(Some(settings))
+        }
+        (_, Some(_)) => Err(ApiError::validation("bandit", "bandit settings are for experiments of type `bandit`")),
+        (_, None) => Ok(None),
+    }
 }
 
 async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<CreateExperiment>) -> ApiResult<(StatusCode, axum::Json<ExperimentRow>)> {
@@ -120,6 +136,7 @@ async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<Creat
     };
     validate(&engine)?;
     validate_metrics(&req.metrics)?;
+    let bandit = bandit_settings(kind_str(engine.kind), req.bandit, engine.variants.len())?;
 
     // A derived key that collides gets a numeric suffix; an explicit one is a conflict.
     for attempt in 1..=50 {
@@ -131,8 +148,8 @@ async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<Creat
         let mut tx = state.db.begin().await?;
         let inserted = sqlx::query_as::<_, ExperimentRow>(&format!(
             "INSERT INTO experiments (id, key, name, description, owner_team, created_by, unit_type, type, status, version,
-                                      ramp_pct, targeting, variants, salt, hash_version, layer, metrics)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'draft', 1, $9, $10, $11, $12, $13, $14, $15)
+                                      ramp_pct, targeting, variants, salt, hash_version, layer, metrics, bandit)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'draft', 1, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (key) DO NOTHING
              RETURNING {COLUMNS}"
         ))
@@ -151,6 +168,7 @@ async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<Creat
         .bind(engine.hash_version as i32)
         .bind(engine.layer.as_ref().map(Db))
         .bind(Db(&req.metrics))
+        .bind(bandit.as_ref().map(Db))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {
@@ -312,6 +330,11 @@ struct PatchExperiment {
     #[serde(default, deserialize_with = "non_null")]
     metrics: Option<Vec<MetricDecl>>,
     #[serde(default, deserialize_with = "non_null")]
+    bandit: Option<bandit::Settings>,
+    /// Only upwards: units keeping their first variant (sticky assignments) are re-randomised.
+    #[serde(default, deserialize_with = "non_null")]
+    bucket_version: Option<i32>,
+    #[serde(default, deserialize_with = "non_null")]
     actor: Option<String>,
 }
 
@@ -396,6 +419,22 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
         row.metrics = Db(m);
         changed.push("metrics");
     }
+    if req.bandit.is_some() || changed.iter().any(|c| ["type", "variants"].contains(c)) {
+        if req.bandit.is_some() {
+            changed.push("bandit");
+        }
+        // Kept across a change of variants; dropped when the type leaves `bandit`.
+        let kept = row.bandit.take().map(|b| b.0).filter(|_| row.kind == "bandit");
+        let given = req.bandit.or(kept);
+        row.bandit = bandit_settings(&row.kind, given, row.variants.0.len())?.map(Db);
+    }
+    if let Some(b) = req.bucket_version {
+        if b <= row.bucket_version {
+            return Err(ApiError::validation("bucket_version", format!("can only go up (it is {})", row.bucket_version)));
+        }
+        row.bucket_version = b;
+        changed.push("bucket_version");
+    }
     if changed.is_empty() {
         return Err(ApiError::validation("", "nothing to change: give at least one field"));
     }
@@ -406,7 +445,8 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
 
     let updated = sqlx::query_as::<_, ExperimentRow>(&format!(
         "UPDATE experiments SET name = $2, description = $3, owner_team = $4, unit_type = $5, type = $6, targeting = $7,
-                ramp_pct = $8, variants = $9, salt = $10, layer = $11, metrics = $12, version = version + 1, updated_at = now()
+                ramp_pct = $8, variants = $9, salt = $10, layer = $11, metrics = $12, bandit = $13, bucket_version = $14,
+                version = version + 1, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(row.id)
@@ -421,6 +461,8 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
     .bind(&row.salt)
     .bind(&row.layer)
     .bind(&row.metrics)
+    .bind(&row.bandit)
+    .bind(row.bucket_version)
     .fetch_one(&mut *tx)
     .await?;
     let actor = req.actor.unwrap_or_else(|| "api".into());
