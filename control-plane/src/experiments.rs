@@ -71,6 +71,7 @@ impl ExperimentRow {
             salt: Some(self.salt.clone()),
             hash_version: u32::try_from(self.hash_version).unwrap_or(0),
             layer: self.layer.as_ref().map(|l| l.0.clone()),
+            bucket_version: i64::from(self.bucket_version),
         })
     }
 

@@ -276,3 +276,28 @@ async fn epsilon_greedy_and_ucb1_steer_too(db: PgPool) {
     assert_eq!(v["policy"]["policy"], "ucb1");
     assert!((v["variants"][3]["proposed_weight"].as_f64().unwrap_or(0.0) - 0.96).abs() < 1e-12, "{v}");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn assignments_keep_a_units_first_variant(db: PgPool) {
+    let app = App::new(db);
+    let variants = json!([{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]);
+    app.create(json!({"key": "sticky_b", "type": "bandit", "unit_type": "user_id", "targeting": {}, "variants": variants})).await;
+    app.post("/api/v1/experiments/sticky_b/launch", json!({"ramp_pct": 100})).await;
+    let first = app.post("/api/v1/assign", json!({"experiment": "sticky_b", "unit_id": "u1"})).await.json();
+    let got = first["variant_key"].as_str().expect("a variant").to_owned();
+    assert_eq!(first["sticky"], json!({"unit_id": "u1", "assignments": {"sticky_b__0": got}}), "{first}");
+    // The remembered variant wins over the hash (here: the other one), reason `sticky`.
+    let other = if got == "a" { "b" } else { "a" };
+    let doc = json!({"unit_id": "u1", "assignments": {"sticky_b__0": other}});
+    let again = app.post("/api/v1/assign", json!({"experiment": "sticky_b", "unit_id": "u1", "sticky": doc})).await.json();
+    assert_eq!((again["variant_key"].as_str(), again["reason"].as_str(), again["in_experiment"].as_bool()), (Some(other), Some("sticky"), Some(true)));
+    // Another unit's document does not apply; a malformed one is refused.
+    let third = app.post("/api/v1/assign", json!({"experiment": "sticky_b", "unit_id": "u2", "sticky": doc})).await.json();
+    assert_eq!(third["sticky"]["unit_id"], "u2");
+    let bad = app.post("/api/v1/assign", json!({"experiment": "sticky_b", "unit_id": "u1", "sticky": {"assignments": 3}})).await;
+    assert_eq!(bad.error(422).1.as_deref(), Some("sticky"));
+    // A/B experiments answer as before: no document.
+    app.create(json!({"key": "plain_ab", "unit_type": "user_id", "targeting": {}})).await;
+    app.post("/api/v1/experiments/plain_ab/launch", json!({"ramp_pct": 100})).await;
+    assert!(app.post("/api/v1/assign", json!({"experiment": "plain_ab", "unit_id": "u1"})).await.json().get("sticky").is_none());
+}

@@ -67,7 +67,6 @@ function isAssign(url, queryAt) {
 
 /** Mirrors src/fast.rs NEW_HEAD. */
 const NEW_HEAD = 1 << 16;
-const UNIT_ID = /(?:^|&)unit_id=/;
 let lastInit = null;
 
 function fastAssign(request, env, ctx) {
@@ -78,8 +77,8 @@ function fastAssign(request, env, ctx) {
   const headers = request.headers;
   const answer = imports.fast_assign_get(
     query,
-    // The cookie only matters without a unit_id (a literal `unit_id=` parameter is one).
-    UNIT_ID.test(query) ? undefined : headers.get("cookie") ?? undefined,
+    // The unit id (without a unit_id) and the sticky assignments of bandits live in cookies.
+    headers.get("cookie") ?? undefined,
     headers.get("origin") ?? undefined,
     url.startsWith("https:"),
     Date.now(),

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use litmus_shared::exposures::ExposureGroup;
-use litmus_shared::{Attributes, ConfigSet, Status, assign_with};
+use litmus_shared::{Attributes, ConfigSet, Status, StickyDoc, assign_sticky, assign_with};
 use serde_json::Value;
 use worker::{Context, Request, Response};
 
@@ -16,6 +16,8 @@ use crate::render::{self, Entry};
 use crate::state::{AppState, Vars};
 
 const COOKIE: &str = "litmus_uid";
+/// A browser's sticky assignments (`litmus_shared::sticky`), percent-encoded JSON.
+const STICKY_COOKIE: &str = "litmus_sticky";
 const COOKIE_MAX_AGE: u32 = 31_536_000;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_EXPERIMENTS: usize = 100;
@@ -32,11 +34,13 @@ pub struct Query {
     /// `false` (`expose=false`): answer without logging exposures, for clients that log them
     /// through `/v1/events` when they actually show a variant.
     pub expose: bool,
+    /// `sticky` of `POST /v1/assign`: the unit's sticky assignments, kept by the caller.
+    sticky: Option<StickyDoc>,
 }
 
 impl Default for Query {
     fn default() -> Self {
-        Self { unit_id: None, attributes: Attributes::new(), experiments: None, expose: true }
+        Self { unit_id: None, attributes: Attributes::new(), experiments: None, expose: true, sticky: None }
     }
 }
 
@@ -120,7 +124,13 @@ pub fn parse_body(body: Value) -> ApiResult<Query> {
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(ApiError::validation("expose", "must be true or false")),
     };
-    Ok(Query { unit_id, attributes, experiments, expose })
+    let sticky = match obj.remove("sticky") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(StickyDoc::from_json(&v).ok_or_else(|| {
+            ApiError::validation("sticky", "must be the `sticky` document of an earlier answer: {\"unit_id\": …, \"assignments\": {…}}")
+        })?),
+    };
+    Ok(Query { unit_id, attributes, experiments, expose, sticky })
 }
 
 /// An answer, ready to send: what both the workers-rs route and the JavaScript fast path
@@ -181,7 +191,14 @@ pub fn prepare(vars: &Vars, set: Option<&Rc<ConfigSet>>, q: Query, cookie: Optio
         None => None,
     };
 
-    let assignments = evaluate(set.map(|s| &**s), keys.as_deref(), &unit_id, &q.attributes);
+    // Sticky assignments: the caller's document, else the browser's cookie. Only when there is
+    // something to keep or a document to honour: answers of A/B tests stay as they were.
+    let from_caller = q.sticky.is_some();
+    let doc = q.sticky.or_else(|| cookie.and_then(sticky_cookie));
+    let wanted = doc.is_some() || set.is_some_and(|s| s.experiments.iter().any(|e| e.is_sticky()));
+    let mut sticky = wanted.then(|| StickyDoc::for_unit(doc, &unit_id));
+    let mut sticky_changed = false;
+    let assignments = evaluate(set.map(|s| &**s), keys.as_deref(), &unit_id, &q.attributes, sticky.as_mut(), &mut sticky_changed);
     // One message for all the exposures of this answer; the request's attributes travel with
     // them once, for segment breakdowns centrally.
     let exposures = if q.expose {
@@ -203,13 +220,19 @@ pub fn prepare(vars: &Vars, set: Option<&Rc<ConfigSet>>, q: Query, cookie: Optio
     } else {
         None
     };
-    let body = render::answer(&unit_id, set, &assignments);
+    let body = render::answer(&unit_id, set, &assignments, sticky.as_ref());
 
     // Answers are per unit: no shared cache may keep them.
     let mut headers = vec![("cache-control", "private, no-store".to_owned())];
     if minted {
         let secure = if https { "; Secure" } else { "" };
         headers.push(("set-cookie", format!("{COOKIE}={unit_id}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{secure}")));
+    }
+    if let Some(doc) = sticky.as_ref().filter(|_| sticky_changed && !from_caller) {
+        let secure = if https { "; Secure" } else { "" };
+        let json = doc.to_json();
+        let value: String = form_urlencoded::byte_serialize(json.as_bytes()).collect();
+        headers.push(("set-cookie", format!("{STICKY_COOKIE}={value}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{secure}")));
     }
     Ok(Prepared { status: 200, body, exposures, headers })
 }
@@ -219,14 +242,24 @@ fn evaluate<'a>(
     keys: Option<&'a [String]>,
     unit_id: &str,
     attributes: &Attributes,
+    mut sticky: Option<&mut StickyDoc>,
+    changed: &mut bool,
 ) -> Vec<Entry<'a>> {
     let missing = |experiment: &'a str, reason| Entry::Missing { experiment, reason };
+    let mut assign_one = |e: &'a litmus_shared::Experiment, groups| match sticky.as_deref_mut() {
+        Some(doc) => {
+            let (a, c) = assign_sticky(e, unit_id, attributes, groups, doc);
+            *changed |= c;
+            a
+        }
+        None => assign_with(e, unit_id, attributes, groups),
+    };
     match (set, keys) {
         (Some(set), Some(keys)) => keys
             .iter()
             // The index, not only the experiment: the body's fragments are kept by index.
             .map(|k| match set.position(k) {
-                Some(i) => Entry::Known(assign_with(&set.experiments[i], unit_id, attributes, &set.saved_groups), i),
+                Some(i) => Entry::Known(assign_one(&set.experiments[i], &set.saved_groups), i),
                 None => missing(k, "unknown_experiment"),
             })
             .collect(),
@@ -235,7 +268,7 @@ fn evaluate<'a>(
             .iter()
             .enumerate()
             .filter(|(_, e)| e.status == Status::Running)
-            .map(|(i, e)| Entry::Known(assign_with(e, unit_id, attributes, &set.saved_groups), i))
+            .map(|(i, e)| Entry::Known(assign_one(e, &set.saved_groups), i))
             .collect(),
         (None, Some(keys)) => keys.iter().map(|k| missing(k, "no_config")).collect(),
         (None, None) => Vec::new(),
@@ -251,6 +284,14 @@ fn dedup_in_order(keys: &mut Vec<String>) {
 /// anything else (tampered, oversized) is ignored and replaced.
 fn cookie_id(header: &str) -> Option<&str> {
     header.split(';').filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('=')).find(|v| is_cookie_id(v))
+}
+
+/// The `litmus_sticky` cookie's document; anything unreadable is ignored (and replaced).
+fn sticky_cookie(header: &str) -> Option<StickyDoc> {
+    let raw = header.split(';').find_map(|c| c.trim().strip_prefix(STICKY_COOKIE)?.strip_prefix('='))?;
+    // byte_serialize encoded `&` and `=` too, so the whole value parses back as one name.
+    let (json, _) = form_urlencoded::parse(raw.as_bytes()).next()?;
+    StickyDoc::from_json(&serde_json::from_str(&json).ok()?)
 }
 
 fn is_cookie_id(v: &str) -> bool {
@@ -275,6 +316,27 @@ mod tests {
         assert_eq!(cookie_id("litmus_uid=bad value; litmus_uid=good"), Some("good"));
         assert_eq!(cookie_id("litmus_uidx=abc"), None);
         assert_eq!(cookie_id(""), None);
+    }
+
+    #[test]
+    fn sticky_cookies_round_trip() {
+        let doc = StickyDoc { unit_id: "ü; x=1&y".into(), assignments: vec![("five__0".to_owned(), "m 3;=&".to_owned())] };
+        let json = doc.to_json();
+        let value: String = form_urlencoded::byte_serialize(json.as_bytes()).collect();
+        // Only characters a cookie value may hold.
+        assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b"%*-._+".contains(&b)), "{value}");
+        assert_eq!(sticky_cookie(&format!("a=1; {STICKY_COOKIE}={value}; litmus_uid=x")), Some(doc));
+        assert_eq!(sticky_cookie("litmus_sticky=%7Bnot json"), None);
+        assert_eq!(sticky_cookie("litmus_uid=x"), None);
+    }
+
+    #[test]
+    fn sticky_documents_in_bodies() {
+        let body = serde_json::json!({"unit_id": "u1", "sticky": {"unit_id": "u1", "assignments": {"five__0": "m3"}}});
+        let q = parse_body(body).expect("parses");
+        assert_eq!(q.sticky.map(|d| d.assignments.len()), Some(1));
+        let bad = parse_body(serde_json::json!({"sticky": {"assignments": []}})).expect_err("refused");
+        assert_eq!(bad.field.as_deref(), Some("sticky"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use litmus_shared::{Assignment, ConfigSet, Reason};
+use litmus_shared::{Assignment, ConfigSet, Reason, StickyDoc};
 
 /// One entry of an answer.
 #[derive(Debug)]
@@ -93,8 +93,8 @@ impl Fragments {
     }
 }
 
-/// `{"unit_id":…,"config_version":…,"assignments":[…]}`.
-pub fn answer(unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry]) -> String {
+/// `{"unit_id":…,"config_version":…,"assignments":[…]}`, and `"sticky":{…}` when given.
+pub fn answer(unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry], sticky: Option<&StickyDoc>) -> String {
     let fragments = set.filter(|_| entries.iter().any(|e| matches!(e, Entry::Known(..)))).map(Fragments::of);
     let mut out = String::with_capacity(64 + entries.len() * 160);
     out.push_str(r#"{"unit_id":"#);
@@ -122,7 +122,12 @@ pub fn answer(unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry]) -> 
             }
         }
     }
-    out.push_str("]}");
+    out.push(']');
+    if let Some(doc) = sticky {
+        out.push_str(r#","sticky":"#);
+        out.push_str(&doc.to_json());
+    }
+    out.push('}');
     out
 }
 
@@ -165,6 +170,7 @@ fn reason(r: Reason) -> &'static str {
         Reason::Targeting => r#""targeting""#,
         Reason::Ramp => r#""ramp""#,
         Reason::InvalidConfig => r#""invalid_config""#,
+        Reason::Sticky => r#""sticky""#,
     }
 }
 
@@ -273,16 +279,16 @@ mod tests {
                 assert!(out.starts_with(&f.prefixes[*i][v]), "{out}");
             }
             entries.push(Entry::Missing { experiment: "not \"there\"", reason: "unknown_experiment" });
-            assert_eq!(answer(&unit, Some(&set), &entries), reference(&unit, Some(&set), &entries), "unit {unit}");
+            assert_eq!(answer(&unit, Some(&set), &entries, None), reference(&unit, Some(&set), &entries), "unit {unit}");
         }
         let missing = [Entry::Missing { experiment: "x", reason: "no_config" }];
-        assert_eq!(answer("u", None, &missing), reference("u", None, &missing));
-        assert_eq!(answer("u", Some(&set), &[]), reference("u", Some(&set), &[]));
+        assert_eq!(answer("u", None, &missing, None), reference("u", None, &missing));
+        assert_eq!(answer("u", Some(&set), &[], None), reference("u", Some(&set), &[]));
     }
 
     #[test]
     fn every_reason_is_written_as_serde_writes_it() {
-        for r in [Reason::Assigned, Reason::NotRunning, Reason::Layer, Reason::Targeting, Reason::Ramp, Reason::InvalidConfig] {
+        for r in [Reason::Assigned, Reason::NotRunning, Reason::Layer, Reason::Targeting, Reason::Ramp, Reason::InvalidConfig, Reason::Sticky] {
             assert_eq!(reason(r), serde_json::to_string(&r).expect("serializes"));
         }
     }
@@ -292,7 +298,7 @@ mod tests {
         let a = Rc::new(ConfigSet { version: 1, published_at: None, experiments: vec![experiment("a", json!({}))], saved_groups: Default::default() });
         let b = Rc::new(ConfigSet { version: 1, published_at: None, experiments: vec![experiment("b", json!({}))], saved_groups: Default::default() });
         let attrs = Attributes::new();
-        let body = |set: &Rc<ConfigSet>| answer("u", Some(set), &[Entry::Known(assign(&set.experiments[0], "u", &attrs), 0)]);
+        let body = |set: &Rc<ConfigSet>| answer("u", Some(set), &[Entry::Known(assign(&set.experiments[0], "u", &attrs), 0)], None);
         assert!(body(&a).contains(r#""experiment":"a""#));
         assert!(body(&b).contains(r#""experiment":"b""#), "same version, another set: fragments rendered again");
         assert!(body(&a).contains(r#""experiment":"a""#));

@@ -21,6 +21,8 @@ pub enum Reason {
     Ramp,
     /// The config cannot be evaluated (no usable variants or unknown hash version): control.
     InvalidConfig,
+    /// In the experiment, with the variant the unit was first given (its sticky document).
+    Sticky,
 }
 
 /// One answer, borrowing from the experiment so that assigning allocates nothing.
@@ -52,6 +54,20 @@ pub fn assign<'a>(experiment: &'a Experiment, unit_id: &str, attributes: &Attrib
 
 /// [`assign`], with the saved groups (`$inGroup`/`$notInGroup`) of the experiment's config set.
 pub fn assign_with<'a>(experiment: &'a Experiment, unit_id: &str, attributes: &Attributes, groups: &SavedGroups) -> Assignment<'a> {
+    assign_remembering(experiment, unit_id, attributes, groups, None)
+}
+
+/// [`assign_with`], giving a unit that passes every check the `remembered` variant when the
+/// experiment still has it (`crate::sticky`). Never inlined: one copy of the engine in the
+/// worker, whichever way it is called (each inlined copy cost the worker kilobytes of upload).
+#[inline(never)]
+pub(crate) fn assign_remembering<'a>(
+    experiment: &'a Experiment,
+    unit_id: &str,
+    attributes: &Attributes,
+    groups: &SavedGroups,
+    remembered: Option<&str>,
+) -> Assignment<'a> {
     let seed = hashing::seed(experiment.salt());
     let answer = |index: usize, reason: Reason| {
         let (variant_key, config_json) = experiment
@@ -64,7 +80,7 @@ pub fn assign_with<'a>(experiment: &'a Experiment, unit_id: &str, attributes: &A
             config_json,
             assignment_id: hashing::assignment_id(seed, unit_id, variant_key),
             version: experiment.version,
-            in_experiment: reason == Reason::Assigned,
+            in_experiment: matches!(reason, Reason::Assigned | Reason::Sticky),
             reason,
         }
     };
@@ -87,6 +103,9 @@ pub fn assign_with<'a>(experiment: &'a Experiment, unit_id: &str, attributes: &A
     let threshold = hashing::ramp_threshold(experiment.ramp_pct);
     if threshold < BUCKETS && hashing::bucket(seed, hashing::RAMP_TAG, unit_id) >= threshold {
         return answer(0, Reason::Ramp);
+    }
+    if let Some(i) = remembered.and_then(|key| experiment.variants.iter().position(|v| v.key == key)) {
+        return answer(i, Reason::Sticky);
     }
     let b = hashing::bucket(seed, hashing::VARIANT_TAG, unit_id);
     match hashing::pick_variant(experiment.variants.iter().map(|v| v.weight), b) {

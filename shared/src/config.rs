@@ -89,6 +89,13 @@ pub struct Experiment {
     pub hash_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<LayerSlot>,
+    /// Keys units' sticky assignments (`crate::sticky`): a bump re-randomises them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bucket_version: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 fn default_hash_version() -> u32 {

@@ -8,6 +8,7 @@
 //! - [`hashing`]: the versioned, documented bucketing hash.
 //! - [`assign()`]: the single entry point.
 //! - [`validate`]: the rules an event must meet, applied alike by the edge and the control plane.
+//! - [`sticky`]: sticky assignments, a unit keeping its first variant while weights move.
 //! - [`exposures`]: exposure groups, the exposures of one request as the edge forwards them.
 
 pub mod assign;
@@ -15,10 +16,12 @@ pub mod config;
 pub mod error;
 pub mod exposures;
 pub mod hashing;
+pub mod sticky;
 pub mod targeting;
 pub mod validate;
 
 pub use assign::{Assignment, Reason, assign, assign_with};
 pub use config::{ConfigSet, Experiment, ExperimentType, LayerSlot, Status, Variant};
 pub use error::ConfigError;
+pub use sticky::{StickyDoc, assign_sticky};
 pub use targeting::{Attributes, SavedGroups, Targeting};

@@ -1,9 +1,10 @@
-//! `POST /api/v1/assign`: the same engine the edge runs, evaluated against the stored config.
+//! `POST /api/v1/assign`: the same engine the edge runs, evaluated against the stored config,
+//! with the unit's sticky assignments (`sticky`, as the edge's `POST /v1/assign` takes them).
 
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
-use litmus_shared::Attributes;
+use litmus_shared::{Attributes, StickyDoc};
 use serde::Deserialize;
 use axum::response::{IntoResponse, Response};
 
@@ -22,6 +23,9 @@ struct AssignRequest {
     unit_id: String,
     #[serde(default)]
     attributes: Attributes,
+    /// The unit's sticky document from an earlier answer (`litmus_shared::sticky`).
+    #[serde(default)]
+    sticky: Option<serde_json::Value>,
 }
 
 /// The shared rule (`litmus_shared::validate::unit_id`), as the edge applies it too.
@@ -34,8 +38,20 @@ async fn assign(State(state): State<AppState>, Json(req): Json<AssignRequest>) -
     let row = find(&state.db, &req.experiment).await?;
     let experiment = row.to_engine()?;
     let groups = crate::saved_groups::referenced_by(&state.db, experiment.targeting.as_json()).await?;
-    let answer = litmus_shared::assign_with(&experiment, &req.unit_id, &req.attributes, &groups);
+    let given = match &req.sticky {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(StickyDoc::from_json(v).ok_or_else(|| {
+            ApiError::validation("sticky", "must be the `sticky` document of an earlier answer: {\"unit_id\": …, \"assignments\": {…}}")
+        })?),
+    };
+    let wanted = given.is_some() || experiment.is_sticky();
+    let mut doc = StickyDoc::for_unit(given, &req.unit_id);
+    let (answer, _) = litmus_shared::assign_sticky(&experiment, &req.unit_id, &req.attributes, &groups, &mut doc);
     metrics::counter!("assignments_total", "in_experiment" => answer.in_experiment.to_string()).increment(1);
     // Serialized here: the answer borrows from `experiment`.
-    Ok(axum::Json(answer).into_response())
+    let mut body = serde_json::to_value(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+    if wanted {
+        body["sticky"] = serde_json::from_str(&doc.to_json()).map_err(|e| ApiError::Internal(e.into()))?;
+    }
+    Ok(axum::Json(body).into_response())
 }

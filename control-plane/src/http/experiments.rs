@@ -133,6 +133,7 @@ async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<Creat
         salt: req.salt,
         hash_version: litmus_shared::hashing::HASH_VERSION,
         layer: req.layer.map(LayerSlot::from),
+        bucket_version: 0,
     };
     validate(&engine)?;
     validate_metrics(&req.metrics)?;
