@@ -51,6 +51,20 @@ async fn websocket_pushes_results_as_events_arrive(db: PgPool) {
     assert_eq!(pushed["type"], "results");
     assert_eq!(pushed["data"]["variants"][1]["exposures"], 1, "{pushed}");
 
+    // A bandit's socket also carries its bandit readout, after the results.
+    post("/experiments", json!({"key": "arms", "name": "Arms", "type": "bandit", "variants": [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]})).await.expect("create");
+    post("/experiments/arms/launch", json!({"ramp_pct": 100})).await.expect("launch");
+    let (mut arms, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws/experiments/arms/live")).await.expect("connect");
+    arms.send(Message::Text(json!({"type": "auth", "token": READER}).to_string().into())).await.expect("send");
+    assert_eq!(next_json(&mut arms).await["type"], "results");
+    let readout = next_json(&mut arms).await;
+    assert_eq!((readout["type"].as_str(), readout["data"]["experiment"].as_str()), (Some("bandit"), Some("arms")), "{readout}");
+    assert_eq!(readout["data"]["variants"][1]["weight"], 0.5);
+    post("/events/exposure", json!({"experiment": "arms", "unit_id": "u1", "variant_key": "b"})).await.expect("event");
+    assert_eq!(next_json(&mut arms).await["data"]["variants"][1]["exposures"], 1);
+    let pushed = next_json(&mut arms).await;
+    assert_eq!((pushed["type"].as_str(), pushed["data"]["variants"][1]["exposures"].as_i64()), (Some("bandit"), Some(1)), "{pushed}");
+
     // Bad token: an error message, then the socket closes.
     let (mut bad, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws/experiments/live/live")).await.expect("connect");
     bad.send(Message::Text(json!({"type": "auth", "token": "nope"}).to_string().into())).await.expect("send");

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::auth::{Role, bearer, role_of};
 use crate::experiments::find;
 use super::{ApiError, AppState};
-use crate::results;
+use crate::{bandit, results};
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const REFRESH: Duration = Duration::from_secs(15);
@@ -97,18 +97,29 @@ async fn session(mut socket: WebSocket, state: AppState, id: String, mut authed:
 
 async fn push(socket: &mut WebSocket, state: &AppState, experiment: Uuid, id: &str) -> Result<(), axum::Error> {
     // Reload: status, ramp and variants may have changed since the socket opened.
-    let snapshot = match find(&state.db, id).await {
-        Ok(row) if row.id == experiment => results::compute(&state.db, &row).await,
-        Ok(_) => Err(ApiError::not_found("experiment", id)),
-        Err(e) => Err(e),
+    let row = match find(&state.db, id).await {
+        Ok(row) if row.id == experiment => row,
+        Ok(_) => return send_error(socket, ApiError::not_found("experiment", id)).await,
+        Err(e) => return send_error(socket, e).await,
     };
-    match snapshot {
+    match results::compute(&state.db, &row).await {
         Ok(data) => {
             let text = json!({"type": "results", "data": data}).to_string();
-            socket.send(Message::Text(text.into())).await
+            socket.send(Message::Text(text.into())).await?;
         }
-        Err(e) => send_error(socket, e).await,
+        Err(e) => return send_error(socket, e).await,
     }
+    // Bandits also get their readout: weights served and proposed, P(best), regret.
+    if row.kind == "bandit" {
+        match bandit::readout(&state.db, &row).await {
+            Ok(data) => {
+                let text = json!({"type": "bandit", "data": data}).to_string();
+                socket.send(Message::Text(text.into())).await?;
+            }
+            Err(e) => return send_error(socket, e).await,
+        }
+    }
+    Ok(())
 }
 
 async fn send_error(socket: &mut WebSocket, e: ApiError) -> Result<(), axum::Error> {
