@@ -15,6 +15,8 @@ CREATE TABLE bandit_weights (
     stage              text NOT NULL,
     -- {variant key: weight}
     weights            jsonb NOT NULL,
+    -- the weights served before these ({variant key: weight}): the first version's are the launch's
+    previous           jsonb NOT NULL,
     -- [{key, units, mean, weighted_mean, score}] as computed
     arms               jsonb NOT NULL,
     PRIMARY KEY (experiment_id, seq)

@@ -118,13 +118,39 @@ export interface Timeseries {
 }
 
 export interface BanditSnapshot {
-  /** `weight`: the Thompson-sampling share; `serving_weight`: the weight assignment uses now. */
-  variants: { key: string; exposures?: number; mean?: number | null; win_probability?: number | null; weight?: number | null; serving_weight?: number | null }[];
+  /** `weight`: the weight the edge serves now (`serving_weight` too); `proposed_weight`: what the policy would serve next. */
+  variants: {
+    key: string;
+    exposures?: number;
+    mean?: number | null;
+    weighted_mean?: number | null;
+    win_probability?: number | null;
+    weight?: number | null;
+    serving_weight?: number | null;
+    proposed_weight?: number | null;
+  }[];
   top_variant?: string | null;
   converged?: boolean;
   converged_at?: number;
   metric?: { name: string; kind: string; direction: string } | null;
+  policy?: { policy: string; floor: number; min_units_per_arm: number; exploration_seconds: number; reweight_every_seconds: number; epsilon: number };
+  stage?: string;
+  regret?: { best_variant: string; expected: number; per_unit: number } | null;
+  periods?: number;
+  weights_version?: number;
   note?: string;
+}
+
+/** One weight version a bandit served (`GET .../bandit/history`). */
+export interface BanditVersion {
+  seq: number;
+  computed_at: string;
+  experiment_version: number;
+  policy: string;
+  stage: string;
+  weights: Record<string, number>;
+  /** The weights served before these (the launch's, for the first version). */
+  previous: Record<string, number>;
 }
 
 /** An error answered by the API (`{"error":{"code","message","field"?}}`) or a network failure (status 0). */
@@ -280,5 +306,6 @@ export const api = {
   timeseries: (id: string, interval: string) =>
     request<Timeseries>('GET', `/experiments/${enc(id)}/timeseries?interval=${enc(interval)}`),
   bandit: (id: string) => request<BanditSnapshot>('GET', `/experiments/${enc(id)}/bandit`),
+  banditHistory: (id: string) => request<BanditVersion[]>('GET', `/experiments/${enc(id)}/bandit/history`),
   sampleSize: (body: Record<string, number>) => request<Record<string, unknown>>('POST', '/sample-size', body),
 };

@@ -344,3 +344,40 @@ export function WinProbabilityBars({ arms }: { arms: { key: string; p: number }[
     />
   );
 }
+
+/** Bandit: the weight each arm was served at, version after version (a step line per arm). */
+export function WeightHistory({ arms, versions }: { arms: string[]; versions: { at: number; weights: Record<string, number> }[] }) {
+  const data = {
+    datasets: arms.map((key, i) => ({
+      type: 'line',
+      label: key,
+      data: versions.map((v) => ({ x: v.at, y: v.weights[key] ?? 0 })),
+      borderColor: variantColor(i),
+      backgroundColor: variantColor(i),
+      stepped: 'before',
+      pointRadius: versions.length > 40 ? 0 : 2,
+      borderWidth: 2,
+    })),
+  };
+  const options = {
+    responsive: true,
+    maintainAspectRatio: false,
+    parsing: false,
+    scales: {
+      x: { type: 'linear', ticks: { callback: (v: number | string) => new Date(Number(v)).toLocaleTimeString('en-GB'), autoSkip: true, maxRotation: 0 } },
+      y: { min: 0, max: 1, title: { display: true, text: 'share of traffic served' }, ticks: { callback: (v: number | string) => pct(Number(v), 0) } },
+    },
+    plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } } },
+  };
+  const last = versions.at(-1);
+  return (
+    <ChartCanvas
+      type="line"
+      data={data as never}
+      options={options as never}
+      height={240}
+      label={`Line chart of the weights served over ${versions.length} versions${last ? `; now ${arms.map((a) => `${a} ${pct(last.weights[a] ?? 0)}`).join(', ')}` : ''}.`}
+      testId="weight-history"
+    />
+  );
+}

@@ -110,6 +110,8 @@ pub struct Version {
     pub policy: String,
     pub stage: String,
     pub weights: Db<BTreeMap<String, f64>>,
+    /// The weights served before these (the launch's, for the first version).
+    pub previous: Db<BTreeMap<String, f64>>,
     pub arms: Db<Value>,
 }
 
@@ -143,12 +145,31 @@ pub async fn reward(db: &PgPool, row: &ExperimentRow) -> ApiResult<Option<Reward
 /// Every weight version of an experiment, oldest first.
 pub async fn history(db: &PgPool, experiment: Uuid) -> ApiResult<Vec<Version>> {
     Ok(sqlx::query_as(
-        "SELECT seq, computed_at, experiment_version, policy, stage, weights, arms FROM bandit_weights
+        "SELECT seq, computed_at, experiment_version, policy, stage, weights, previous, arms FROM bandit_weights
          WHERE experiment_id = $1 ORDER BY seq",
     )
     .bind(experiment)
     .fetch_all(db)
     .await?)
+}
+
+/// The share of exposed units each arm should have, given the weights it was served at over
+/// time (the results' sample-ratio check for bandits); `None` while the weights never moved.
+pub async fn expected_shares(db: &PgPool, row: &ExperimentRow) -> ApiResult<Option<Vec<f64>>> {
+    let versions = history(db, row.id).await?;
+    let Some(first) = versions.first() else { return Ok(None) };
+    let keys: Vec<String> = row.variants.0.iter().map(|v| v.key.clone()).collect();
+    let boundaries: Vec<DateTime<Utc>> = versions.iter().map(|v| v.computed_at).collect();
+    let cells = periods::cells(db, row.id, &keys, MetricKind::Proportion, "", &boundaries).await?;
+    let mut period_units = vec![0.0; versions.len() + 1];
+    for c in &cells {
+        if let Some(n) = period_units.get_mut(c.period) {
+            *n += c.units;
+        }
+    }
+    let as_vec = |w: &BTreeMap<String, f64>| keys.iter().map(|k| w.get(k).copied().unwrap_or(0.0)).collect::<Vec<f64>>();
+    let period_weights: Vec<Vec<f64>> = std::iter::once(as_vec(&first.previous.0)).chain(versions.iter().map(|v| as_vec(&v.weights.0))).collect();
+    Ok(periods::expected_shares(&period_units, &period_weights))
 }
 
 /// The bandit readout of `row` (a bandit experiment), caught up to every acknowledged event.
@@ -191,7 +212,8 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
         Err(reason) => (vec![1.0 / k.max(1) as f64; k], Some(format!("not enough data: {reason}"))),
     };
     let elapsed = row.started_at.map_or(0.0, |t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0);
-    let proposal = policy::propose(&settings, &estimates, note.is_none().then_some(probs.as_slice()), elapsed);
+    let serving: Vec<f64> = row.variants.0.iter().map(|v| v.weight).collect();
+    let proposal = policy::propose(&settings, &estimates, note.is_none().then_some(probs.as_slice()), &serving, elapsed);
     let top = note.is_none().then(|| probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, p)| (i, *p))).flatten();
     let regret = regret(&keys, &estimates);
     Ok(Readout {
@@ -297,10 +319,11 @@ pub async fn reweight(db: &PgPool, experiment: Uuid) -> ApiResult<Option<Version
         .collect();
     let policy = serde_json::to_value(readout.policy.policy).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     let stage = serde_json::to_value(readout.stage).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let previous: BTreeMap<String, f64> = row.variants.0.iter().map(|v| (v.key.clone(), v.weight)).collect();
     let version: Version = sqlx::query_as(
-        "INSERT INTO bandit_weights (experiment_id, seq, experiment_version, policy, stage, weights, arms)
-         SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5, $6 FROM bandit_weights WHERE experiment_id = $1
-         RETURNING seq, computed_at, experiment_version, policy, stage, weights, arms",
+        "INSERT INTO bandit_weights (experiment_id, seq, experiment_version, policy, stage, weights, previous, arms)
+         SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5, $7, $6 FROM bandit_weights WHERE experiment_id = $1
+         RETURNING seq, computed_at, experiment_version, policy, stage, weights, previous, arms",
     )
     .bind(row.id)
     .bind(updated.version)
@@ -308,9 +331,9 @@ pub async fn reweight(db: &PgPool, experiment: Uuid) -> ApiResult<Option<Version
     .bind(&stage)
     .bind(Db(&weights))
     .bind(Db(Value::Array(arms)))
+    .bind(Db(&previous))
     .fetch_one(&mut *tx)
     .await?;
-    let previous: BTreeMap<&str, f64> = row.variants.0.iter().map(|v| (v.key.as_str(), v.weight)).collect();
     record(
         &mut tx,
         &updated,

@@ -118,6 +118,18 @@ pub fn estimates(arms: usize, kind: MetricKind, cells: &[Cell]) -> Vec<ArmReward
         .collect()
 }
 
+/// The share of units each arm should have received when period `p` (with `period_units[p]`
+/// units) served `period_weights[p]`: Σₚ Nₚ·wₚ / Σₚ Nₚ. What a sample-ratio check compares a
+/// bandit's exposures with; `None` without units.
+pub fn expected_shares(period_units: &[f64], period_weights: &[Vec<f64>]) -> Option<Vec<f64>> {
+    let arms = period_weights.first()?.len();
+    let total: f64 = period_units.iter().sum();
+    if total <= 0.0 || period_weights.iter().any(|w| w.len() != arms) {
+        return None;
+    }
+    Some((0..arms).map(|a| period_units.iter().zip(period_weights).map(|(n, w)| n * w[a]).sum::<f64>() / total).collect())
+}
+
 /// The cells of an experiment's reward, `boundaries` being the starts of the second and later
 /// periods (ascending). Reads the per-unit aggregates the results read (`unit_metrics`), never
 /// events; `variants` gives the arms' order.
@@ -206,6 +218,15 @@ mod tests {
         assert!((r[0].scale - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
         // Lower is better: the policies see the negated mean.
         assert_eq!(r[1].estimate(true).mean, Some(-4.0));
+    }
+
+    #[test]
+    fn expected_shares_follow_the_weights_each_period_served() {
+        // 1000 units at 50/50, then 3000 at 10/90.
+        let e = expected_shares(&[1000.0, 3000.0], &[vec![0.5, 0.5], vec![0.1, 0.9]]).expect("shares");
+        assert!((e[0] - (500.0 + 300.0) / 4000.0).abs() < 1e-12 && (e[1] - (500.0 + 2700.0) / 4000.0).abs() < 1e-12, "{e:?}");
+        assert_eq!(expected_shares(&[0.0], &[vec![0.5, 0.5]]), None);
+        assert_eq!(expected_shares(&[1.0, 1.0], &[vec![0.5, 0.5], vec![1.0]]), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!
 //! Every policy keeps each arm at `floor` or more (so early luck can still be corrected), and
 //! none moves traffic before every arm has `min_units_per_arm` units and the exploration period
-//! is over: until then traffic is split equally.
+//! is over: until then the weights stay as launched.
 
 use serde::{Deserialize, Serialize};
 
@@ -123,11 +123,11 @@ pub struct Estimate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
-    /// Inside the exploration period: equal split.
+    /// Inside the exploration period: the weights stay.
     Exploring,
-    /// Some arm has fewer than `min_units_per_arm` units: equal split.
+    /// Some arm has fewer than `min_units_per_arm` units: the weights stay.
     MinUnits,
-    /// No reward data, or not enough to compare arms: equal split.
+    /// No reward data, or not enough to compare arms: the weights stay.
     NoEvidence,
     /// The policy's weights.
     Adapting,
@@ -142,22 +142,24 @@ pub struct Proposal {
     pub stage: Stage,
 }
 
-/// The weights `settings` gives `arms`, `elapsed_seconds` after launch. Thompson sampling takes
-/// `p_best` when given (the readout's exact probabilities), else Gaussian ones from `arms`.
-pub fn propose(settings: &Settings, arms: &[Estimate], p_best: Option<&[f64]>, elapsed_seconds: f64) -> Proposal {
+/// The weights `settings` gives `arms`, `elapsed_seconds` after launch; `serving` (the weights
+/// served now) stay while the policy may not move them yet. Thompson sampling takes `p_best`
+/// when given (the readout's exact probabilities), else Gaussian ones from `arms`.
+pub fn propose(settings: &Settings, arms: &[Estimate], p_best: Option<&[f64]>, serving: &[f64], elapsed_seconds: f64) -> Proposal {
     let k = arms.len();
-    let equal = |stage| Proposal { weights: vec![1.0 / k.max(1) as f64; k], scores: None, stage };
+    let keep = if serving.len() == k { serving.to_vec() } else { vec![1.0 / k.max(1) as f64; k] };
+    let hold = |stage| Proposal { weights: keep.clone(), scores: None, stage };
     if k == 0 {
-        return equal(Stage::NoEvidence);
+        return hold(Stage::NoEvidence);
     }
     if elapsed_seconds < settings.exploration_seconds as f64 {
-        return equal(Stage::Exploring);
+        return hold(Stage::Exploring);
     }
     if arms.iter().any(|a| a.units < settings.min_units_per_arm as f64) {
-        return equal(Stage::MinUnits);
+        return hold(Stage::MinUnits);
     }
     let Some(means) = arms.iter().map(|a| a.mean.filter(|m| m.is_finite())).collect::<Option<Vec<f64>>>() else {
-        return equal(Stage::NoEvidence);
+        return hold(Stage::NoEvidence);
     };
     let (shares, scores) = match settings.policy {
         Policy::Thompson if p_best.is_some_and(|p| p.len() == k) => {
@@ -166,9 +168,9 @@ pub fn propose(settings: &Settings, arms: &[Estimate], p_best: Option<&[f64]>, e
         }
         Policy::Thompson => {
             let Some(posteriors) = arms.iter().zip(&means).map(|(a, &m)| Some((m, a.se?))).collect::<Option<Vec<_>>>() else {
-                return equal(Stage::NoEvidence);
+                return hold(Stage::NoEvidence);
             };
-            let Ok(p) = bayes::normal_prob_best(&posteriors) else { return equal(Stage::NoEvidence) };
+            let Ok(p) = bayes::normal_prob_best(&posteriors) else { return hold(Stage::NoEvidence) };
             (p.clone(), p)
         }
         Policy::Ucb1 => {
@@ -246,27 +248,30 @@ mod tests {
     fn nothing_moves_before_the_evidence_is_in() {
         let s = Settings { exploration_seconds: 600, ..Settings::default() };
         let arms = [arm(1000.0, 0.1, 0.01), arm(1000.0, 0.3, 0.01)];
-        assert_eq!(propose(&s, &arms, None, 599.0).stage, Stage::Exploring);
-        assert_eq!(propose(&s, &arms, None, 600.0).stage, Stage::Adapting);
+        assert_eq!(propose(&s, &arms, None, &[], 599.0).stage, Stage::Exploring);
+        assert_eq!(propose(&s, &arms, None, &[], 600.0).stage, Stage::Adapting);
         let few = [arm(99.0, 0.1, 0.01), arm(1000.0, 0.3, 0.01)];
-        let p = propose(&Settings::default(), &few, None, 0.0);
+        let p = propose(&Settings::default(), &few, None, &[], 0.0);
         assert_eq!((p.stage, p.weights), (Stage::MinUnits, vec![0.5, 0.5]));
+        // The launch weights stay until the policy may move them.
+        let p = propose(&Settings::default(), &few, None, &[0.9, 0.1], 0.0);
+        assert_eq!((p.stage, p.weights), (Stage::MinUnits, vec![0.9, 0.1]));
         let none = [Estimate { units: 500.0, mean: None, se: None, scale: 1.0 }, arm(500.0, 0.3, 0.01)];
-        assert_eq!(propose(&Settings::default(), &none, None, 0.0).stage, Stage::NoEvidence);
+        assert_eq!(propose(&Settings::default(), &none, None, &[], 0.0).stage, Stage::NoEvidence);
     }
 
     #[test]
     fn thompson_serves_the_probability_of_being_best() {
         // Two arms, means 1 apart, standard errors 1 each: P(b best) = Φ(1/√2).
-        let p = propose(&Settings { floor: 0.0, min_units_per_arm: 0, ..Settings::default() }, &[arm(10.0, 0.0, 1.0), arm(10.0, 1.0, 1.0)], None, 0.0);
+        let p = propose(&Settings { floor: 0.0, min_units_per_arm: 0, ..Settings::default() }, &[arm(10.0, 0.0, 1.0), arm(10.0, 1.0, 1.0)], None, &[], 0.0);
         let expected = statrs_phi(1.0 / 2f64.sqrt());
         assert!((p.weights[1] - expected).abs() < 1e-6, "{p:?} vs {expected}");
         assert!((p.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         // Given probabilities are served as they are (floored).
-        let p = propose(&Settings::default(), &[arm(500.0, 0.0, 1.0), arm(500.0, 1.0, 1.0)], Some(&[0.3, 0.7]), 0.0);
+        let p = propose(&Settings::default(), &[arm(500.0, 0.0, 1.0), arm(500.0, 1.0, 1.0)], Some(&[0.3, 0.7]), &[], 0.0);
         assert!(close(&p.weights, &[0.3, 0.7]), "{p:?}");
         // A clearly worse arm keeps its floor.
-        let p = propose(&Settings::default(), &[arm(5000.0, 0.05, 0.003), arm(5000.0, 0.20, 0.006), arm(5000.0, 0.10, 0.004)], None, 0.0);
+        let p = propose(&Settings::default(), &[arm(5000.0, 0.05, 0.003), arm(5000.0, 0.20, 0.006), arm(5000.0, 0.10, 0.004)], None, &[], 0.0);
         assert!((p.weights[0] - 0.01).abs() < 1e-9 && (p.weights[2] - 0.01).abs() < 1e-9 && (p.weights[1] - 0.98).abs() < 1e-9, "{p:?}");
     }
 
@@ -278,25 +283,25 @@ mod tests {
     #[test]
     fn ucb1_favours_the_less_explored_arm_when_means_tie() {
         let s = Settings { policy: Policy::Ucb1, min_units_per_arm: 0, floor: 0.0, ..Settings::default() };
-        let p = propose(&s, &[arm(100.0, 0.5, 0.05), arm(10_000.0, 0.5, 0.005)], None, 0.0);
+        let p = propose(&s, &[arm(100.0, 0.5, 0.05), arm(10_000.0, 0.5, 0.005)], None, &[], 0.0);
         assert_eq!(p.weights, vec![1.0, 0.0]);
         // The bound is mean + √(2 ln N / n).
         let n: f64 = 10_100.0;
         let bounds = p.scores.expect("scores");
         assert!((bounds[0] - (0.5 + (2.0 * n.ln() / 100.0).sqrt())).abs() < 1e-12);
         // With plenty of data on both, the better mean wins.
-        let p = propose(&s, &[arm(1e6, 0.5, 0.0005), arm(1e6, 0.6, 0.0005)], None, 0.0);
+        let p = propose(&s, &[arm(1e6, 0.5, 0.0005), arm(1e6, 0.6, 0.0005)], None, &[], 0.0);
         assert_eq!(p.weights, vec![0.0, 1.0]);
     }
 
     #[test]
     fn epsilon_greedy_splits_epsilon_evenly() {
         let s = Settings { policy: Policy::EpsilonGreedy, epsilon: 0.2, floor: 0.0, min_units_per_arm: 0, ..Settings::default() };
-        let p = propose(&s, &[arm(10.0, 0.1, 0.1), arm(10.0, 0.4, 0.1), arm(10.0, 0.2, 0.1), arm(10.0, 0.3, 0.1)], None, 0.0);
+        let p = propose(&s, &[arm(10.0, 0.1, 0.1), arm(10.0, 0.4, 0.1), arm(10.0, 0.2, 0.1), arm(10.0, 0.3, 0.1)], None, &[], 0.0);
         assert!(close(&p.weights, &[0.05, 0.85, 0.05, 0.05]), "{p:?}");
         // ε/k under the floor is raised to it.
         let s = Settings { epsilon: 0.02, floor: 0.01, ..s };
-        let p = propose(&s, &[arm(10.0, 0.1, 0.1), arm(10.0, 0.4, 0.1), arm(10.0, 0.2, 0.1), arm(10.0, 0.3, 0.1)], None, 0.0);
+        let p = propose(&s, &[arm(10.0, 0.1, 0.1), arm(10.0, 0.4, 0.1), arm(10.0, 0.2, 0.1), arm(10.0, 0.3, 0.1)], None, &[], 0.0);
         assert!(close(&p.weights, &[0.01, 0.97, 0.01, 0.01]), "{p:?}");
     }
 
@@ -323,7 +328,7 @@ mod tests {
             let k = arms.len();
             let s = Settings { policy, floor: floor.min(1.0 / k as f64), epsilon, min_units_per_arm: 0, ..Settings::default() };
             let est: Vec<Estimate> = arms.iter().map(|&(n, m, se)| Estimate { units: n, mean: Some(m), se: Some(se), scale: 1.0 }).collect();
-            let p = propose(&s, &est, None, 0.0);
+            let p = propose(&s, &est, None, &[], 0.0);
             prop_assert_eq!(p.weights.len(), k);
             prop_assert!((p.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{:?}", p);
             prop_assert!(p.weights.iter().all(|&w| w.is_finite() && w >= s.floor - 1e-12), "{:?}", p);

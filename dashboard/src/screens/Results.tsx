@@ -4,8 +4,8 @@
 // Everything beyond the documented fields is rendered defensively ("Other analyses").
 import type { JSX } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { ApiError, api, type BanditSnapshot, type Experiment, type Lift, type Results as ResultsDoc, type Timeseries } from '../api';
-import { ExposureBars, ForestPlot, LiftSeries, WinProbabilityBars, variantColor, type Series } from '../charts';
+import { ApiError, api, type BanditSnapshot, type BanditVersion, type Experiment, type Lift, type Results as ResultsDoc, type Timeseries } from '../api';
+import { ExposureBars, ForestPlot, LiftSeries, WeightHistory, WinProbabilityBars, variantColor, type Series } from '../charts';
 import { Alert, ExperimentHeader, LoadError, Spinner, download, useLoad } from '../components';
 import { int, isNum, num, pIs, pValue, pct, signed, signedPct, timeOnly } from '../format';
 import { subscribeResults, type LiveMode } from '../live';
@@ -644,6 +644,7 @@ function CumulativeLift({ exp, doc, metrics, total }: { exp: Experiment; doc: Re
 function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
   const embedded = doc.bandit && typeof doc.bandit === 'object' ? (doc.bandit as BanditSnapshot) : null;
   const [fetched, setFetched] = useState<BanditSnapshot | null>(null);
+  const [history, setHistory] = useState<BanditVersion[]>([]);
   const [unavailable, setUnavailable] = useState(false);
   const last = useRef(0);
   useEffect(() => {
@@ -656,6 +657,11 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
       .catch((e) => {
         if (e instanceof ApiError && (e.status === 404 || e.status === 405 || e.status === 422 || e.status === 409)) setUnavailable(true);
       });
+    // Older control planes have no history: the chart just stays away.
+    api
+      .banditHistory(exp.id)
+      .then(setHistory)
+      .catch(() => setHistory([]));
   }, [doc]);
   const b = embedded ?? fetched;
   // Win probabilities may also sit on each variant of the results document.
@@ -666,8 +672,8 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
     [
       { field: 'exposures', label: 'Exposed' },
       { field: 'mean', label: b?.metric?.kind === 'proportion' ? 'Rate' : 'Mean' },
-      { field: 'weight', label: 'Thompson' },
-      { field: 'serving_weight', label: 'Serving' },
+      { field: 'weight', label: 'Serving' },
+      { field: 'proposed_weight', label: 'Proposed' },
     ] as const
   ).filter((c) => b?.variants?.some((v) => isNum(v[c.field])));
   if (!arms.length) {
@@ -693,9 +699,23 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
         </p>
       )}
       {b?.note && <p class="muted">{b.note}</p>}
+      {b?.policy && (
+        <p class="muted" data-testid="bandit-policy">
+          Policy: <code>{b.policy.policy}</code> · reweighted every {b.policy.reweight_every_seconds} s · floor {pct(b.policy.floor, 0)} · at least{' '}
+          {b.policy.min_units_per_arm} units per arm first · now <strong>{(b.stage ?? '').replace('_', ' ')}</strong>
+          {isNum(b.weights_version) && <> · weight version {b.weights_version}</>}
+        </p>
+      )}
       {b?.top_variant && (
         <p>
           Leading arm: <code data-testid="bandit-top">{b.top_variant}</code>
+          {b.regret && (
+            <span class="muted" data-testid="bandit-regret">
+              {' '}
+              · regret so far: {num(b.regret.expected)} {b.metric?.kind === 'proportion' ? 'conversions' : 'reward'} ({num(b.regret.per_unit)} per unit) against always serving{' '}
+              {b.regret.best_variant}
+            </span>
+          )}
         </p>
       )}
       <div class="split split-even">
@@ -736,6 +756,20 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
           </table>
         </div>
       </div>
+      {history.length > 0 && (
+        <>
+          <h3>Weights served, version by version</h3>
+          <WeightHistory
+            arms={(b?.variants ?? []).map((v) => v.key)}
+            versions={[
+              // From the launch's weights, step by step, up to now.
+              ...(exp.started_at ? [{ at: Date.parse(exp.started_at), weights: history[0].previous }] : []),
+              ...history.map((h) => ({ at: Date.parse(h.computed_at), weights: h.weights })),
+              { at: Math.max(Date.now(), Date.parse(history[history.length - 1].computed_at)), weights: history[history.length - 1].weights },
+            ]}
+          />
+        </>
+      )}
     </section>
   );
 }
