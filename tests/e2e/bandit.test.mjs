@@ -151,3 +151,33 @@ test("a bandit converges at the edge without moving exposed units", { timeout: 2
   const audit = (await cp.api("GET", "/experiments/five_models/audit")).body;
   assert.equal(audit.filter((a) => a.action === "reweight").length, history.length, "every weight version is in the audit log");
 });
+
+test("the brief's live tutorial: scripts/live_bandit_simulation.py converges and leaves the bandit running", { timeout: 240_000 }, async () => {
+  const { spawn } = await import("node:child_process");
+  const { ROOT } = await import("../../edge-worker/test/helpers.mjs");
+  const { ADMIN } = await import("./stack.mjs");
+  const child = spawn("python3", ["scripts/live_bandit_simulation.py", "--base-url", cp.url, "--edge-url", edge.url, "--token", ADMIN,
+    "--key", "tutorial", "--reweight-seconds", "1", "--max-seconds", "150"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "", err = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (err += d));
+  const code = await new Promise((r) => child.once("exit", r));
+  assert.equal(code, 0, `exit ${code}\n${out}\n${err}`);
+  const lines = out.trim().split("\n");
+  const parsed = (prefix) => lines.filter((l) => l.startsWith(`${prefix} `)).map((l) => JSON.parse(l.slice(prefix.length + 1)));
+  const [experiment] = parsed("experiment");
+  assert.equal(experiment.key, "tutorial");
+  const snapshots = parsed("live_snapshot");
+  assert.ok(snapshots.length >= 2, out);
+  for (const s of snapshots) {
+    assert.deepEqual(Object.keys(s.exposures).sort(), ["model_a", "model_b", "model_c", "model_d", "model_e"]);
+    assert.ok(Math.abs(Object.values(s.weights).reduce((a, b) => a + b, 0) - 1) < 1e-3, JSON.stringify(s));
+  }
+  const [done] = parsed("converged");
+  assert.equal(done.top_variant, "model_c", out);
+  assert.ok(done.win_probability >= 0.95 && done.edge_share_last_round >= 0.8, JSON.stringify(done));
+  assert.ok(done.console.endsWith(`/experiments/${experiment.id}`));
+  // Left running for a manual stop.
+  assert.equal((await cp.api("GET", "/experiments/tutorial")).body.status, "running");
+  console.log(`tutorial: converged on ${done.top_variant} after ${done.requests} requests in ${done.seconds} s`);
+});
