@@ -5,25 +5,19 @@
 // cookies for browsers), and the readout reports regret and the weight history.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { freshDatabase, freePort, startControlPlane, startEdge, sleep, PUBLISH_TOKEN, INGEST_TOKEN } from "./stack.mjs";
+import { spawn } from "node:child_process";
+import { ROOT } from "../../edge-worker/test/helpers.mjs";
+import { startStack, sleep, ADMIN, INGEST_TOKEN } from "./stack.mjs";
 import { mulberry32 } from "../lib/random.mjs";
 
-let cp, edge;
+let cp, edge, dispose;
 
 before(async () => {
-  const databaseUrl = freshDatabase("e2e_bandit");
-  const [cpPort, edgePort] = [await freePort(), await freePort()];
-  edge = await startEdge({ controlPlaneUrl: `http://127.0.0.1:${cpPort}`, port: edgePort });
-  cp = await startControlPlane({
-    databaseUrl,
-    port: cpPort,
-    env: { EDGE_PUBLISH_URL: `${edge.url}/v1/admin/config`, EDGE_PUBLISH_TOKEN: PUBLISH_TOKEN },
-  });
+  ({ cp, edge, dispose } = await startStack("e2e_bandit"));
 });
 
 after(async () => {
-  await cp?.stop();
-  await edge?.dispose();
+  await dispose?.();
 });
 
 const ARMS = ["m1", "m2", "m3", "m4", "m5"];
@@ -153,9 +147,6 @@ test("a bandit converges at the edge without moving exposed units", { timeout: 2
 });
 
 test("the brief's live tutorial: scripts/live_bandit_simulation.py converges and leaves the bandit running", { timeout: 240_000 }, async () => {
-  const { spawn } = await import("node:child_process");
-  const { ROOT } = await import("../../edge-worker/test/helpers.mjs");
-  const { ADMIN } = await import("./stack.mjs");
   const child = spawn("python3", ["scripts/live_bandit_simulation.py", "--base-url", cp.url, "--edge-url", edge.url, "--token", ADMIN,
     "--key", "tutorial", "--reweight-seconds", "1", "--max-seconds", "150"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let out = "", err = "";

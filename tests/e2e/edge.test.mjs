@@ -3,9 +3,9 @@
 // served land in the control plane's results, and pausing/stopping reaches the edge in seconds.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { freshDatabase, freePort, startControlPlane, startEdge, waitFor, psql, PUBLISH_TOKEN } from "./stack.mjs";
+import { startStack, waitFor, psql } from "./stack.mjs";
 
-let cp, edge, databaseUrl;
+let cp, edge, databaseUrl, dispose;
 const EXPERIMENTS = [
   { key: "e2e_checkout", targeting: { country: { in: ["US", "CA"] } }, ramp: 50,
     variants: [{ key: "control", weight: 0.5 }, { key: "green", weight: 0.5 }] },
@@ -27,19 +27,11 @@ const attributes = (i) => ({
 });
 
 before(async () => {
-  databaseUrl = freshDatabase("e2e_edge");
-  const [cpPort, edgePort] = [await freePort(), await freePort()];
-  edge = await startEdge({ controlPlaneUrl: `http://127.0.0.1:${cpPort}`, port: edgePort });
-  cp = await startControlPlane({
-    databaseUrl,
-    port: cpPort,
-    env: { EDGE_PUBLISH_URL: `${edge.url}/v1/admin/config`, EDGE_PUBLISH_TOKEN: PUBLISH_TOKEN },
-  });
+  ({ databaseUrl, cp, edge, dispose } = await startStack("e2e_edge"));
 });
 
 after(async () => {
-  await cp?.stop();
-  await edge?.dispose();
+  await dispose?.();
 });
 
 test("a launched experiment reaches the edge within 10 s and the answers are identical", async () => {

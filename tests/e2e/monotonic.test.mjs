@@ -4,24 +4,16 @@
 // showed: a launched experiment answered, then `unknown_experiment` for up to the cache TTL).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { freshDatabase, freePort, startControlPlane, startEdge, sleep, PUBLISH_TOKEN } from "./stack.mjs";
+import { startStack, sleep } from "./stack.mjs";
 
-let cp, edge;
+let cp, edge, dispose;
 
 before(async () => {
-  const databaseUrl = freshDatabase("e2e_monotonic");
-  const [cpPort, edgePort] = [await freePort(), await freePort()];
-  edge = await startEdge({ controlPlaneUrl: `http://127.0.0.1:${cpPort}`, port: edgePort });
-  cp = await startControlPlane({
-    databaseUrl,
-    port: cpPort,
-    env: { EDGE_PUBLISH_URL: `${edge.url}/v1/admin/config`, EDGE_PUBLISH_TOKEN: PUBLISH_TOKEN },
-  });
+  ({ cp, edge, dispose } = await startStack("e2e_monotonic"));
 });
 
 after(async () => {
-  await cp?.stop();
-  await edge?.dispose();
+  await dispose?.();
 });
 
 const variants = [{ key: "control", weight: 0.5 }, { key: "treatment", weight: 0.5 }];

@@ -87,4 +87,22 @@ export async function startEdge({ controlPlaneUrl, port }) {
   });
 }
 
+/** A fresh database, the edge in workerd and the control plane publishing to it: what most
+ * end-to-end tests start from. `dispose()` stops both. */
+export async function startStack(name) {
+  const databaseUrl = freshDatabase(name);
+  const [cpPort, edgePort] = [await freePort(), await freePort()];
+  const edge = await startEdge({ controlPlaneUrl: `http://127.0.0.1:${cpPort}`, port: edgePort });
+  const cp = await startControlPlane({
+    databaseUrl,
+    port: cpPort,
+    env: { EDGE_PUBLISH_URL: `${edge.url}/v1/admin/config`, EDGE_PUBLISH_TOKEN: PUBLISH_TOKEN },
+  });
+  const dispose = async () => {
+    await cp.stop();
+    await edge.dispose();
+  };
+  return { databaseUrl, cp, edge, dispose };
+}
+
 export { PUBLISH_TOKEN, INGEST_TOKEN };
