@@ -378,11 +378,12 @@ pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings,
     let mut doc = assemble(row, &arms, &ranks, settings);
     // A bandit's weights moved: its units are expected in the proportions it was served at,
     // period by period, not in today's weights.
-    if row.kind == "bandit" && filter.is_empty() {
-        if let Some(expected) = crate::bandit::expected_shares(db, row).await? {
-            let observed: Vec<u64> = doc.variants.iter().map(|v| v.exposures.max(0) as u64).collect();
-            doc.srm = stats::srm::srm(&expected, &observed);
-        }
+    if row.kind == "bandit"
+        && filter.is_empty()
+        && let Some(expected) = crate::bandit::expected_shares(db, row).await?
+    {
+        let observed: Vec<u64> = doc.variants.iter().map(|v| v.exposures.max(0) as u64).collect();
+        doc.srm = stats::srm::srm(&expected, &observed);
     }
     doc.filter = filter.clone();
     doc.quarantined_events = crate::rollup::quarantined(db, Some(row.id)).await?;
