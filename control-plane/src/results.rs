@@ -66,6 +66,12 @@ pub struct Results {
     /// Events of this experiment the aggregator could not apply and set aside (see
     /// `rollup::apply`); they are not in these numbers.
     pub quarantined_events: i64,
+    /// Bandits: the period-weighted readout (`crate::bandit`). The lifts above pool every unit,
+    /// which is biased once the weights moved; `note` says when they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandit: Option<crate::bandit::Readout>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -378,12 +384,20 @@ pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings,
     let mut doc = assemble(row, &arms, &ranks, settings);
     // A bandit's weights moved: its units are expected in the proportions it was served at,
     // period by period, not in today's weights.
-    if row.kind == "bandit"
-        && filter.is_empty()
-        && let Some(expected) = crate::bandit::expected_shares(db, row).await?
-    {
-        let observed: Vec<u64> = doc.variants.iter().map(|v| v.exposures.max(0) as u64).collect();
-        doc.srm = stats::srm::srm(&expected, &observed);
+    if row.kind == "bandit" && filter.is_empty() {
+        if let Some(expected) = crate::bandit::expected_shares(db, row).await? {
+            let observed: Vec<u64> = doc.variants.iter().map(|v| v.exposures.max(0) as u64).collect();
+            doc.srm = stats::srm::srm(&expected, &observed);
+        }
+        let readout = crate::bandit::readout(db, row).await?;
+        if readout.periods > 1 {
+            doc.note = Some(format!(
+                "the bandit's weights moved ({} periods): lifts and tests here pool every unit, which favours arms served more in \
+                 better periods; `bandit` weighs each period by its units (its weighted_mean and win_probability)",
+                readout.periods
+            ));
+        }
+        doc.bandit = Some(readout);
     }
     doc.filter = filter.clone();
     doc.quarantined_events = crate::rollup::quarantined(db, Some(row.id)).await?;
@@ -517,6 +531,8 @@ fn assemble(row: &ExperimentRow, arms: &[ArmRow], ranks: &[RankRow], settings: &
         filter: Filter::default(),
         segments: None,
         quarantined_events: 0,
+        bandit: None,
+        note: None,
     }
 }
 

@@ -213,8 +213,14 @@ async fn reweighting_serves_the_policy_and_keeps_a_history(db: PgPool) {
     let v = app.get("/api/v1/experiments/five_models/bandit").await.json();
     assert_eq!((v["periods"].as_u64(), v["weights_version"].as_i64()), (Some(2), Some(1)), "{v}");
     assert_eq!(v["variants"][2]["weight"].as_f64(), Some(served[2]));
+    assert_eq!(v["weight_history"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["weight_history"][0]["weights"]["m3"].as_f64(), Some(served[2]));
+    // The results carry the period-weighted readout and say the pooled lifts are not.
+    let results = app.get("/api/v1/experiments/five_models/results").await.json();
+    assert_eq!(results["bandit"]["periods"], 2);
+    assert!(results["note"].as_str().is_some_and(|n| n.contains("2 periods")), "{}", results["note"]);
     // The results' sample-ratio check expects each period's units at that period's weights.
-    let srm = &app.get("/api/v1/experiments/five_models/results").await.json()["srm"];
+    let srm = &results["srm"];
     let expected: Vec<f64> = (0..5).map(|a| (1000.0 * 0.2 + 280.0 * served[a]) / 1280.0).collect();
     let got: Vec<f64> = srm["expected"].as_array().expect("expected").iter().map(|x| x.as_f64().unwrap_or(-1.0)).collect();
     assert!(got.iter().zip(&expected).all(|(g, e)| (g - e).abs() < 1e-12), "{got:?} vs {expected:?}");

@@ -138,19 +138,9 @@ export interface BanditSnapshot {
   regret?: { best_variant: string; expected: number; per_unit: number } | null;
   periods?: number;
   weights_version?: number;
+  /** Every weight version served, oldest first. */
+  weight_history?: { seq: number; at: string; weights: Record<string, number>; previous: Record<string, number> }[];
   note?: string;
-}
-
-/** One weight version a bandit served (`GET .../bandit/history`). */
-export interface BanditVersion {
-  seq: number;
-  computed_at: string;
-  experiment_version: number;
-  policy: string;
-  stage: string;
-  weights: Record<string, number>;
-  /** The weights served before these (the launch's, for the first version). */
-  previous: Record<string, number>;
 }
 
 /** An error answered by the API (`{"error":{"code","message","field"?}}`) or a network failure (status 0). */
@@ -306,6 +296,5 @@ export const api = {
   timeseries: (id: string, interval: string) =>
     request<Timeseries>('GET', `/experiments/${enc(id)}/timeseries?interval=${enc(interval)}`),
   bandit: (id: string) => request<BanditSnapshot>('GET', `/experiments/${enc(id)}/bandit`),
-  banditHistory: (id: string) => request<BanditVersion[]>('GET', `/experiments/${enc(id)}/bandit/history`),
   sampleSize: (body: Record<string, number>) => request<Record<string, unknown>>('POST', '/sample-size', body),
 };

@@ -68,6 +68,9 @@ pub struct Readout {
     /// The latest weight version (`GET .../bandit/history`), 0 before any.
     pub weights_version: i32,
     pub reweighted_at: Option<DateTime<Utc>>,
+    /// Every weight version served: `{seq, at, weights, previous}` (with the evidence:
+    /// `.../bandit/history`).
+    pub weight_history: Vec<HistoryPoint>,
     /// How the estimates are made, for whoever reads the numbers.
     pub method: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,6 +102,15 @@ pub struct Regret {
     /// rates).
     pub expected: f64,
     pub per_unit: f64,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct HistoryPoint {
+    pub seq: i32,
+    pub at: DateTime<Utc>,
+    pub weights: Db<BTreeMap<String, f64>>,
+    /// The weights these replaced (the launch's, for the first).
+    pub previous: Db<BTreeMap<String, f64>>,
 }
 
 /// One weight version, as stored.
@@ -184,9 +196,11 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
     let settings = settings_of(row);
     let keys: Vec<String> = row.variants.0.iter().map(|v| v.key.clone()).collect();
     let k = keys.len();
-    let versions: Vec<(i32, DateTime<Utc>)> =
-        sqlx::query_as("SELECT seq, computed_at FROM bandit_weights WHERE experiment_id = $1 ORDER BY seq").bind(row.id).fetch_all(db).await?;
-    let boundaries: Vec<DateTime<Utc>> = versions.iter().map(|v| v.1).collect();
+    let versions: Vec<HistoryPoint> = sqlx::query_as("SELECT seq, computed_at AS at, weights, previous FROM bandit_weights WHERE experiment_id = $1 ORDER BY seq")
+        .bind(row.id)
+        .fetch_all(db)
+        .await?;
+    let boundaries: Vec<DateTime<Utc>> = versions.iter().map(|v| v.at).collect();
     let reward = reward(db, row).await?;
     let (rewards, cells) = match &reward {
         Some(r) => {
@@ -243,8 +257,9 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
         converged_at: CONVERGED_AT,
         regret,
         periods: used_periods,
-        weights_version: versions.last().map_or(0, |v| v.0),
-        reweighted_at: versions.last().map(|v| v.1),
+        weights_version: versions.last().map_or(0, |v| v.seq),
+        reweighted_at: versions.last().map(|v| v.at),
+        weight_history: versions,
         method: "each reweighting period weighs in proportion to its units (as GrowthBook's bandits); \
                  P(best) exact under Beta(1, 1) posteriors for rates within one period, else Gaussian on the weighted means",
         note,

@@ -4,13 +4,13 @@
 // Everything beyond the documented fields is rendered defensively ("Other analyses").
 import type { JSX } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { ApiError, api, type BanditSnapshot, type BanditVersion, type Experiment, type Lift, type Results as ResultsDoc, type Timeseries } from '../api';
+import { ApiError, api, type BanditSnapshot, type Experiment, type Lift, type Results as ResultsDoc, type Timeseries } from '../api';
 import { ExposureBars, ForestPlot, LiftSeries, WeightHistory, WinProbabilityBars, variantColor, type Series } from '../charts';
 import { Alert, ExperimentHeader, LoadError, Spinner, download, useLoad } from '../components';
 import { int, isNum, num, pIs, pValue, pct, signed, signedPct, timeOnly } from '../format';
 import { subscribeResults, type LiveMode } from '../live';
 
-const KNOWN_TOP = new Set(['experiment', 'id', 'status', 'version', 'control', 'alpha', 'generated_at', 'variants', 'lift', 'srm', 'guardrails', 'warnings', 'bandit']);
+const KNOWN_TOP = new Set(['experiment', 'id', 'status', 'version', 'control', 'alpha', 'generated_at', 'variants', 'lift', 'srm', 'guardrails', 'warnings', 'bandit', 'note']);
 const KNOWN_LIFT = new Set(['metric', 'kind', 'control', 'variant', 'control_value', 'variant_value', 'abs_lift', 'rel_lift', 'ci_low', 'ci_high', 'p_value', 'test', 'note']);
 
 export function Results({ id }: { id: string }) {
@@ -644,7 +644,6 @@ function CumulativeLift({ exp, doc, metrics, total }: { exp: Experiment; doc: Re
 function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
   const embedded = doc.bandit && typeof doc.bandit === 'object' ? (doc.bandit as BanditSnapshot) : null;
   const [fetched, setFetched] = useState<BanditSnapshot | null>(null);
-  const [history, setHistory] = useState<BanditVersion[]>([]);
   const [unavailable, setUnavailable] = useState(false);
   const last = useRef(0);
   useEffect(() => {
@@ -657,13 +656,10 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
       .catch((e) => {
         if (e instanceof ApiError && (e.status === 404 || e.status === 405 || e.status === 422 || e.status === 409)) setUnavailable(true);
       });
-    // Older control planes have no history: the chart just stays away.
-    api
-      .banditHistory(exp.id)
-      .then(setHistory)
-      .catch(() => setHistory([]));
   }, [doc]);
   const b = embedded ?? fetched;
+  // Older control planes send no history: the chart just stays away.
+  const history = b?.weight_history ?? [];
   // Win probabilities may also sit on each variant of the results document.
   const perVariant = doc.variants.filter((v) => isNum(v.win_probability)).map((v) => ({ key: v.key, p: v.win_probability as number }));
   const arms = b?.variants?.filter((v) => isNum(v.win_probability)).map((v) => ({ key: v.key, p: v.win_probability as number })) ?? perVariant;
@@ -699,6 +695,11 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
         </p>
       )}
       {b?.note && <p class="muted">{b.note}</p>}
+      {doc.note && (
+        <p class="muted" data-testid="results-note">
+          {String(doc.note)}
+        </p>
+      )}
       {b?.policy && (
         <p class="muted" data-testid="bandit-policy">
           Policy: <code>{b.policy.policy}</code> · reweighted every {b.policy.reweight_every_seconds} s · floor {pct(b.policy.floor, 0)} · at least{' '}
@@ -764,8 +765,8 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
             versions={[
               // From the launch's weights, step by step, up to now.
               ...(exp.started_at ? [{ at: Date.parse(exp.started_at), weights: history[0].previous }] : []),
-              ...history.map((h) => ({ at: Date.parse(h.computed_at), weights: h.weights })),
-              { at: Math.max(Date.now(), Date.parse(history[history.length - 1].computed_at)), weights: history[history.length - 1].weights },
+              ...history.map((h) => ({ at: Date.parse(h.at), weights: h.weights })),
+              { at: Math.max(Date.now(), Date.parse(history[history.length - 1].at)), weights: history[history.length - 1].weights },
             ]}
           />
         </>
