@@ -18,8 +18,9 @@ use crate::targeting::{Attributes, SavedGroups};
 /// Unit types whose units are single requests: nothing to keep, they follow the weights.
 pub const REQUEST_LEVEL_UNIT_TYPES: [&str; 2] = ["request_id", "request"];
 
-/// The most entries a document keeps (the oldest go first): it travels in a cookie.
-pub const MAX_ENTRIES: usize = 50;
+/// The most entries a document keeps (the oldest go first): it travels in a cookie, which
+/// browsers keep only up to 4 KB (20 entries of typical keys take well under 2 KB encoded).
+pub const MAX_ENTRIES: usize = 20;
 
 /// One unit's remembered variants: `{"unit_id": …, "assignments": {"{experiment}__{bucket
 /// version}": variant, …}}` in JSON. Read and written through [`Value`] rather than serde's
