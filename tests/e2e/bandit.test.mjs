@@ -144,7 +144,7 @@ test("a bandit converges at the edge without moving exposed units", { timeout: 2
   const history = (await cp.api("GET", "/experiments/five_models/bandit/history")).body;
   assert.equal(history.length, readout.weights_version);
   assert.ok(history.every((h, i) => h.seq === i + 1 && h.policy === "thompson"), JSON.stringify(history));
-  assert.ok(history.some((h) => h.weights.m3 >= 0.8) && history.at(-1).weights.m3 > 0.5, JSON.stringify(history.map((h) => h.weights.m3)));
+  assert.ok(history.some((h) => h.weights.m3 >= 0.7) && history.at(-1).weights.m3 > 0.5, JSON.stringify(history.map((h) => h.weights.m3)));
   const audit = (await cp.api("GET", "/experiments/five_models/audit")).body;
   assert.equal(audit.filter((a) => a.action === "reweight").length, history.length, "every weight version is in the audit log");
 });
