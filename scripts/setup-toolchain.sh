@@ -99,7 +99,9 @@ fi
 # --- env file sourced by the build/run/test scripts ----------------------------------------------
 # The toolchain is shared by every clone on the machine, the npm packages are each clone's own:
 # paths into a clone come from the sourcing script's ROOT, never from whichever clone ran this last.
-cat > "$TC/env.sh.new" <<SH
+# Written under a name of this process's own, then renamed: two clones setting up at once (a
+# `make test` and a `make run`) each replace it whole, never rename the other's half-written file.
+cat > "$TC/env.sh.$$" <<SH
 export LITMUS_TOOLCHAIN_DIR="$TC"
 export PATH="\${ROOT:?set ROOT to the clone before sourcing env.sh}/node_modules/.bin:$TC/bin:$TC/node/bin:\$PATH"
 export RUSTC="$TC/bin/rustc"
@@ -110,7 +112,7 @@ export CLOUDFLARE_CF_FETCH_ENABLED=false
 export WRANGLER_SEND_METRICS=false
 unset RUSTUP_TOOLCHAIN
 SH
-mv "$TC/env.sh.new" "$TC/env.sh"
+mv "$TC/env.sh.$$" "$TC/env.sh"
 
 # --- project npm deps (wrangler, miniflare, binaryen, playwright-core) from the lockfile ---------
 if [ -f "$ROOT/package.json" ]; then
