@@ -385,11 +385,11 @@ pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings,
     // A bandit's weights moved: its units are expected in the proportions it was served at,
     // period by period, not in today's weights.
     if row.kind == "bandit" && filter.is_empty() {
-        if let Some(expected) = crate::bandit::expected_shares(db, row).await? {
-            let observed: Vec<u64> = doc.variants.iter().map(|v| v.exposures.max(0) as u64).collect();
-            doc.srm = stats::srm::srm(&expected, &observed);
-        }
         let readout = crate::bandit::readout(db, row).await?;
+        if let Some(expected) = &readout.expected_shares {
+            let observed: Vec<u64> = doc.variants.iter().map(|v| v.exposures.max(0) as u64).collect();
+            doc.srm = stats::srm::srm(expected, &observed);
+        }
         if readout.periods > 1 {
             doc.note = Some(format!(
                 "the bandit's weights moved ({} periods): lifts and tests here pool every unit, which favours arms served more in \

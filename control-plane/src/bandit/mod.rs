@@ -71,6 +71,10 @@ pub struct Readout {
     /// Every weight version served: `{seq, at, weights, previous}` (with the evidence:
     /// `.../bandit/history`).
     pub weight_history: Vec<HistoryPoint>,
+    /// The share of exposed units each arm should have, given the weights it was served at
+    /// period by period (the results' sample-ratio check); `None` while the weights never moved.
+    #[serde(skip)]
+    pub expected_shares: Option<Vec<f64>>,
     /// How the estimates are made, for whoever reads the numbers.
     pub method: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,25 +169,6 @@ pub async fn history(db: &PgPool, experiment: Uuid) -> ApiResult<Vec<Version>> {
     .await?)
 }
 
-/// The share of exposed units each arm should have, given the weights it was served at over
-/// time (the results' sample-ratio check for bandits); `None` while the weights never moved.
-pub async fn expected_shares(db: &PgPool, row: &ExperimentRow) -> ApiResult<Option<Vec<f64>>> {
-    let versions = history(db, row.id).await?;
-    let Some(first) = versions.first() else { return Ok(None) };
-    let keys: Vec<String> = row.variants.0.iter().map(|v| v.key.clone()).collect();
-    let boundaries: Vec<DateTime<Utc>> = versions.iter().map(|v| v.computed_at).collect();
-    let cells = periods::cells(db, row.id, &keys, MetricKind::Proportion, "", &boundaries).await?;
-    let mut period_units = vec![0.0; versions.len() + 1];
-    for c in &cells {
-        if let Some(n) = period_units.get_mut(c.period) {
-            *n += c.units;
-        }
-    }
-    let as_vec = |w: &BTreeMap<String, f64>| keys.iter().map(|k| w.get(k).copied().unwrap_or(0.0)).collect::<Vec<f64>>();
-    let period_weights: Vec<Vec<f64>> = std::iter::once(as_vec(&first.previous.0)).chain(versions.iter().map(|v| as_vec(&v.weights.0))).collect();
-    Ok(periods::expected_shares(&period_units, &period_weights))
-}
-
 /// The bandit readout of `row` (a bandit experiment), caught up to every acknowledged event.
 pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
     if row.kind != "bandit" {
@@ -230,6 +215,17 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
     let proposal = policy::propose(&settings, &estimates, note.is_none().then_some(probs.as_slice()), &serving, elapsed);
     let top = note.is_none().then(|| probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, p)| (i, *p))).flatten();
     let regret = regret(&keys, &estimates);
+    let expected_shares = versions.first().and_then(|first| {
+        let mut period_units = vec![0.0; versions.len() + 1];
+        for c in &cells {
+            if let Some(n) = period_units.get_mut(c.period) {
+                *n += c.units;
+            }
+        }
+        let as_vec = |w: &BTreeMap<String, f64>| keys.iter().map(|k| w.get(k).copied().unwrap_or(0.0)).collect::<Vec<f64>>();
+        let period_weights: Vec<Vec<f64>> = std::iter::once(as_vec(&first.previous.0)).chain(versions.iter().map(|v| as_vec(&v.weights.0))).collect();
+        periods::expected_shares(&period_units, &period_weights)
+    });
     Ok(Readout {
         experiment: row.key.clone(),
         status: row.status.clone(),
@@ -260,6 +256,7 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
         weights_version: versions.last().map_or(0, |v| v.seq),
         reweighted_at: versions.last().map(|v| v.at),
         weight_history: versions,
+        expected_shares,
         method: "each reweighting period weighs in proportion to its units (as GrowthBook's bandits); \
                  P(best) exact under Beta(1, 1) posteriors for rates within one period, else Gaussian on the weighted means",
         note,
