@@ -78,22 +78,20 @@ impl StickyDoc {
     }
 
     pub fn variant(&self, experiment: &Experiment) -> Option<&str> {
-        let key = experiment.sticky_key();
-        self.assignments.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.get(&experiment.sticky_key())
     }
 
-    /// Remembers `a` if its experiment is sticky and the unit is in it; whether anything changed.
-    fn remember(&mut self, experiment: &Experiment, a: &Assignment) -> bool {
-        if !(experiment.is_sticky() && a.in_experiment) || self.variant(experiment) == Some(a.variant_key) {
-            return false;
-        }
-        let key = experiment.sticky_key();
+    fn get(&self, key: &str) -> Option<&str> {
+        self.assignments.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Remembers `variant` under `key`, the oldest entries going past [`MAX_ENTRIES`].
+    fn remember(&mut self, key: String, variant: &str) {
         self.assignments.retain(|(k, _)| *k != key);
-        self.assignments.push((key, a.variant_key.to_owned()));
+        self.assignments.push((key, variant.to_owned()));
         if self.assignments.len() > MAX_ENTRIES {
             self.assignments.drain(..self.assignments.len() - MAX_ENTRIES);
         }
-        true
     }
 }
 
@@ -106,8 +104,15 @@ pub fn assign_sticky<'a>(
     groups: &SavedGroups,
     doc: &mut StickyDoc,
 ) -> (Assignment<'a>, bool) {
-    let a = assign_remembering(experiment, unit_id, attributes, groups, doc.variant(experiment));
-    let changed = doc.remember(experiment, &a);
+    // The key once: looked up, then written when the unit is in a sticky experiment under a
+    // variant the document does not hold yet.
+    let key = experiment.sticky_key();
+    let remembered = doc.get(&key);
+    let a = assign_remembering(experiment, unit_id, attributes, groups, remembered);
+    let changed = experiment.is_sticky() && a.in_experiment && remembered != Some(a.variant_key);
+    if changed {
+        doc.remember(key, a.variant_key);
+    }
     (a, changed)
 }
 
