@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::auth::{Role, bearer, role_of};
 use crate::experiments::find;
 use super::{ApiError, AppState};
-use crate::{bandit, results};
+use crate::results;
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const REFRESH: Duration = Duration::from_secs(15);
@@ -102,22 +102,17 @@ async fn push(socket: &mut WebSocket, state: &AppState, experiment: Uuid, id: &s
         Ok(_) => return send_error(socket, ApiError::not_found("experiment", id)).await,
         Err(e) => return send_error(socket, e).await,
     };
-    match results::compute(&state.db, &row).await {
-        Ok(data) => {
-            let text = json!({"type": "results", "data": data}).to_string();
-            socket.send(Message::Text(text.into())).await?;
-        }
+    let data = match results::compute(&state.db, &row).await {
+        Ok(data) => data,
         Err(e) => return send_error(socket, e).await,
-    }
-    // Bandits also get their readout: weights served and proposed, P(best), regret.
-    if row.kind == "bandit" {
-        match bandit::readout(&state.db, &row).await {
-            Ok(data) => {
-                let text = json!({"type": "bandit", "data": data}).to_string();
-                socket.send(Message::Text(text.into())).await?;
-            }
-            Err(e) => return send_error(socket, e).await,
-        }
+    };
+    let text = json!({"type": "results", "data": &data}).to_string();
+    socket.send(Message::Text(text.into())).await?;
+    // Bandits also get their readout (weights served and proposed, P(best), regret) as a message
+    // of its own: the one the results just computed and carry.
+    if let Some(readout) = &data.bandit {
+        let text = json!({"type": "bandit", "data": readout}).to_string();
+        socket.send(Message::Text(text.into())).await?;
     }
     Ok(())
 }
