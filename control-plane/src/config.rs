@@ -56,6 +56,24 @@ pub struct Config {
     #[arg(long, env = "LITMUS_STOPPED_GRACE", default_value = "24h", value_parser = parse_duration)]
     pub stopped_grace: Duration,
 
+    /// How often the watch job evaluates every running experiment's stopping rules, safe rollout
+    /// and insights (also soon after each burst of ingest). `30s`, `1m`, or seconds.
+    #[arg(long, env = "LITMUS_WATCH_EVERY", default_value = "30s", value_parser = parse_duration)]
+    pub watch_every: Duration,
+
+    /// Width of the time buckets the exposure-rate anomaly check compares (the last complete
+    /// bucket against the ones before it, up to 12).
+    #[arg(long, env = "LITMUS_ANOMALY_BUCKET", default_value = "5m", value_parser = parse_duration)]
+    pub anomaly_bucket: Duration,
+
+    /// First wait before a failed webhook delivery is retried; it doubles per attempt (capped at
+    /// an hour) for up to `LITMUS_WEBHOOK_ATTEMPTS` attempts.
+    #[arg(long, env = "LITMUS_WEBHOOK_BACKOFF", default_value = "5s", value_parser = parse_duration)]
+    pub webhook_backoff: Duration,
+
+    #[arg(long, env = "LITMUS_WEBHOOK_ATTEMPTS", default_value_t = 8)]
+    pub webhook_attempts: u32,
+
     /// Days of raw events to keep; older daily partitions are dropped. 0 keeps everything.
     #[arg(long, env = "EVENT_RETENTION_DAYS", default_value_t = 0)]
     pub event_retention_days: u32,

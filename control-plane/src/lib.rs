@@ -12,7 +12,11 @@
 //! - [`partitions`]: creates event partitions ahead and drops expired ones.
 //! - [`rollup`]: applies new events to the aggregates the results read, off the ingest path.
 //! - [`retire`]: wakes the publisher when a stopped experiment's grace period at the edge ends.
+//! - [`watch`]: stopping rules, safe rollouts and insights, acted on by a background job.
+//! - [`alerts`]: the alert feed every finding lands in, once.
+//! - [`webhooks`]: signed delivery of alerts, retried with backoff, with a delivery log.
 
+pub mod alerts;
 pub mod bandit;
 pub mod config;
 pub mod error;
@@ -26,6 +30,8 @@ pub mod rollup;
 pub mod saved_groups;
 pub mod startup;
 pub mod stats;
+pub mod watch;
+pub mod webhooks;
 
 /// The schema: the repo's root `migrations/`, embedded in the binary and applied at start-up.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

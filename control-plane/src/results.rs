@@ -95,6 +95,10 @@ pub struct MetricDecl {
     /// Which way is good; a guardrail is violated by a significant move the other way.
     #[serde(default)]
     pub direction: Direction,
+    /// The planned minimum detectable effect, relative (0.05 = 5 %): a primary metric with one
+    /// raises `underpowered` when today's traffic cannot reach 80 % power in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mde: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +132,9 @@ pub fn validate_metrics(decls: &[MetricDecl]) -> ApiResult<()> {
             return Err(ApiError::validation(format!("metrics[{i}].name"), "must be 1 to 128 bytes"));
         }
         let clash = |o: &MetricDecl| o.name == d.name && (o.kind.is_none() || d.kind.is_none() || o.kind == d.kind);
+        if d.mde.is_some_and(|m| !(m.is_finite() && m > 0.0 && m <= 10.0)) {
+            return Err(ApiError::validation(format!("metrics[{i}].mde"), "a relative effect above 0 and at most 10 (1000 %)"));
+        }
         if decls[..i].iter().any(clash) {
             return Err(ApiError::validation(format!("metrics[{i}].name"), format!("`{}` is declared twice", d.name)));
         }

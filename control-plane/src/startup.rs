@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::publish::Publisher;
-use crate::{MIGRATOR, partitions, publish, retire, rollup};
+use crate::{MIGRATOR, partitions, publish, retire, rollup, watch, webhooks};
 
 pub fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -35,9 +35,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = app_state(db, config, Some(metrics));
     tokio::spawn(publish::run(state.db.clone(), state.config.clone(), state.publisher.clone()));
     tokio::spawn(partitions::run(state.db.clone(), state.config.event_retention_days));
-    tokio::spawn(rollup::run(state.db.clone(), state.rollup.clone()));
+    tokio::spawn(rollup::run(state.db.clone(), state.rollup.clone(), state.watch.clone()));
     tokio::spawn(retire::run(state.db.clone(), state.config.stopped_grace, state.publisher.clone()));
     tokio::spawn(crate::bandit::scheduler::run(state.db.clone(), state.publisher.clone(), state.live.clone()));
+    tokio::spawn(watch::scheduler::run(watcher(&state)));
+    tokio::spawn(webhooks::run(deliverer(&state)));
     serve(listener, state, shutdown_signal()).await?;
     tracing::info!("control plane stopped");
     Ok(())
@@ -45,7 +47,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 pub fn app_state(db: PgPool, config: Config, metrics: Option<PrometheusHandle>) -> AppState {
     let (live, _) = tokio::sync::broadcast::channel(1024);
-    AppState { db, config: Arc::new(config), publisher: Publisher::default(), metrics, live, rollup: Arc::default() }
+    AppState {
+        db, config: Arc::new(config), publisher: Publisher::default(), metrics, live, rollup: Arc::default(), watch: Arc::default(),
+        deliver: Arc::default(),
+    }
+}
+
+/// The watch job over `state`'s database, publisher and notifiers.
+pub fn watcher(state: &AppState) -> watch::scheduler::Watch {
+    watch::scheduler::Watch {
+        db: state.db.clone(), publisher: state.publisher.clone(), live: state.live.clone(), every: state.config.watch_every,
+        anomaly_bucket: state.config.anomaly_bucket, wake: state.watch.clone(), deliver: state.deliver.clone(),
+    }
+}
+
+pub fn deliverer(state: &AppState) -> webhooks::Deliverer {
+    webhooks::Deliverer { db: state.db.clone(), wake: state.deliver.clone(), backoff: state.config.webhook_backoff, attempts: state.config.webhook_attempts }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.

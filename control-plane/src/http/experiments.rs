@@ -11,14 +11,15 @@ use litmus_shared::{Experiment, ExperimentType, LayerSlot, Status, Targeting, Va
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::types::Json as Db;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::extract::{OptionalStrictJson, StrictJson};
 use super::{ApiError, ApiResult, AppState};
-use crate::experiments::{COLUMNS, ExperimentRow, check_text, find, find_for_update, record};
+use crate::experiments::{COLUMNS, Change, ExperimentRow, check_layer_free, check_text, find, find_for_update, record};
 use crate::bandit;
-use crate::results::{MetricDecl, validate_metrics};
+use crate::results::{MetricDecl, Role, validate_metrics};
+use crate::watch::{self, rollout::Rollout, rules::Rule};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -93,6 +94,28 @@ struct CreateExperiment {
     metrics: Vec<MetricDecl>,
     /// Bandit policy (`type: "bandit"` only); absent: the defaults.
     bandit: Option<bandit::Settings>,
+    #[serde(default)]
+    rules: Vec<Rule>,
+    rollout: Option<Rollout>,
+}
+
+/// Rules and a rollout against the metrics they refer to.
+fn validate_watch(rules: &[Rule], rollout: Option<&Rollout>, metrics: &[MetricDecl], kind: &str) -> ApiResult<()> {
+    let invalid = |(field, message): (String, String)| ApiError::validation(field, message);
+    watch::rules::validate(rules, metrics).map_err(invalid)?;
+    if let Some(r) = rollout {
+        watch::rollout::validate(r).map_err(invalid)?;
+        if kind == "bandit" {
+            return Err(ApiError::validation("rollout", "a bandit moves its own traffic: safe rollouts are for A/B experiments"));
+        }
+        if !metrics.iter().any(|m| m.role == Role::Guardrail) {
+            return Err(ApiError::validation(
+                "rollout",
+                "a safe rollout advances while its guardrails hold: declare at least one (`metrics: [{\"name\": …, \"role\": \"guardrail\"}]`)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The bandit settings an experiment of `kind` with `arms` variants stores.
@@ -138,6 +161,7 @@ async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<Creat
     validate(&engine)?;
     validate_metrics(&req.metrics)?;
     let bandit = bandit_settings(kind_str(engine.kind), req.bandit, engine.variants.len())?;
+    validate_watch(&req.rules, req.rollout.as_ref(), &req.metrics, kind_str(engine.kind))?;
 
     // A derived key that collides gets a numeric suffix; an explicit one is a conflict.
     for attempt in 1..=50 {
@@ -149,8 +173,8 @@ async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<Creat
         let mut tx = state.db.begin().await?;
         let inserted = sqlx::query_as::<_, ExperimentRow>(&format!(
             "INSERT INTO experiments (id, key, name, description, owner_team, created_by, unit_type, type, status, version,
-                                      ramp_pct, targeting, variants, salt, hash_version, layer, metrics, bandit)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'draft', 1, $9, $10, $11, $12, $13, $14, $15, $16)
+                                      ramp_pct, targeting, variants, salt, hash_version, layer, metrics, bandit, rules, rollout)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'draft', 1, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
              ON CONFLICT (key) DO NOTHING
              RETURNING {COLUMNS}"
         ))
@@ -170,6 +194,8 @@ async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<Creat
         .bind(engine.layer.as_ref().map(Db))
         .bind(Db(&req.metrics))
         .bind(bandit.as_ref().map(Db))
+        .bind(Db(&req.rules))
+        .bind(req.rollout.as_ref().map(Db))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = inserted else {
@@ -335,6 +361,12 @@ struct PatchExperiment {
     /// Only upwards: units keeping their first variant (sticky assignments) are re-randomised.
     #[serde(default, deserialize_with = "non_null")]
     bucket_version: Option<i32>,
+    /// Stopping rules (`[]` removes them); any time before the experiment stops.
+    #[serde(default, deserialize_with = "non_null")]
+    rules: Option<Vec<Rule>>,
+    /// A safe rollout's schedule; while a draft.
+    #[serde(default, deserialize_with = "non_null")]
+    rollout: Option<Rollout>,
     #[serde(default, deserialize_with = "non_null")]
     actor: Option<String>,
 }
@@ -361,6 +393,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
         ("type", req.kind.is_some()),
         ("salt", req.salt.is_some()),
         ("layer", req.layer.is_some()),
+        ("rollout", req.rollout.is_some()),
     ];
     if let Some((field, _)) = draft_only.iter().find(|(_, set)| *set).filter(|_| status != Status::Draft) {
         return Err(ApiError::Conflict(format!("`{field}` can only change while the experiment is a draft (it is {})", row.status)));
@@ -429,6 +462,17 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
         let given = req.bandit.or(kept);
         row.bandit = bandit_settings(&row.kind, given, row.variants.0.len())?.map(Db);
     }
+    if let Some(r) = req.rules {
+        row.rules = Db(r);
+        changed.push("rules");
+    }
+    if let Some(r) = req.rollout {
+        row.rollout = Some(Db(r));
+        changed.push("rollout");
+    }
+    if changed.iter().any(|c| ["rules", "rollout", "metrics", "type"].contains(c)) {
+        validate_watch(&row.rules.0, row.rollout.as_ref().map(|r| &r.0), &row.metrics.0, &row.kind)?;
+    }
     if let Some(b) = req.bucket_version {
         if b <= row.bucket_version {
             return Err(ApiError::validation("bucket_version", format!("can only go up (it is {})", row.bucket_version)));
@@ -447,7 +491,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
     let updated = sqlx::query_as::<_, ExperimentRow>(&format!(
         "UPDATE experiments SET name = $2, description = $3, owner_team = $4, unit_type = $5, type = $6, targeting = $7,
                 ramp_pct = $8, variants = $9, salt = $10, layer = $11, metrics = $12, bandit = $13, bucket_version = $14,
-                version = version + 1, updated_at = now()
+                rules = $15, rollout = $16, version = version + 1, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(row.id)
@@ -464,6 +508,8 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
     .bind(&row.metrics)
     .bind(&row.bandit)
     .bind(row.bucket_version)
+    .bind(&row.rules)
+    .bind(&row.rollout)
     .fetch_one(&mut *tx)
     .await?;
     let actor = req.actor.unwrap_or_else(|| "api".into());
@@ -506,82 +552,14 @@ async fn stop(State(state): State<AppState>, Path(id): Path<String>, OptionalStr
     transition(&state, &id, Status::Stopped, None, body.actor).await
 }
 
-/// The lifecycle: draft|paused → running (and running → running to change the ramp),
-/// running → paused, anything but stopped → stopped. Stopped is terminal.
-fn allowed(from: Status, to: Status) -> bool {
-    use Status::*;
-    matches!((from, to), (Draft | Paused | Running, Running) | (Running, Paused) | (Draft | Running | Paused, Stopped))
-}
-
 async fn transition(state: &AppState, id: &str, to: Status, ramp_pct: Option<f64>, actor: Option<String>) -> ApiResult<axum::Json<ExperimentRow>> {
     let mut tx = state.db.begin().await?;
-    let row = find_for_update(&mut tx, id).await?;
-    let from = row.status();
-    if !allowed(from, to) {
-        let why = if from == Status::Stopped { "stopped is terminal".to_owned() } else { format!("cannot go from {} to {}", from.as_str(), to.as_str()) };
-        return Err(ApiError::Conflict(format!("experiment `{}` is {}: {why}", row.key, from.as_str())));
-    }
-    if to == Status::Running && ramp_pct.is_none() && row.ramp_pct == 0.0 {
-        // Launching "as is" at 0 % would look like a launch and serve nobody.
-        return Err(ApiError::validation(
-            "ramp_pct",
-            format!(
-                "experiment `{}` has a ramp of 0 %: give `ramp_pct` (1 to 100) to launch it to that share of units, \
-                 or `\"ramp_pct\": 0` to launch it to nobody on purpose",
-                row.key
-            ),
-        ));
-    }
-    if to == Status::Running {
-        let mut candidate = row.clone();
-        candidate.ramp_pct = ramp_pct.unwrap_or(row.ramp_pct);
-        check_layer_free(&mut tx, &candidate).await?;
-    }
-    let updated = sqlx::query_as::<_, ExperimentRow>(&format!(
-        "UPDATE experiments SET status = $2, ramp_pct = COALESCE($3, ramp_pct), version = version + 1, updated_at = now(),
-                started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, now()) ELSE started_at END,
-                stopped_at = CASE WHEN $2 = 'stopped' THEN now() ELSE stopped_at END
-         WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(row.id)
-    .bind(to.as_str())
-    .bind(ramp_pct)
-    .fetch_one(&mut *tx)
-    .await?;
-    let action = match (from, to) {
-        (Status::Running, Status::Running) => "ramp",
-        (_, Status::Running) => "launch",
-        (_, Status::Paused) => "pause",
-        _ => "stop",
-    };
-    let details = json!({"ramp_pct": {"from": row.ramp_pct, "to": updated.ramp_pct}});
-    record(&mut tx, &updated, action, Some(from), actor.as_deref().unwrap_or("api"), details).await?;
+    let change = Change { ramp_pct, ..Change::new(to, actor.as_deref().unwrap_or("api")) };
+    let (_, updated) = crate::experiments::transition(&mut tx, id, change).await?;
     tx.commit().await?;
     state.publisher.notify();
     let _ = state.live.send(updated.id);
     Ok(axum::Json(updated))
-}
-
-/// Experiments sharing a layer must own disjoint slots while they run. The advisory lock
-/// serialises concurrent launches into the same layer.
-async fn check_layer_free(tx: &mut Transaction<'_, Postgres>, row: &ExperimentRow) -> ApiResult<()> {
-    let Some(Db(slot)) = &row.layer else { return Ok(()) };
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('layer:' || $1))").bind(&slot.key).execute(&mut **tx).await?;
-    let others: Vec<(String, Db<LayerSlot>)> = sqlx::query_as(
-        "SELECT key, layer FROM experiments
-         WHERE layer->>'key' = $1 AND id <> $2 AND status IN ('running', 'paused')",
-    )
-    .bind(&slot.key)
-    .bind(row.id)
-    .fetch_all(&mut **tx)
-    .await?;
-    match others.iter().find(|(_, other)| other.0.overlaps(slot)) {
-        Some((key, other)) => Err(ApiError::Conflict(format!(
-            "layer `{}` slot [{}, {}) overlaps experiment `{key}` [{}, {})",
-            slot.key, slot.start, slot.end, other.0.start, other.0.end
-        ))),
-        None => Ok(()),
-    }
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -717,14 +695,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn lifecycle_table() {
-        use Status::*;
-        assert!(allowed(Draft, Running) && allowed(Paused, Running) && allowed(Running, Running));
-        assert!(allowed(Running, Paused) && !allowed(Draft, Paused) && !allowed(Paused, Paused));
-        assert!(allowed(Draft, Stopped) && allowed(Paused, Stopped));
-        assert!(!allowed(Stopped, Running) && !allowed(Stopped, Paused) && !allowed(Stopped, Stopped));
     }
 }

@@ -4,7 +4,9 @@
 //! either sends `Authorization: Bearer …` on the upgrade (services) or `{"type":"auth","token":…}`
 //! as its first message (browsers). Then the server sends `{"type":"results","data":<results>}`
 //! at once, after every ingest that touched the experiment (at most once a second), and every
-//! 15 s regardless (so lifecycle changes and other instances' ingests show up too).
+//! 15 s regardless (so lifecycle changes and other instances' ingests show up too). Each push is
+//! followed by `{"type":"alert","data":<alert>}` for every alert of the experiment raised since
+//! the previous one (bandits also get `{"type":"bandit"}`).
 
 use std::time::Duration;
 
@@ -68,11 +70,13 @@ async fn session(mut socket: WebSocket, state: AppState, id: String, mut authed:
         }
     };
     let mut events = state.live.subscribe();
+    // Alerts raised from now on are pushed as they come (the feed has the earlier ones).
+    let mut last_alert = crate::alerts::last_id(&state.db, row.id).await.unwrap_or(0);
     let mut next_allowed = Instant::now();
     let mut pending = true;
     loop {
         if pending && Instant::now() >= next_allowed {
-            if push(&mut socket, &state, row.id, &id).await.is_err() {
+            if push(&mut socket, &state, row.id, &id, &mut last_alert).await.is_err() {
                 return;
             }
             pending = false;
@@ -95,7 +99,7 @@ async fn session(mut socket: WebSocket, state: AppState, id: String, mut authed:
     }
 }
 
-async fn push(socket: &mut WebSocket, state: &AppState, experiment: Uuid, id: &str) -> Result<(), axum::Error> {
+async fn push(socket: &mut WebSocket, state: &AppState, experiment: Uuid, id: &str, last_alert: &mut i64) -> Result<(), axum::Error> {
     // Reload: status, ramp and variants may have changed since the socket opened.
     let row = match find(&state.db, id).await {
         Ok(row) if row.id == experiment => row,
@@ -112,6 +116,12 @@ async fn push(socket: &mut WebSocket, state: &AppState, experiment: Uuid, id: &s
     // of its own: the one the results just computed and carry.
     if let Some(readout) = &data.bandit {
         let text = json!({"type": "bandit", "data": readout}).to_string();
+        socket.send(Message::Text(text.into())).await?;
+    }
+    // Read from the table, not a channel: the watch job may run in another control plane.
+    for alert in crate::alerts::after(&state.db, experiment, *last_alert).await.unwrap_or_default() {
+        *last_alert = alert.id;
+        let text = json!({"type": "alert", "data": alert}).to_string();
         socket.send(Message::Text(text.into())).await?;
     }
     Ok(())

@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::Config;
 use crate::publish::Publisher;
 
+pub mod alerts;
 pub mod assign;
 pub mod auth;
 pub mod bandit;
@@ -30,6 +31,8 @@ pub mod sample_size;
 pub mod saved_groups;
 pub mod storable;
 pub mod timeseries;
+pub mod watch;
+pub mod webhooks;
 
 pub use crate::error::{ApiError, ApiResult};
 
@@ -43,6 +46,10 @@ pub struct AppState {
     pub live: tokio::sync::broadcast::Sender<uuid::Uuid>,
     /// Wakes the aggregator (`rollup::run`) after an ingest.
     pub rollup: Arc<tokio::sync::Notify>,
+    /// Wakes the watch job (`watch::scheduler`) after the aggregator applied events.
+    pub watch: Arc<tokio::sync::Notify>,
+    /// Wakes the webhook deliverer (`webhooks::run`) after an alert was raised.
+    pub deliver: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,6 +64,9 @@ pub fn router(state: AppState) -> Router {
         .merge(edge::router())
         .merge(auth::router())
         .merge(timeseries::router())
+        .merge(alerts::router())
+        .merge(watch::router())
+        .merge(webhooks::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), storable::refuse_nul))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The socket authenticates itself (browsers cannot set headers on a WebSocket).
