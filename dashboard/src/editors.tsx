@@ -5,7 +5,7 @@
 import { useRef, useState } from 'preact/hooks';
 import { ApiError, api, type Experiment, type ExperimentInput } from './api';
 import { Alert, FieldError, fieldId, fieldProps, type FieldErrors } from './components';
-import { int } from './format';
+import { int, isNum, num, pct } from './format';
 import { perVariantProportions } from './samplesize';
 import { DIALECT_LABEL, OPERATORS, dialectOf, jsonToRules, rulesToJson, type Rule } from './targeting';
 
@@ -664,10 +664,16 @@ function TargetingEditor({ f, setF, errors, disabled }: { f: FormState; setF: (f
   );
 }
 
+/** What one calculation asked and answered, so its sentence never mixes two counts of variants. */
+type SampleSize = { per: number; total: number; arms: number; baseline: number; mde: number; alpha: number; power: number; source: 'api' | 'local'; reply?: Record<string, unknown> };
+
+const SS_KNOWN = new Set(['per_variant', 'total', 'variants', 'kind', 'mde_absolute', 'alpha', 'power', 'duration_days', 'method']);
+const SS_METHODS: Record<string, string> = { two_proportion_z: 'two-proportion z-test', two_sample_z: 'two-sample z-test' };
+
 /** Sample size per variant from the API (`POST /api/v1/sample-size`), else a browser estimate. */
 export function SampleSizeCalculator({ variants }: { variants: number }) {
   const [v, setV] = useState({ baseline_rate: '0.10', mde: '0.02', alpha: '0.05', power: '0.80' });
-  const [out, setOut] = useState<{ per: number; source: 'api' | 'local'; extra?: [string, unknown][] } | null>(null);
+  const [out, setOut] = useState<SampleSize | null>(null);
   const [err, setErr] = useState<FieldErrors>({});
   const [busy, setBusy] = useState(false);
 
@@ -678,18 +684,23 @@ export function SampleSizeCalculator({ variants }: { variants: number }) {
     if (!(n.mde > 0 && n.baseline_rate + n.mde < 1)) e.mde = 'An absolute change > 0 that keeps the rate below 1.';
     if (!(n.alpha > 0 && n.alpha < 0.5)) e.alpha = 'Between 0 and 0.5, usually 0.05.';
     if (!(n.power > 0.5 && n.power < 1)) e.power = 'Between 0.5 and 1, usually 0.8.';
+    if (variants < 2) e._ = 'Add at least two variants (control and one to compare) first.';
     setErr(e);
     if (Object.keys(e).length) return setOut(null);
+    const asked = { baseline: n.baseline_rate, mde: n.mde, alpha: n.alpha, power: n.power };
     setBusy(true);
     try {
-      const res = await api.sampleSize(n);
+      // Without `variants` the endpoint assumes two arms, and its total would be for two.
+      const res = await api.sampleSize({ ...n, variants });
       const per = Number(res.per_variant);
-      setOut({ per, source: 'api', extra: Object.entries(res).filter(([k]) => k !== 'per_variant') });
+      const arms = isNum(res.variants) ? res.variants : variants;
+      setOut({ ...asked, per, arms, total: isNum(res.total) ? res.total : per * arms, source: 'api', reply: res });
     } catch (x) {
-      if (x instanceof ApiError && x.field) setErr({ [x.field]: x.message });
+      if (x instanceof ApiError && x.field && x.field in v) setErr({ [x.field]: x.message });
       else if (x instanceof ApiError && (x.status === 404 || x.status === 405 || x.status === 0)) {
-        setOut({ per: perVariantProportions(n.baseline_rate, n.mde, n.alpha, n.power), source: 'local' });
-      } else setErr({ baseline_rate: x instanceof Error ? x.message : String(x) });
+        const per = perVariantProportions(n.baseline_rate, n.mde, n.alpha, n.power);
+        setOut({ ...asked, per, arms: variants, total: per * variants, source: 'local' });
+      } else setErr({ _: x instanceof Error ? x.message : String(x) });
     } finally {
       setBusy(false);
     }
@@ -726,12 +737,19 @@ export function SampleSizeCalculator({ variants }: { variants: number }) {
     </div>
   );
 
+  const reply = out?.reply ?? {};
+  const method = typeof reply.method === 'string' ? (SS_METHODS[reply.method] ?? reply.method.replace(/_/g, ' ')) : 'two-proportion z-test';
+  const mde = out && isNum(reply.mde_absolute) ? reply.mde_absolute : out?.mde;
+  const others = Object.entries(reply).filter(([k, x]) => !SS_KNOWN.has(k) && x !== null && typeof x !== 'object');
   return (
     <section class="card" aria-labelledby="ss-title">
       <h2 id="ss-title" class="legend-like">
         Sample-size calculator
       </h2>
-      <p class="hint">How many exposed units each variant needs to detect a change in a conversion rate.</p>
+      <p class="hint">
+        How many exposed units each variant needs to detect a change in a conversion rate, and the total for this experiment’s {variants}{' '}
+        {variants === 1 ? 'variant' : 'variants'}.
+      </p>
       <div class="grid-4">
         {input('baseline_rate', 'Baseline rate', 'Control’s rate, e.g. 0.10')}
         {input('mde', 'Minimum detectable effect', 'Absolute, e.g. 0.02 (10% → 12%)')}
@@ -743,22 +761,28 @@ export function SampleSizeCalculator({ variants }: { variants: number }) {
           {busy ? 'Calculating…' : 'Calculate sample size'}
         </button>
       </div>
+      {err._ && <p class="field-error">{err._}</p>}
       <div role="status" aria-live="polite" data-testid="sample-size-result">
         {out && Number.isFinite(out.per) && (
-          <p class="sample-size">
-            <strong>{int(out.per)}</strong> units per variant · <strong>{int(out.per * variants)}</strong> in total for {variants} variants
-            <span class="hint"> {out.source === 'api' ? '(from the API)' : '(estimated in the browser: this server has no sample-size endpoint)'}</span>
-          </p>
-        )}
-        {out?.extra && out.extra.length > 0 && (
-          <dl class="kv small">
-            {out.extra.map(([k, x]) => (
-              <div key={k}>
-                <dt>{k.replace(/_/g, ' ')}</dt>
-                <dd class="mono">{typeof x === 'object' ? JSON.stringify(x) : String(x)}</dd>
-              </div>
-            ))}
-          </dl>
+          <>
+            <p class="sample-size">
+              <strong data-testid="sample-size-per">{int(out.per)}</strong> units per variant · <strong data-testid="sample-size-total">{int(out.total)}</strong> in total
+              across <span data-testid="sample-size-arms">{out.arms}</span> variants
+              <span class="hint"> {out.source === 'api' ? '(from the API)' : '(estimated in the browser: this server has no sample-size endpoint)'}</span>
+            </p>
+            <p class="hint">
+              Two-sided {method} at α = {num(out.alpha)} with {pct(out.power, 0)} power, for an absolute change of {num(mde)} ({pct(out.baseline, 1)} →{' '}
+              {pct(out.baseline + (mde ?? 0), 1)}).
+              {out.arms > 2 && <> Each variant is compared with control on its own: no correction for making {out.arms - 1} comparisons.</>}
+              {isNum(reply.duration_days) && <> About {num(reply.duration_days, 1)} days at the given daily traffic.</>}
+              {others.length > 0 && <> Also: {others.map(([k, x]) => `${k.replace(/_/g, ' ')} ${String(x)}`).join(' · ')}.</>}
+            </p>
+            {out.arms !== variants && (
+              <p class="hint" data-testid="sample-size-stale">
+                Calculated for {out.arms} variants; the form now has {variants}. Calculate again for its total.
+              </p>
+            )}
+          </>
         )}
       </div>
     </section>

@@ -172,6 +172,11 @@ step('create a draft with three variants; errors show next to their fields', asy
   // The sample-size calculator (the API's, or a browser estimate where the endpoint is missing).
   await page.getByRole('button', { name: 'Calculate sample size' }).click();
   await textIs(page.getByTestId('sample-size-result'), /units per variant/);
+  // Its total is for the form's three variants, and it names no other count.
+  await textIs(page.getByTestId('sample-size-arms'), '3');
+  const perVariant = Number((await page.getByTestId('sample-size-per').innerText()).replace(/,/g, ''));
+  await textIs(page.getByTestId('sample-size-total'), (perVariant * 3).toLocaleString('en-US'));
+  assert.doesNotMatch(await page.getByTestId('sample-size-result').innerText(), /\b2 variants|variants:? 2\b/);
   await shot('04-new-experiment');
 
   await page.getByRole('button', { name: 'Save draft' }).click();
@@ -295,6 +300,14 @@ step('results move live as events arrive: exposures, metric summaries, lift tabl
   assert.match(rowText, new RegExp(`\\+${(lift.rel_lift * 100).toFixed(1).replace('.', '\\.')}%`));
   const mean = results.variants.find((v) => v.key === 'model_a').metrics.order_value.mean;
   await textIs(page.getByTestId('mean-order_value-model_a'), mean.toLocaleString('en-US', { maximumFractionDigits: mean >= 100 ? 2 : 4 }));
+  // P(best): a row per variant with the API's probability; the settings in words.
+  const best = results.bayesian.find((b) => b.metric === 'order_value' && b.kind === 'mean');
+  assert.ok(best?.prob_best, JSON.stringify(best));
+  for (const key of ['model_a', 'model_b', 'model_c']) {
+    await textIs(page.getByTestId(`prob-best-order_value-${key}`), new RegExp(`${key}.*${(best.prob_best[key] * 100).toFixed(1).replace('.', '\\.')}%`, 's'));
+  }
+  await textIs(page.getByTestId('readout-settings'), /Beta\(1, 1\) prior on conversion rates; flat prior on differences of means; always-valid intervals tuned to 5,000 units/);
+  await textIs(page.getByTestId('readout-filter'), /every exposed unit/);
   // Cumulative lift over time, where the server has the timeseries endpoint.
   const ts = await fetch(`${BASE}/api/v1/experiments/${experimentId}/timeseries?interval=minute`, { headers: { Authorization: `Bearer ${TOKEN}` } });
   await page.getByTestId(ts.ok ? 'lift-series' : 'timeseries-unavailable').waitFor();
@@ -456,6 +469,7 @@ step('results render what newer servers add: SRM, guardrails, bandit, extra stat
     metric: 'reward', kind: 'mean', control: 'arm_a', variant, control_value: 1, variant_value: 1 + abs, abs_lift: abs, rel_lift: abs,
     ci_low: lo, ci_high: hi, p_value: p, test: 'welch_t', p_value_adjusted: Math.min(1, p * 2),
     bayes: { prob_better: p < 0.05 ? 0.99 : 0.4, expected_loss: 0.002 }, cuped: { abs_lift: abs * 0.9, ci_low: lo * 0.8, ci_high: hi * 0.8 },
+    sequential: variant === 'arm_b' ? { not_enough_data: 'needs a positive variance and at least 2 units' } : { ci_low: lo * 1.5, ci_high: hi * 1.5, p_value: p * 3, method: 'msprt_normal_mixture', tuning_n: 5000 },
   });
   const doc = {
     experiment: experimentKey, id: experimentId, status: 'running', version: 9, control: 'arm_a', alpha: 0.05, generated_at: new Date().toISOString(),
@@ -465,6 +479,10 @@ step('results render what newer servers add: SRM, guardrails, bandit, extra stat
     guardrails: [{ metric: 'latency_ms', violated: true, message: 'arm_b raises p95 latency by 12%' }],
     bandit: { variants: [{ key: 'arm_a', win_probability: 0.01, weight: 0.05 }, { key: 'arm_b', win_probability: 0, weight: 0.05 }, { key: 'arm_c', win_probability: 0.99, weight: 0.9 }], top_variant: 'arm_c', converged: true },
     sequential: { method: 'mSPRT', always_valid: true, tau: 0.1 },
+    bayesian: [
+      { metric: 'reward', kind: 'mean', prob_best: { arm_a: 0.01, arm_b: 0, arm_c: 0.99 } },
+      { metric: 'click', kind: 'proportion', prob_best: null, note: 'not enough data: every arm needs a conversion' },
+    ],
   };
   const resultsUrl = new RegExp(`/api/v1/experiments/${experimentId}/results$`);
   await page.route(resultsUrl, (route) => route.fulfill({ json: doc }));
@@ -480,6 +498,9 @@ step('results render what newer servers add: SRM, guardrails, bandit, extra stat
     await textIs(page.getByTestId('lift-row-reward-arm_b'), /lower/);
     await page.getByText('More statistics for reward').click();
     await textIs(page.getByTestId('lift-more-reward'), /bayes · prob better.*99\.0%/s);
+    await textIs(page.getByTestId('lift-more-reward'), /Always-valid test.*not enough data: needs a positive variance/s);
+    await textIs(page.getByTestId('prob-best-reward-arm_c'), /arm_c.*99\.0%/s);
+    await textIs(page.getByTestId('prob-best-click-note'), /Not enough data: every arm needs a conversion\./);
     await shot('16-results-optional-parts');
   } finally {
     await page.unroute(resultsUrl);

@@ -1,17 +1,25 @@
 // /experiments/{id}/results: live readout. Exposure bars that move as events arrive, metric
 // summaries, the lift table with a forest plot per metric, the cumulative lift over time, SRM and
-// guardrail warnings, bandit win probabilities when present, and CSV/Markdown export.
-// Everything beyond the documented fields is rendered defensively ("Other analyses").
+// guardrail warnings, P(best) per metric, bandit win probabilities when present, and CSV/Markdown
+// export. The fields documented in control-plane/src/results.rs are read as prose and labelled
+// numbers; only fields this console does not know fall back to a generic view ("Other analyses").
 import type { JSX } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { ApiError, api, type BanditSnapshot, type Experiment, type Lift, type Results as ResultsDoc, type Timeseries } from '../api';
 import { ExposureBars, ForestPlot, LiftSeries, WeightHistory, WinProbabilityBars, variantColor, type Series } from '../charts';
 import { Alert, ExperimentHeader, LoadError, Spinner, download, useLoad } from '../components';
-import { int, isNum, num, pIs, pValue, pct, signed, signedPct, timeOnly } from '../format';
+import { dateTime, int, isNum, num, pIs, pValue, pct, signed, signedPct, timeOnly } from '../format';
 import { subscribeResults, type LiveMode } from '../live';
 
-const KNOWN_TOP = new Set(['experiment', 'id', 'status', 'version', 'control', 'alpha', 'generated_at', 'variants', 'lift', 'srm', 'guardrails', 'warnings', 'bandit', 'note']);
-const KNOWN_LIFT = new Set(['metric', 'kind', 'control', 'variant', 'control_value', 'variant_value', 'abs_lift', 'rel_lift', 'ci_low', 'ci_high', 'p_value', 'test', 'note']);
+const KNOWN_TOP = new Set([
+  'experiment', 'id', 'status', 'version', 'control', 'alpha', 'generated_at', 'variants', 'lift', 'srm', 'guardrails', 'warnings', 'bandit', 'note',
+  'bayesian', 'settings', 'filter', 'quarantined_events', 'segments',
+]);
+const KNOWN_LIFT = new Set([
+  'metric', 'kind', 'control', 'variant', 'control_value', 'variant_value', 'abs_lift', 'rel_lift', 'ci_low', 'ci_high', 'p_value', 'test', 'note',
+  'role', 'guardrail_violated', 'rel_ci_low', 'rel_ci_high', 'p_value_holm', 'p_value_bh',
+  'sequential', 'bayesian', 'mann_whitney', 'effect_size', 'bootstrap', 'cuped', 'table_test',
+]);
 
 export function Results({ id }: { id: string }) {
   const exp = useLoad(() => api.getExperiment(id), [id]);
@@ -180,11 +188,15 @@ function ResultsBody({ doc, exp }: { doc: ResultsDoc; exp: Experiment }) {
         )}
       </section>
 
+      <ProbBest doc={doc} />
+
+      <Segments doc={doc} />
+
       <CumulativeLift exp={exp} doc={doc} metrics={[...metricNames.map((m) => ({ name: m, kind: 'mean' as const })), ...conversionNames.map((m) => ({ name: m, kind: 'rate' as const }))]} total={total} />
 
       <Bandit exp={exp} doc={doc} />
 
-      <Extras doc={doc} />
+      <AboutReadout doc={doc} alpha={alpha} />
     </>
   );
 }
@@ -223,8 +235,18 @@ function Warnings({ doc, lifts, alpha, total }: { doc: ResultsDoc; lifts: Lift[]
       </Alert>,
     ),
   );
+  // Declared guardrails: the control plane decides (always-valid p while running, Holm once stopped).
+  for (const l of lifts.filter((l) => l.guardrail_violated === true)) {
+    items.push(
+      <Alert kind="warning" title={`Guardrail: ${l.metric}`} testId="guardrail-warning" key={`gv\u0000${l.metric}\u0000${l.kind}\u0000${l.variant}`}>
+        <code>{l.variant}</code> moves <strong>{l.metric}</strong> significantly the wrong way ({signedPct(l.rel_lift)} relative to control).
+      </Alert>,
+    );
+  }
   // Without declared guardrails, any metric a variant significantly lowers deserves a look.
-  const drops = lifts.filter((l) => isNum(l.ci_high) && (l.ci_high as number) < 0 && (!isNum(l.p_value) || (l.p_value as number) < alpha));
+  const drops = lifts.filter(
+    (l) => l.guardrail_violated !== true && isNum(l.ci_high) && (l.ci_high as number) < 0 && (!isNum(l.p_value) || (l.p_value as number) < alpha),
+  );
   if (drops.length && guardrails.length === 0) {
     items.push(
       <Alert kind="warning" title="Significant drops" testId="guardrail-warning" key="drops">
@@ -338,12 +360,9 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
     const k = `${l.metric}\u0000${l.kind}`;
     groups.set(k, [...(groups.get(k) ?? []), l]);
   }
-  // Extra per-row fields a newer API may add (adjusted p-values, Bayesian probabilities, CUPED...):
-  // a few become columns, more go to a "More statistics" table under each metric.
+  // Fields a newer API adds that this console does not know yet: flattened one level, listed
+  // under the analyses it does know.
   const flat = new Map(lifts.map((l) => [l, flatExtras(l)]));
-  const allExtra = unique(lifts.flatMap((l) => Object.keys(flat.get(l)!)));
-  const extraKeys = allExtra.length <= 3 ? allExtra : [];
-  const moreKeys = allExtra.length > 3 ? allExtra : [];
   return (
     <div data-testid="lift-section">
       {[...groups.values()].map((rows) => {
@@ -352,10 +371,15 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
         const v = (x: unknown) => (isRate ? pct(x, 2) : num(x));
         // Differences of rates are in percentage points.
         const d = (x: unknown) => (isRate ? signedPct(x, 2).replace('%', ' pp') : signed(x));
+        const units: Units = { d, size: (x) => (isRate ? (isNum(x) ? `${(x * 100).toFixed(2)} pp` : '–') : num(x)) };
+        const stats = ROW_STATS.filter((s) => rows.some((l) => s.keys.some((k) => l[k] !== undefined && l[k] !== null)));
+        const unknown = unique(rows.flatMap((l) => Object.keys(flat.get(l)!)));
+        const role = typeof rows[0].role === 'string' ? rows[0].role : null;
         return (
           <div class="lift-group" key={metric + kind}>
             <h3>
               {metric} <span class="muted small">({isRate ? 'conversion rate' : 'mean per unit'} · control {rows[0].control})</span>
+              {role && <span class="tag">{role === 'guardrail' ? 'guardrail' : `${role} metric`}</span>}
             </h3>
             <ForestPlot rows={rows} metric={metric} isRate={isRate} />
             <div class="table-wrap">
@@ -383,11 +407,6 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
                       p-value
                     </th>
                     <th scope="col">Test</th>
-                    {extraKeys.map((k) => (
-                      <th scope="col" class="num" key={k}>
-                        {humanize(k)}
-                      </th>
-                    ))}
                     <th scope="col">Verdict</th>
                   </tr>
                 </thead>
@@ -406,14 +425,10 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
                         <td class="num">{signedPct(l.rel_lift)}</td>
                         <td class="num nowrap">{isNum(l.ci_low) && isNum(l.ci_high) ? `[${d(l.ci_low)}, ${d(l.ci_high)}]` : '–'}</td>
                         <td class="num">{pValue(l.p_value)}</td>
-                        <td class="mono small">{l.test ?? '–'}</td>
-                        {extraKeys.map((k) => (
-                          <td class="num" key={k}>
-                            {showExtra(k, flat.get(l)![k])}
-                          </td>
-                        ))}
+                        <td class="small">{testName(l.test)}</td>
                         <td>
                           <span class={`verdict ${sig ? ((l.abs_lift ?? 0) > 0 ? 'up' : 'down') : 'flat'}`}>{verdict}</span>
+                          {l.guardrail_violated === true && <span class="verdict down block">guardrail breached</span>}
                         </td>
                       </tr>
                     );
@@ -421,29 +436,39 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
                 </tbody>
               </table>
             </div>
-            {moreKeys.length > 0 && (
+            {(stats.length > 0 || unknown.length > 0) && (
               <details class="small">
                 <summary>More statistics for {metric}</summary>
                 <div class="table-wrap">
                   <table class="table compact" data-testid={`lift-more-${metric}`}>
+                    <caption class="sr-only">Further analyses of {metric}, each variant against control</caption>
                     <thead>
                       <tr>
-                        <th scope="col">Statistic</th>
+                        <th scope="col">Analysis</th>
                         {rows.map((l) => (
-                          <th scope="col" class="num mono" key={l.variant}>
+                          <th scope="col" class="mono" key={l.variant}>
                             {l.variant}
                           </th>
                         ))}
                       </tr>
                     </thead>
                     <tbody>
-                      {moreKeys.map((k) => (
+                      {stats.map((s) => (
+                        <tr key={s.label}>
+                          <th scope="row">
+                            {s.label}
+                            <span class="stat-hint">{s.hint}</span>
+                          </th>
+                          {rows.map((l) => (
+                            <StatCell key={l.variant} shown={s.cell(l, units)} />
+                          ))}
+                        </tr>
+                      ))}
+                      {unknown.map((k) => (
                         <tr key={k}>
                           <th scope="row">{humanize(k)}</th>
                           {rows.map((l) => (
-                            <td class="num" key={l.variant}>
-                              {showExtra(k, flat.get(l)![k])}
-                            </td>
+                            <td key={l.variant}>{showExtra(k, flat.get(l)![k])}</td>
                           ))}
                         </tr>
                       ))}
@@ -458,6 +483,147 @@ function LiftSection({ lifts, alpha }: { lifts: Lift[]; alpha: number }) {
     </div>
   );
 }
+
+/** How a lift group writes a difference (`d`, signed) and a size (`size`, unsigned): pp for rates. */
+type Units = { d: (x: unknown) => string; size: (x: unknown) => string };
+type Fields = Record<string, unknown>;
+/** A readable cell, or the reason the analysis did not run. */
+type Shown = string | { notRun: string } | null;
+
+function StatCell({ shown }: { shown: Shown }) {
+  if (shown === null) return <td class="muted">–</td>;
+  if (typeof shown === 'object') return <td class="muted">not enough data: {shown.notRun}</td>;
+  return <td>{shown}</td>;
+}
+
+/** One per-row analysis (`{...fields}` or `{"not_enough_data": reason}`), rendered by `show`; its `method`, if any, last. */
+function analysis(l: Lift, key: string, show: (a: Fields) => (string | false | null | undefined)[]): Shown {
+  const a = l[key];
+  if (!a || typeof a !== 'object' || Array.isArray(a)) return null;
+  const reason = (a as Fields).not_enough_data;
+  if (reason !== undefined && reason !== null) return { notRun: String(reason) };
+  const parts = show(a as Fields).filter((x): x is string => !!x);
+  const method = methodName((a as Fields).method);
+  return parts.length ? parts.join(' · ') + (method ? ` (${method})` : '') : null;
+}
+
+const interval = (lo: unknown, hi: unknown, f: (x: unknown) => string) => (isNum(lo) && isNum(hi) ? `95% CI [${f(lo)}, ${f(hi)}]` : null);
+const pPart = (p: unknown) => (isNum(p) ? pIs(p) : null);
+
+const METHOD_NAMES: Record<string, string> = {
+  msprt_normal_mixture: 'mSPRT, normal mixture',
+  poisson_bucket_percentile: 'Poisson bootstrap over hash buckets, percentile interval',
+  exact: 'exact',
+  asymptotic: 'normal approximation',
+  pre_exposure_sum: 'the unit’s pre-exposure value of the metric',
+};
+const methodName = (m: unknown) => (typeof m === 'string' ? (METHOD_NAMES[m] ?? humanize(m)) : null);
+
+const TEST_NAMES: Record<string, string> = {
+  welch_t: 'Welch’s t-test',
+  z_test: 'two-proportion z-test',
+  chi2: 'chi-square',
+  chi2_yates: 'chi-square, Yates-corrected',
+  fisher: 'Fisher’s exact test',
+};
+function testName(t: unknown): string {
+  return typeof t === 'string' && t ? (TEST_NAMES[t] ?? humanize(t)) : '–';
+}
+
+/** The documented per-row fields of `lift[]` (control-plane/src/results.rs), as labelled prose. */
+const ROW_STATS: { label: string; hint: string; keys: string[]; cell: (l: Lift, u: Units) => Shown }[] = [
+  {
+    label: 'Relative lift',
+    hint: '95% CI, delta method',
+    keys: ['rel_ci_low', 'rel_ci_high'],
+    cell: (l) => (isNum(l.rel_ci_low) && isNum(l.rel_ci_high) ? `${signedPct(l.rel_lift)}, 95% CI [${signedPct(l.rel_ci_low)}, ${signedPct(l.rel_ci_high)}]` : null),
+  },
+  {
+    label: 'Adjusted p-value',
+    hint: 'across every variant × metric',
+    keys: ['p_value_holm', 'p_value_bh'],
+    cell: (l) => {
+      const parts = [isNum(l.p_value_holm) && `Holm ${pValue(l.p_value_holm)}`, isNum(l.p_value_bh) && `Benjamini–Hochberg ${pValue(l.p_value_bh)}`].filter(Boolean);
+      return parts.length ? parts.join(' · ') : null;
+    },
+  },
+  {
+    label: 'Always-valid test',
+    hint: 'safe to read at any time, however often you look',
+    keys: ['sequential'],
+    cell: (l, u) =>
+      analysis(l, 'sequential', (a) => [
+        interval(a.ci_low, a.ci_high, u.d),
+        pPart(a.p_value),
+        isNum(a.tuning_n) && `tightest at ${int(a.tuning_n)} units`,
+      ]),
+  },
+  {
+    label: 'Bayesian',
+    hint: 'expected loss: what each choice risks if it is the wrong one',
+    keys: ['bayesian'],
+    cell: (l, u) =>
+      analysis(l, 'bayesian', (a) => [
+        isNum(a.prob_beats_control) && `P(beats control) ${pct(a.prob_beats_control, 1)}`,
+        isNum(a.expected_loss) && `expected loss ${u.size(a.expected_loss)} if shipped`,
+        isNum(a.expected_loss_control) && `${u.size(a.expected_loss_control)} if control is kept`,
+      ]),
+  },
+  {
+    label: 'Mann–Whitney U test',
+    hint: 'ranks of per-unit values; robust to outliers',
+    keys: ['mann_whitney'],
+    cell: (l) =>
+      analysis(l, 'mann_whitney', (a) => [
+        pPart(a.p_value),
+        isNum(a.cliffs_delta) && `Cliff’s δ ${signed(a.cliffs_delta, 3)}`,
+        isNum(a.u) && `U = ${num(a.u)}`,
+        isNum(a.z) && `z = ${num(a.z, 3)}`,
+      ]),
+  },
+  {
+    label: 'Effect size',
+    hint: 'difference of means in pooled standard deviations',
+    keys: ['effect_size'],
+    cell: (l) => analysis(l, 'effect_size', (a) => [isNum(a.cohens_d) && `Cohen’s d ${signed(a.cohens_d, 3)}`, isNum(a.hedges_g) && `Hedges’ g ${signed(a.hedges_g, 3)}`]),
+  },
+  {
+    label: 'Bootstrap',
+    hint: 'interval of the difference without a normal approximation',
+    keys: ['bootstrap'],
+    cell: (l, u) =>
+      analysis(l, 'bootstrap', (a) => [
+        interval(a.ci_low, a.ci_high, u.d),
+        isNum(a.replicates) && `${int(a.replicates)} replicates${isNum(a.blocks) ? ` over ${int(a.blocks)} buckets` : ''}`,
+      ]),
+  },
+  {
+    label: 'CUPED',
+    hint: 'lift adjusted for each unit’s pre-exposure value',
+    keys: ['cuped'],
+    cell: (l, u) =>
+      analysis(l, 'cuped', (a) => [
+        isNum(a.abs_lift) && `lift ${u.d(a.abs_lift)}`,
+        interval(a.ci_low, a.ci_high, u.d),
+        pPart(a.p_value),
+        isNum(a.variance_reduction) && `variance ${a.variance_reduction >= 0 ? 'reduced' : 'increased'} by ${pct(Math.abs(a.variance_reduction), 1)}`,
+        isNum(a.theta) && `θ = ${num(a.theta, 3)}`,
+        a.covariate !== undefined && `covariate: ${methodName(a.covariate)}`,
+      ]),
+  },
+  {
+    label: 'Contingency-table test',
+    hint: 'Fisher’s exact test when an expected cell count is below 5',
+    keys: ['table_test'],
+    cell: (l) =>
+      analysis(l, 'table_test', (a) => [
+        // Fisher's statistic is the sample odds ratio; the chi-square tests' is χ².
+        typeof a.test === 'string' && testName(a.test) + (isNum(a.statistic) ? (a.test === 'fisher' ? `, odds ratio ${num(a.statistic, 3)}` : `, χ² = ${num(a.statistic, 3)}`) : ''),
+        pPart(a.p_value),
+        isNum(a.min_expected) && `smallest expected cell ${num(a.min_expected, 2)}`,
+      ]),
+  },
+];
 
 /** Unknown fields of a lift row, nested objects flattened one level (`bayes.prob_better`). */
 function flatExtras(l: Lift): Record<string, unknown> {
@@ -775,26 +941,212 @@ function Bandit({ exp, doc }: { exp: Experiment; doc: ResultsDoc }) {
   );
 }
 
-/** Whatever else the results carry (Bayesian, sequential, CUPED, ...), shown plainly. */
-function Extras({ doc }: { doc: ResultsDoc }) {
-  const extra = Object.entries(doc).filter(([k, v]) => !KNOWN_TOP.has(k) && v !== null && v !== undefined);
-  if (!extra.length) return null;
+/** `bayesian[]` of the results document: per metric, P(this arm is best of all arms). */
+type ProbBestEntry = { metric: string; kind: string; prob_best?: Record<string, number> | null; note?: string | null };
+
+function ProbBest({ doc }: { doc: ResultsDoc }) {
+  const entries = Array.isArray(doc.bayesian) ? (doc.bayesian as ProbBestEntry[]).filter((b) => b && typeof b.metric === 'string') : [];
+  if (!entries.length) return null;
+  const order = doc.variants.map((v) => v.key);
   return (
-    <section class="card" aria-labelledby="extras-title" data-testid="extras">
-      <h2 id="extras-title">Other analyses</h2>
-      {extra.map(([k, v]) => (
-        <details key={k} open={extra.length <= 2}>
-          <summary>{humanize(k)}</summary>
-          <ValueView value={v} />
-        </details>
-      ))}
+    <section class="card" aria-labelledby="pbest-title" data-testid="prob-best">
+      <h2 id="pbest-title">Probability of being best</h2>
+      <p class="hint">
+        Bayesian: the chance that each of the {order.length} variants has the highest true mean or rate, given the data and the priors below. It compares all arms at
+        once, not each with control; where lower is better, the best arm is the one with the smallest probability.
+        {doc.bandit ? ' These pool every unit; the bandit panel’s probabilities weigh each period of weights and are the ones its policy uses.' : ''}
+      </p>
+      <div class="pbest-grid">
+        {entries.map((b) => {
+          const isRate = b.kind === 'proportion';
+          const p = b.prob_best && typeof b.prob_best === 'object' ? b.prob_best : null;
+          const keys = p ? [...order.filter((k) => k in p), ...Object.keys(p).filter((k) => !order.includes(k))] : [];
+          return (
+            <div key={`${b.kind}\u0000${b.metric}`} data-testid={`prob-best-${b.metric}`}>
+              <h3>
+                {b.metric} <span class="muted small">({isRate ? 'conversion rate' : 'mean per unit'})</span>
+              </h3>
+              {!p ? (
+                <p class="muted" data-testid={`prob-best-${b.metric}-note`}>
+                  {b.note ? sentence(b.note) : 'Not computable yet.'}
+                </p>
+              ) : (
+                <table class="table compact">
+                  <caption class="sr-only">Probability that each variant is best for {b.metric}</caption>
+                  <thead>
+                    <tr>
+                      <th scope="col">Variant</th>
+                      <th scope="col" class="num">
+                        P(best)
+                      </th>
+                      <th scope="col" class="pbar-cell">
+                        <span class="sr-only">Bar</span>
+                      </th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {keys.map((k, j) => {
+                      const color = variantColor(order.includes(k) ? order.indexOf(k) : j);
+                      const x = p[k];
+                      return (
+                        <tr key={k} data-testid={`prob-best-${b.metric}-${k}`}>
+                          <th scope="row" class="mono">
+                            <span class="swatch" style={{ background: color }} aria-hidden="true" />
+                            {k}
+                            {k === doc.control && <span class="tag">control</span>}
+                          </th>
+                          <td class="num">{pct(x, 1)}</td>
+                          <td class="pbar-cell">
+                            <span class="pbar" aria-hidden="true">
+                              <span style={{ width: `${isNum(x) ? Math.min(1, Math.max(0, x)) * 100 : 0}%`, background: color }} />
+                            </span>
+                          </td>
+                        </tr>
+                      );
+                    })}
+                  </tbody>
+                </table>
+              )}
+            </div>
+          );
+        })}
+      </div>
     </section>
   );
 }
 
+function sentence(s: string): string {
+  const t = s.trim();
+  return t ? t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.') : t;
+}
+
+/** `segments[]` (a readout requested with `?segment=<attribute>`): the lifts per attribute value. */
+type SegmentEntry = { attribute: string; value: string; results: ResultsDoc };
+
+function Segments({ doc }: { doc: ResultsDoc }) {
+  const segs = Array.isArray(doc.segments) ? (doc.segments as SegmentEntry[]).filter((s) => s && s.results && typeof s.results === 'object') : [];
+  if (!segs.length) return null;
+  const id = (l: Lift) => `${l.metric}\u0000${l.kind}\u0000${l.variant}`;
+  const cols = new Map<string, Lift>();
+  for (const l of [...(doc.lift ?? []), ...segs.flatMap((s) => s.results.lift ?? [])]) if (!cols.has(id(l))) cols.set(id(l), l);
+  return (
+    <section class="card" aria-labelledby="segments-title" data-testid="segments">
+      <h2 id="segments-title">By {segs[0].attribute}</h2>
+      <p class="hint">The same readout for each value of the attribute (the most common values): relative lift against control and its fixed-horizon p-value.</p>
+      <div class="table-wrap">
+        <table class="table compact">
+          <thead>
+            <tr>
+              <th scope="col">{segs[0].attribute}</th>
+              <th scope="col" class="num">
+                Exposed
+              </th>
+              {[...cols.values()].map((l) => (
+                <th scope="col" class="num" key={id(l)}>
+                  {l.metric} · {l.variant}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {segs.map((s) => (
+              <tr key={`${s.attribute}\u0000${s.value}`}>
+                <th scope="row">{s.value}</th>
+                <td class="num">{int((s.results.variants ?? []).reduce((n, v) => n + (Number(v.exposures) || 0), 0))}</td>
+                {[...cols.keys()].map((k) => {
+                  const l = (s.results.lift ?? []).find((x) => id(x) === k);
+                  return (
+                    <td class="num nowrap" key={k}>
+                      {!l ? '–' : l.note || !isNum(l.rel_lift) ? <span class="muted">not enough data</span> : `${signedPct(l.rel_lift)} (${pIs(l.p_value)})`}
+                    </td>
+                  );
+                })}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </section>
+  );
+}
+
+type Settings = { beta_prior?: { alpha?: number; beta?: number } | null; mean_prior_sd?: number | null; sequential_tuning_n?: number | null; bootstrap_replicates?: number | null };
+type Filter = { from?: string | null; to?: string | null; segment?: [string, string] | null };
+
+const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
+
+function settingsSentence(s: Settings): string {
+  const parts: string[] = [];
+  const bp = s.beta_prior;
+  if (bp && isNum(bp.alpha) && isNum(bp.beta)) parts.push(`Beta(${num(bp.alpha)}, ${num(bp.beta)}) prior on conversion rates`);
+  // No prior sd means a flat prior: the posterior of a difference of means is its likelihood.
+  if ('mean_prior_sd' in s) parts.push(isNum(s.mean_prior_sd) ? `normal prior with standard deviation ${num(s.mean_prior_sd)} on differences of means` : 'flat prior on differences of means');
+  if (isNum(s.sequential_tuning_n)) parts.push(`always-valid intervals tuned to ${int(s.sequential_tuning_n)} units`);
+  if (isNum(s.bootstrap_replicates)) parts.push(`${int(s.bootstrap_replicates)} bootstrap replicates`);
+  return parts.length ? sentence(parts.join('; ')) : '';
+}
+
+function filterSentence(f: Filter): string {
+  const from = typeof f.from === 'string' && f.from ? f.from : null;
+  const to = typeof f.to === 'string' && f.to ? f.to : null;
+  const seg = Array.isArray(f.segment) && f.segment.length === 2 ? f.segment : null;
+  if (!from && !to && !seg) return 'Covers every exposed unit: no date range or segment filter.';
+  const when = from && to ? `first exposed from ${dateTime(from)} up to ${dateTime(to)}` : from ? `first exposed since ${dateTime(from)}` : to ? `first exposed before ${dateTime(to)}` : '';
+  const who = seg ? `whose ${seg[0]} is “${seg[1]}”` : '';
+  return `Covers only units ${[when, who].filter(Boolean).join(' and ')}.`;
+}
+
+/** How the numbers above were made (filter, priors, set-aside events), then anything unknown. */
+function AboutReadout({ doc, alpha }: { doc: ResultsDoc; alpha: number }) {
+  const unknown = Object.entries(doc).filter(([k, v]) => !KNOWN_TOP.has(k) && v !== null && v !== undefined);
+  const settings = isObject(doc.settings) ? settingsSentence(doc.settings as Settings) : '';
+  const filter = isObject(doc.filter) ? filterSentence(doc.filter as Filter) : '';
+  const q = isNum(doc.quarantined_events) ? doc.quarantined_events : null;
+  const computed = typeof doc.generated_at === 'string' ? doc.generated_at : null;
+  if (!settings && !filter && q === null && !unknown.length) return null;
+  return (
+    <section class="card" aria-labelledby="extras-title" data-testid="extras">
+      <h2 id="extras-title">About this readout</h2>
+      <ul class="facts">
+        {filter && <li data-testid="readout-filter">{filter}</li>}
+        {settings && (
+          <li data-testid="readout-settings">
+            Intervals at {pct(1 - alpha, 0)}, tests at α = {alpha}. {settings}
+          </li>
+        )}
+        {q !== null && (
+          <li data-testid="readout-quarantined" class={q > 0 ? 'warn-text' : ''}>
+            {q === 0
+              ? 'No events were set aside: every event of this experiment the aggregator received is counted.'
+              : `${int(q)} ${q === 1 ? 'event' : 'events'} of this experiment could not be applied and ${q === 1 ? 'was' : 'were'} set aside (quarantined); ${q === 1 ? 'it is' : 'they are'} not in these numbers.`}
+          </li>
+        )}
+        {computed && (
+          <li class="muted">
+            Computed {dateTime(computed)}
+            {isNum(doc.version) ? ` from version ${doc.version} of the experiment’s configuration` : ''}.
+          </li>
+        )}
+      </ul>
+      {unknown.length > 0 && (
+        <>
+          <h3>Other analyses</h3>
+          {unknown.map(([k, v]) => (
+            <details key={k} open={unknown.length <= 2}>
+              <summary>{humanize(k)}</summary>
+              <ValueView value={v} />
+            </details>
+          ))}
+        </>
+      )}
+    </section>
+  );
+}
+
+/** Fields this console does not know: a table for a list of records, a definition list otherwise. */
 function ValueView({ value }: { value: unknown }) {
-  if (Array.isArray(value) && value.length && value.every((r) => r && typeof r === 'object' && !Array.isArray(r))) {
-    const cols = unique(value.flatMap((r) => Object.keys(r as object)));
+  if (Array.isArray(value) && value.length && value.every(isObject)) {
+    const cols = unique(value.flatMap((r) => Object.keys(r)));
     return (
       <div class="table-wrap">
         <table class="table compact">
@@ -810,14 +1162,11 @@ function ValueView({ value }: { value: unknown }) {
           <tbody>
             {value.map((r, i) => (
               <tr key={i}>
-                {cols.map((c) => {
-                  const x = (r as Record<string, unknown>)[c];
-                  return (
-                    <td key={c} class={typeof x === 'number' ? 'num' : ''}>
-                      {typeof x === 'number' ? num(x) : typeof x === 'object' && x !== null ? JSON.stringify(x) : String(x ?? '–')}
-                    </td>
-                  );
-                })}
+                {cols.map((c) => (
+                  <td key={c} class={typeof r[c] === 'number' ? 'num' : ''}>
+                    {inline(r[c])}
+                  </td>
+                ))}
               </tr>
             ))}
           </tbody>
@@ -825,17 +1174,27 @@ function ValueView({ value }: { value: unknown }) {
       </div>
     );
   }
-  if (value && typeof value === 'object' && !Array.isArray(value)) {
+  if (isObject(value)) {
     return (
       <dl class="kv">
-        {Object.entries(value as Record<string, unknown>).map(([k, x]) => (
-          <div key={k}>
+        {Object.entries(value).map(([k, x]) => (
+          <div key={k} class={isObject(x) || Array.isArray(x) ? 'wide' : ''}>
             <dt>{humanize(k)}</dt>
-            <dd class="mono">{typeof x === 'number' ? num(x) : typeof x === 'object' ? JSON.stringify(x) : String(x)}</dd>
+            <dd>{isObject(x) ? <ValueView value={x} /> : inline(x)}</dd>
           </div>
         ))}
       </dl>
     );
   }
-  return <p class="mono">{typeof value === 'number' ? num(value) : String(value)}</p>;
+  return <p>{inline(value)}</p>;
+}
+
+/** A value on one line: numbers formatted, lists comma-separated, records as `key value` pairs. */
+function inline(x: unknown): string {
+  if (x === null || x === undefined) return '–';
+  if (typeof x === 'number') return num(x);
+  if (typeof x === 'boolean') return x ? 'yes' : 'no';
+  if (Array.isArray(x)) return x.length ? x.map(inline).join(', ') : 'none';
+  if (isObject(x)) return Object.entries(x).map(([k, v]) => `${humanize(k)} ${inline(v)}`).join(' · ');
+  return String(x);
 }
