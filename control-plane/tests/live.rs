@@ -110,3 +110,34 @@ async fn timeseries_is_cumulative(db: PgPool) {
     assert_eq!(hourly["points"].as_array().map(Vec::len), Some(1));
     assert_eq!(app.get("/api/v1/experiments/ts/timeseries?interval=week").await.error(422).1.as_deref(), Some("interval"));
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn websocket_pushes_the_alerts_the_watch_job_raises(db: PgPool) {
+    let mut config = Config::for_tests("postgres://unused", ADMIN);
+    config.read_api_tokens = vec![READER.into()];
+    let state = startup::app_state(db.clone(), config, None);
+    let watch = startup::watcher(&state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(startup::serve(listener, state, std::future::pending()));
+    let base = format!("http://{addr}/api/v1");
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(ADMIN).json(&body).send();
+    post("/experiments", json!({"key": "watched", "name": "Watched", "variants": [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}],
+                                "rules": [{"kind": "max_sample", "units": 2, "action": "pause"}]})).await.expect("create");
+    post("/experiments/watched/launch", json!({"ramp_pct": 100})).await.expect("launch");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws/experiments/watched/live")).await.expect("connect");
+    ws.send(Message::Text(json!({"type": "auth", "token": READER}).to_string().into())).await.expect("send");
+    assert_eq!(next_json(&mut ws).await["type"], "results");
+    for unit in ["u1", "u2"] {
+        post("/events/exposure", json!({"experiment": "watched", "unit_id": unit, "variant_key": "a"})).await.expect("event");
+    }
+    litmus_control_plane::watch::scheduler::once(&watch).await.expect("look");
+    let alert = loop {
+        let m = next_json(&mut ws).await;
+        if m["type"] == "alert" {
+            break m;
+        }
+    };
+    assert_eq!((alert["data"]["kind"].clone(), alert["data"]["action"].clone()), (json!("rule"), json!("pause")), "{alert}");
+}

@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn validation() {
         assert!(validate(&plan()).is_ok());
-        let bad = |v| validate(&serde_json::from_value(v).expect("shape")).unwrap_err().0;
+        let bad = |v| validate(&serde_json::from_value(v).expect("shape")).expect_err("invalid").0;
         assert_eq!(bad(json!({"steps": []})), "rollout.steps");
         assert_eq!(bad(json!({"steps": [{"ramp_pct": 50}, {"ramp_pct": 25}]})), "rollout.steps[1].ramp_pct");
         assert_eq!(bad(json!({"steps": [{"ramp_pct": 0}]})), "rollout.steps[0].ramp_pct");

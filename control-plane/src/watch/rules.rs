@@ -352,15 +352,15 @@ mod tests {
     fn validation_names_the_field() {
         let ok = |v: Value| validate(&[rule(v)], &[]);
         assert!(ok(json!({"kind": "max_duration", "days": 14, "action": "stop"})).is_ok());
-        assert_eq!(ok(json!({"kind": "max_duration"})).unwrap_err().0, "rules[0].days");
-        assert_eq!(ok(json!({"kind": "max_sample", "units": 0})).unwrap_err().0, "rules[0].units");
-        assert_eq!(ok(json!({"kind": "srm", "days": 3})).unwrap_err().0, "rules[0].days");
-        assert_eq!(ok(json!({"kind": "guardrail"})).unwrap_err().0, "rules[0].metric");
-        assert_eq!(ok(json!({"kind": "guardrail", "metric": "x", "margin": 1.5})).unwrap_err().0, "rules[0].margin");
+        assert_eq!(ok(json!({"kind": "max_duration"})).expect_err("invalid").0, "rules[0].days");
+        assert_eq!(ok(json!({"kind": "max_sample", "units": 0})).expect_err("invalid").0, "rules[0].units");
+        assert_eq!(ok(json!({"kind": "srm", "days": 3})).expect_err("invalid").0, "rules[0].days");
+        assert_eq!(ok(json!({"kind": "guardrail"})).expect_err("invalid").0, "rules[0].metric");
+        assert_eq!(ok(json!({"kind": "guardrail", "metric": "x", "margin": 1.5})).expect_err("invalid").0, "rules[0].margin");
         assert!(serde_json::from_value::<Rule>(json!({"kind": "sometime"})).is_err());
         assert!(serde_json::from_value::<Rule>(json!({"kind": "srm", "action": "explode"})).is_err());
         let many: Vec<Rule> = (0..=MAX_RULES).map(|_| rule(json!({"kind": "srm"}))).collect();
-        assert_eq!(validate(&many, &[]).unwrap_err().0, "rules");
+        assert_eq!(validate(&many, &[]).expect_err("invalid").0, "rules");
     }
 
     #[test]
