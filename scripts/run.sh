@@ -64,6 +64,9 @@ INGEST_TOKEN=${INGEST_TOKEN:-$(random_token)}
 export INGEST_API_TOKENS=${INGEST_API_TOKENS:-$INGEST_TOKEN}
 export EDGE_PUBLISH_URL=${EDGE_PUBLISH_URL:-http://127.0.0.1:$EDGE_PORT/v1/admin/config}
 export EDGE_PUBLISH_TOKEN=$PUBLISH_TOKEN
+# The watch job (stopping rules, safe rollouts, alerts) looks every 30 s by default; locally every
+# 2 s, so a walk-through sees it act while it waits.
+export LITMUS_WATCH_EVERY=${LITMUS_WATCH_EVERY:-2s}
 printf 'PUBLISH_TOKEN=%s\nINGEST_TOKEN=%s\nCONTROL_PLANE_URL=http://%s\n' "$PUBLISH_TOKEN" "$INGEST_TOKEN" "$LITMUS_ADDR" > .dev.vars
 
 if [ -f dashboard/package.json ]; then

@@ -3,12 +3,17 @@
 
     python3 scripts/walkthrough-events.py checkout_cta > events.json
     python3 scripts/walkthrough-events.py ranker > ranker-events.json
+    python3 scripts/walkthrough-events.py signup_flow > signup-events.json
+    python3 scripts/walkthrough-events.py new_checkout > checkout-events.json
 
 Deterministic (a fixed seed), so the README's numbers come out the same on every run:
 - checkout_cta (variants blue, green): 2000 units exposed, about 12 % of blue and 14 % of green
   buy; each purchase is a `purchase` conversion and an `order_value` metric (around 100).
 - ranker (a bandit with arms m1, m2, m3): 1000 requests per arm, `click` conversions at about
   10 %, 14 % and 15 %.
+- signup_flow (variants control, treatment at 50/50): 600 and 400 units exposed, a sample ratio
+  mismatch (a redirect losing treatment users, say); `signup` conversions at about 20 %.
+- new_checkout (control, treatment): 300 units each; `errors` conversions at about 4 % and 20 %.
 Every event has an `event_id` derived from its content, so sending the file twice stores it once.
 """
 import json
@@ -49,11 +54,33 @@ def ranker(rng):
     return events
 
 
+def signup_flow(rng):
+    events = []
+    for variant, units in (("control", 600), ("treatment", 400)):
+        for i in range(units):
+            unit = f"visitor-{variant}-{i:04d}"
+            events.append(event("exposure", "signup_flow", unit, variant))
+            if rng.random() < 0.2:
+                events.append(event("conversion", "signup_flow", unit, variant, metric="signup"))
+    return events
+
+
+def new_checkout(rng):
+    events = []
+    for variant, rate in (("control", 0.04), ("treatment", 0.20)):
+        for i in range(300):
+            unit = f"buyer-{variant}-{i:04d}"
+            events.append(event("exposure", "new_checkout", unit, variant))
+            if rng.random() < rate:
+                events.append(event("conversion", "new_checkout", unit, variant, metric="errors"))
+    return events
+
+
 def main():
     which = sys.argv[1] if len(sys.argv) > 1 else ""
-    makers = {"checkout_cta": checkout_cta, "ranker": ranker}
+    makers = {"checkout_cta": checkout_cta, "ranker": ranker, "signup_flow": signup_flow, "new_checkout": new_checkout}
     if which not in makers:
-        sys.exit(f"usage: {sys.argv[0]} checkout_cta|ranker > events.json")
+        sys.exit(f"usage: {sys.argv[0]} {'|'.join(makers)} > events.json")
     json.dump({"events": makers[which](random.Random(7))}, sys.stdout)
     sys.stdout.write("\n")
 

@@ -89,14 +89,14 @@ export async function startEdge({ controlPlaneUrl, port }) {
 
 /** A fresh database, the edge in workerd and the control plane publishing to it: what most
  * end-to-end tests start from. `dispose()` stops both. */
-export async function startStack(name) {
+export async function startStack(name, { cpEnv = {} } = {}) {
   const databaseUrl = freshDatabase(name);
   const [cpPort, edgePort] = [await freePort(), await freePort()];
   const edge = await startEdge({ controlPlaneUrl: `http://127.0.0.1:${cpPort}`, port: edgePort });
   const cp = await startControlPlane({
     databaseUrl,
     port: cpPort,
-    env: { EDGE_PUBLISH_URL: `${edge.url}/v1/admin/config`, EDGE_PUBLISH_TOKEN: PUBLISH_TOKEN },
+    env: { EDGE_PUBLISH_URL: `${edge.url}/v1/admin/config`, EDGE_PUBLISH_TOKEN: PUBLISH_TOKEN, ...cpEnv },
   });
   const dispose = async () => {
     await cp.stop();
