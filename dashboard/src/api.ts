@@ -30,6 +30,107 @@ export interface Experiment {
   started_at?: string | null;
   stopped_at?: string | null;
   layer?: { key: string; start: number; end: number } | null;
+  /** Declared metrics (role, direction, planned effect); older servers leave it out. */
+  metrics?: MetricDecl[];
+  /** Stopping rules the control plane's watch job evaluates (`[]` when none). */
+  rules?: StoppingRule[];
+  /** A safe rollout's schedule, and where it stands once launched (written by the watch job). */
+  rollout?: RolloutPlan | null;
+  rollout_state?: RolloutState | null;
+}
+
+export interface MetricDecl {
+  name: string;
+  kind?: 'mean' | 'proportion' | null;
+  role?: 'primary' | 'secondary' | 'guardrail';
+  direction?: 'increase' | 'decrease';
+  /** Planned minimum detectable effect, relative (0.05 = 5%). */
+  mde?: number;
+}
+
+export type RuleKind = 'max_duration' | 'max_sample' | 'significance' | 'guardrail' | 'srm';
+export type RuleAction = 'notify' | 'pause' | 'stop' | 'rollback';
+
+/** Only the fields its kind takes are present (the API refuses the others). */
+export interface StoppingRule {
+  kind: RuleKind;
+  action: RuleAction;
+  days?: number;
+  units?: number;
+  metric?: string;
+  /** Relative (0.05 = 5% worse than control). */
+  margin?: number;
+}
+
+export interface RolloutPlan {
+  steps: { ramp_pct: number; hold_seconds: number }[];
+  guardrail_margin: number;
+  min_units_per_step: number;
+}
+
+export interface RolloutState {
+  /** 0-based index into the plan's steps. */
+  step: number;
+  step_started_at: string;
+  outcome: 'ramping' | 'complete' | 'rolled_back' | 'overridden';
+  reason?: string;
+}
+
+export type RolloutDecision =
+  | { decision: 'hold'; reason: string }
+  | { decision: 'advance'; from_pct: number; to_pct: number; step: number }
+  | { decision: 'complete'; ramp_pct: number }
+  | { decision: 'rollback'; reason: string; breaches: unknown[]; srm_p: number | null };
+
+/** `GET /experiments/{id}/watch`: what the watch job sees now (reading it acts on nothing). */
+export interface WatchAssessment {
+  experiment: string;
+  id: string;
+  status: string;
+  evaluated_at: string;
+  /** `holds`: the rule's condition is met (it fires, or has fired). */
+  rules: { index: number; rule: StoppingRule; holds: boolean; progress: string }[];
+  rollout?: {
+    plan: RolloutPlan;
+    state: RolloutState | null;
+    ramp_pct: number;
+    decision: RolloutDecision | null;
+    units_in_step: number;
+  };
+  findings: { kind: string; severity: Severity; key: string; title: string; details: Record<string, unknown> }[];
+}
+
+export type Severity = 'info' | 'warning' | 'critical';
+export type AlertKind = 'srm' | 'guardrail' | 'rule' | 'rollout' | 'anomaly' | 'ready_to_call' | 'underpowered';
+
+/** One entry of the alert feed: something the watch job found, and what it did about it. */
+export interface AlertEntry {
+  id: number;
+  experiment_id: string | null;
+  experiment_key: string;
+  kind: AlertKind | string;
+  severity: Severity | string;
+  title: string;
+  details: Record<string, unknown>;
+  /** What the platform did: notify, or pause / stop / rollback / advance / complete. */
+  action: string;
+  created_at: string;
+  acknowledged_at: string | null;
+  acknowledged_by: string | null;
+}
+
+export interface AlertFilter {
+  experiment?: string;
+  kind?: string;
+  acknowledged?: boolean;
+  limit?: number;
+}
+
+/** `GET /whoami`: what this token may do (the console hides what it cannot). */
+export interface WhoAmI {
+  role: 'admin' | 'read' | 'ingest' | string;
+  can_read: boolean;
+  can_write: boolean;
 }
 
 export interface AuditEntry {
@@ -158,6 +259,8 @@ export class ApiError extends Error {
 
 const TOKEN_KEY = 'litmus.token';
 const ACTOR_KEY = 'litmus.actor';
+/** This token's role, asked once per sign-in. */
+let whoamiCache: Promise<WhoAmI | null> | null = null;
 
 export function getToken(): string | null {
   return sessionStorage.getItem(TOKEN_KEY);
@@ -183,6 +286,7 @@ function setSignedIn(token: string | null, actor?: string, expired = false) {
   } else {
     sessionStorage.removeItem(TOKEN_KEY);
   }
+  whoamiCache = null;
   authListeners.forEach((fn) => fn(!!token, expired));
 }
 
@@ -267,7 +371,12 @@ export interface ExperimentInput {
   targeting: unknown;
   ramp_pct?: number;
   variants: Variant[];
+  rules?: StoppingRule[];
+  rollout?: RolloutPlan;
 }
+
+/** Alerts per page of the feed (the API serves at most 500). */
+export const ALERT_PAGE_SIZE = 50;
 
 export const api = {
   /** A page of experiments, newest first; pass the previous page's `next` for the one after. */
@@ -297,4 +406,22 @@ export const api = {
     request<Timeseries>('GET', `/experiments/${enc(id)}/timeseries?interval=${enc(interval)}`),
   bandit: (id: string) => request<BanditSnapshot>('GET', `/experiments/${enc(id)}/bandit`),
   sampleSize: (body: Record<string, number>) => request<Record<string, unknown>>('POST', '/sample-size', body),
+  watch: (id: string) => request<WatchAssessment>('GET', `/experiments/${enc(id)}/watch`),
+  /** A page of the alert feed, newest first; `before` is the previous page's `next`. */
+  alerts(f: AlertFilter, before?: string | null) {
+    const params = new URLSearchParams();
+    if (f.experiment) params.set('experiment', f.experiment);
+    if (f.kind) params.set('kind', f.kind);
+    if (f.acknowledged !== undefined) params.set('acknowledged', String(f.acknowledged));
+    if (before) params.set('before', before);
+    params.set('limit', String(f.limit ?? ALERT_PAGE_SIZE));
+    return requestPage<AlertEntry>(`/alerts?${params}`);
+  },
+  /** Idempotent: a second acknowledgement keeps the first one's name and time. */
+  acknowledge: (id: number) => request<AlertEntry>('POST', `/alerts/${id}/acknowledge`, { actor: getActor() }),
+  /** Asked once per sign-in; `null` when the server cannot say (the console then finds out from a 403). */
+  whoami(): Promise<WhoAmI | null> {
+    whoamiCache ??= request<WhoAmI>('GET', '/whoami').catch(() => null);
+    return whoamiCache;
+  },
 };

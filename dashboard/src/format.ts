@@ -65,4 +65,24 @@ export function relative(s: unknown): string {
   return `${Math.round(hours / 24)} d ago`;
 }
 
+/** A span of seconds in words: "45 s", "1 h 30 min", "2 d 4 h". */
+export function duration(seconds: unknown): string {
+  if (!isNum(seconds)) return '–';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const parts: [number, string][] = [
+    [Math.floor(s / 86400), 'd'],
+    [Math.floor((s % 86400) / 3600), 'h'],
+    [Math.floor((s % 3600) / 60), 'min'],
+    [s % 60, 's'],
+  ];
+  // The two largest units are enough to read a hold time.
+  const first = parts.findIndex(([n]) => n > 0);
+  return parts
+    .slice(first, first + 2)
+    .filter(([n]) => n > 0)
+    .map(([n, u]) => `${n} ${u}`)
+    .join(' ');
+}
+
 export { isNum };

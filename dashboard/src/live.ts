@@ -1,7 +1,9 @@
 // Live results: the WebSocket `GET /api/v1/ws/experiments/{id}/live` when the server offers it
 // (the token goes in the first message, never in the URL), polling `GET .../results` every 2 s
 // whenever the socket is not open. The socket is retried with back-off while polling.
-import { ApiError, api, getToken, type Results } from './api';
+// Alerts the watch job raises while the page is open come as `{"type":"alert"}` messages; while
+// polling, the newest page of the experiment's feed is read alongside the results instead.
+import { ApiError, api, getToken, type AlertEntry, type Results } from './api';
 
 export type LiveMode = 'connecting' | 'socket' | 'polling' | 'error';
 
@@ -9,6 +11,8 @@ export interface LiveHandlers {
   onResults(r: Results): void;
   onMode(mode: LiveMode, detail?: string): void;
   onError(e: ApiError): void;
+  /** An alert raised after the subscription started (each once, oldest first). */
+  onAlert?(a: AlertEntry): void;
 }
 
 const POLL_MS = 2000;
@@ -21,6 +25,30 @@ export function subscribeResults(id: string, h: LiveHandlers): () => void {
   let retryTimer: number | undefined;
   let retryDelay = 5000;
   let inFlight = false;
+  // The newest alert id already accounted for: `undefined` until the first look, which only
+  // sets it (alerts from before the page opened are the feed's business, not news).
+  let lastAlert: number | undefined;
+  let alertsMissing = false;
+
+  const alertSeen = (a: AlertEntry) => {
+    if (lastAlert !== undefined && a.id <= lastAlert) return;
+    lastAlert = a.id;
+    h.onAlert?.(a);
+  };
+
+  const pollAlerts = async () => {
+    if (!h.onAlert || alertsMissing) return;
+    try {
+      const page = await api.alerts({ experiment: id, limit: 20 });
+      if (closed || socketOpen) return;
+      const newest = page.items[0]?.id ?? 0;
+      if (lastAlert === undefined) lastAlert = newest;
+      else for (const a of [...page.items].reverse()) alertSeen(a);
+    } catch (e) {
+      // A server without the feed: results only.
+      if (e instanceof ApiError && e.status === 404) alertsMissing = true;
+    }
+  };
 
   const tick = async () => {
     pollTimer = undefined;
@@ -31,6 +59,9 @@ export function subscribeResults(id: string, h: LiveHandlers): () => void {
         const r = await api.results(id);
         if (closed || socketOpen) return;
         h.onResults(r);
+        // Before saying "polling": the first look sets the baseline that later alerts are news against.
+        await pollAlerts();
+        if (closed || socketOpen) return;
         h.onMode('polling');
       } catch (e) {
         if (closed) return;
@@ -66,7 +97,7 @@ export function subscribeResults(id: string, h: LiveHandlers): () => void {
       sock.send(JSON.stringify({ type: 'auth', token: getToken() ?? '' }));
     };
     sock.onmessage = (ev) => {
-      let msg: { type?: string; data?: Results; error?: { code?: string; message?: string } };
+      let msg: { type?: string; data?: unknown; error?: { code?: string; message?: string } };
       try {
         msg = JSON.parse(String(ev.data));
       } catch {
@@ -80,7 +111,10 @@ export function subscribeResults(id: string, h: LiveHandlers): () => void {
           pollTimer = undefined;
         }
         h.onMode('socket');
-        h.onResults(msg.data);
+        h.onResults(msg.data as Results);
+      } else if (msg.type === 'alert' && msg.data) {
+        // The server sends only alerts raised after the socket opened.
+        alertSeen(msg.data as AlertEntry);
       } else if (msg.type === 'error') {
         // Bad auth or the like: the server closes; polling then tells the real story (a 401 signs out).
         h.onMode('error', msg.error?.message);

@@ -3,6 +3,7 @@ import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { getActor, getToken, onAuthChange, signOut } from './api';
 import { Link, match, navigate, useLocation } from './router';
+import { Alerts } from './screens/Alerts';
 import { Detail } from './screens/Detail';
 import { List } from './screens/List';
 import { New } from './screens/New';
@@ -68,6 +69,9 @@ function App() {
     case 'settings':
       screen = <Settings key={route.id} id={route.id} />;
       break;
+    case 'alerts':
+      screen = <Alerts />;
+      break;
     default:
       screen = (
         <>
@@ -92,6 +96,9 @@ function App() {
           <nav aria-label="Main" class="mainnav">
             <Link href="/experiments" aria-current={route.name === 'list' ? 'page' : undefined}>
               Experiments
+            </Link>
+            <Link href="/alerts" aria-current={route.name === 'alerts' ? 'page' : undefined}>
+              Alerts
             </Link>
             <Link href="/experiments/new" aria-current={route.name === 'new' ? 'page' : undefined}>
               New

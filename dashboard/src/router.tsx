@@ -39,11 +39,13 @@ export type Route =
   | { name: 'detail'; id: string }
   | { name: 'results'; id: string }
   | { name: 'settings'; id: string }
+  | { name: 'alerts' }
   | { name: 'notfound' };
 
 export function match(path: string): Route {
   if (path === '/' || path === '/experiments') return { name: 'list' };
   if (path === '/experiments/new') return { name: 'new' };
+  if (path === '/alerts') return { name: 'alerts' };
   const m = /^\/experiments\/([^/]+)(?:\/(results|settings))?$/.exec(path);
   if (m) {
     const id = decodeURIComponent(m[1]);

@@ -1,18 +1,22 @@
 // /experiments/{id}: status, the lifecycle controls (Launch / Update ramp, Pause, Stop with a
-// confirmation, Delete for a draft), what the experiment is, and its audit log.
+// confirmation, Delete for a draft), what the experiment is, the Watch card (stopping rules,
+// safe rollout, recent alerts: watch.tsx), and its audit log.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, type AuditEntry, type Experiment } from '../api';
+import { CodeText, useWhoAmI } from '../alerts';
 import { Alert, ConfirmDialog, ExperimentHeader, LoadError, Spinner, StatusBadge, useLoad, type FieldErrors } from '../components';
 import { RampInput } from '../editors';
 import { setFlash, takeFlash } from '../flash';
 import { DIALECT_LABEL, dialectOf } from '../targeting';
 import { dateTime, pct } from '../format';
 import { Link, experimentPath, navigate } from '../router';
+import { Watch } from '../watch';
 
 export function Detail({ id }: { id: string }) {
   const exp = useLoad(() => api.getExperiment(id), [id]);
   const audit = useLoad(() => api.audit(id), [id]);
   const [flash] = useState(() => takeFlash());
+  const who = useWhoAmI();
 
   useEffect(() => {
     if (exp.data) document.title = `${exp.data.name} · Litmus Edge`;
@@ -39,6 +43,18 @@ export function Detail({ id }: { id: string }) {
         />
         <About exp={e} />
       </div>
+      <Watch
+        exp={e}
+        canWrite={who ? who.can_write : undefined}
+        onSaved={(updated) => {
+          exp.setData(updated);
+          void audit.reload();
+        }}
+        onRefresh={() => {
+          void exp.reload();
+          void audit.reload();
+        }}
+      />
       <Variants exp={e} />
       <section class="card" aria-labelledby="audit-title">
         <h2 id="audit-title">Audit log</h2>
@@ -123,7 +139,7 @@ function Lifecycle({ exp, onChange }: { exp: Experiment; onChange(e: Experiment)
         <StatusBadge status={exp.status} large />
         <p>{SENTENCE[exp.status]?.(exp) ?? exp.status}</p>
       </div>
-      <RampInput value={ramp} onChange={setRamp} errors={errors} disabled={stopped} hint={Number(ramp) === 0 && !stopped ? 'At 0% nobody enters the experiment.' : undefined} />
+      <RampInput value={ramp} onChange={setRamp} errors={errors} disabled={stopped} hint={rampHint(exp, ramp)} />
       <div class="actions">
         <button type="button" class="btn btn-primary" onClick={launch} disabled={stopped || !!busy}>
           {busy === 'launch' ? 'Working…' : 'Launch / Update ramp'}
@@ -191,6 +207,14 @@ function Lifecycle({ exp, onChange }: { exp: Experiment; onChange(e: Experiment)
       </ConfirmDialog>
     </section>
   );
+}
+
+function rampHint(exp: Experiment, ramp: string): string | undefined {
+  // A safe rollout sets the ramp itself on launch (its first step), so the box does not decide then.
+  const first = exp.rollout?.steps[0];
+  if (exp.status === 'draft' && first) return `The safe rollout launches at its first step, ${first.ramp_pct}%, whatever the ramp here.`;
+  if (Number(ramp) === 0 && exp.status !== 'stopped') return 'At 0% nobody enters the experiment.';
+  return undefined;
 }
 
 function About({ exp }: { exp: Experiment }) {
@@ -294,6 +318,9 @@ function Variants({ exp }: { exp: Experiment }) {
   );
 }
 
+/** Keys of a watch job's entry (actor `rule` / `rollout`) that its alert already shows. */
+const WATCH_KEYS = new Set(['reason', 'rule', 'numbers', 'rollout', 'alert_id']);
+
 function describe(a: AuditEntry): string {
   const d = (a.details ?? {}) as Record<string, unknown>;
   const parts: string[] = [];
@@ -303,7 +330,8 @@ function describe(a: AuditEntry): string {
     else if (a.action === 'launch' || a.action === 'ramp') parts.push(`at ${ramp.to}%`);
   }
   if (Array.isArray(d.changed)) parts.push(`changed ${d.changed.join(', ')}`);
-  const rest = Object.fromEntries(Object.entries(d).filter(([k]) => k !== 'ramp_pct' && k !== 'changed'));
+  const skip = (k: string) => k === 'ramp_pct' || k === 'changed' || (typeof d.reason === 'string' && WATCH_KEYS.has(k));
+  const rest = Object.fromEntries(Object.entries(d).filter(([k]) => !skip(k)));
   if (Object.keys(rest).length) parts.push(JSON.stringify(rest));
   return parts.join('; ');
 }
@@ -340,7 +368,14 @@ function AuditTable({ entries }: { entries: AuditEntry[] }) {
               </td>
               <td>{a.actor}</td>
               <td class="num">{a.version}</td>
-              <td class="small">{describe(a)}</td>
+              <td class="small">
+                {typeof a.details?.reason === 'string' && (
+                  <span class="block" data-testid="audit-reason">
+                    <CodeText text={a.details.reason} />
+                  </span>
+                )}
+                {describe(a)}
+              </td>
             </tr>
           ))}
         </tbody>

@@ -1,15 +1,18 @@
 // /experiments/{id}/results: live readout. Exposure bars that move as events arrive, metric
 // summaries, the lift table with a forest plot per metric, the cumulative lift over time, SRM and
 // guardrail warnings, P(best) per metric, bandit win probabilities when present, and CSV/Markdown
-// export. The fields documented in control-plane/src/results.rs are read as prose and labelled
-// numbers; only fields this console does not know fall back to a generic view ("Other analyses").
+// export. Alerts the watch job raises while the page is open appear as banners above the readout.
+// The fields documented in control-plane/src/results.rs are read as prose and labelled numbers;
+// only fields this console does not know fall back to a generic view ("Other analyses").
 import type { JSX } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { ApiError, api, type BanditSnapshot, type Experiment, type Lift, type Results as ResultsDoc, type Timeseries } from '../api';
+import { ApiError, api, type AlertEntry, type BanditSnapshot, type Experiment, type Lift, type Results as ResultsDoc, type Timeseries } from '../api';
+import { AlertFacts, CodeText, SeverityBadge, actionWords, kindLabel, severityTone } from '../alerts';
 import { ExposureBars, ForestPlot, LiftSeries, WeightHistory, WinProbabilityBars, variantColor, type Series } from '../charts';
 import { Alert, ExperimentHeader, LoadError, Spinner, download, useLoad } from '../components';
 import { dateTime, int, isNum, num, pIs, pValue, pct, signed, signedPct, timeOnly } from '../format';
 import { subscribeResults, type LiveMode } from '../live';
+import { Link } from '../router';
 
 const KNOWN_TOP = new Set([
   'experiment', 'id', 'status', 'version', 'control', 'alpha', 'generated_at', 'variants', 'lift', 'srm', 'guardrails', 'warnings', 'bandit', 'note',
@@ -28,10 +31,17 @@ export function Results({ id }: { id: string }) {
   const [modeDetail, setModeDetail] = useState<string | undefined>();
   const [updated, setUpdated] = useState<Date | null>(null);
   const [loadError, setLoadError] = useState<ApiError | null>(null);
+  const [pushed, setPushed] = useState<AlertEntry[]>([]);
 
   useEffect(() => {
     setDoc(null);
+    setPushed([]);
     return subscribeResults(id, {
+      onAlert: (a) => {
+        setPushed((list) => (list.some((x) => x.id === a.id) ? list : [a, ...list]));
+        // The job paused, stopped or re-ramped it: the header follows at once, not at the next load.
+        if (a.action !== 'notify') void exp.reload();
+      },
       onResults: (r) => {
         setDoc(r);
         setUpdated(new Date());
@@ -61,6 +71,7 @@ export function Results({ id }: { id: string }) {
     <>
       <ExperimentHeader exp={e} tab="results" />
       <LiveBar mode={mode} detail={modeDetail} updated={updated} exp={e} />
+      <PushedAlerts alerts={pushed} experimentKey={e.key} onDismiss={(id) => setPushed((list) => list.filter((a) => a.id !== id))} />
       {!doc ? <Spinner label="Loading results…" /> : <ResultsBody doc={doc} exp={e} />}
     </>
   );
@@ -100,6 +111,64 @@ function LiveBar({ mode, detail, updated, exp }: { mode: LiveMode; detail?: stri
         </button>
       </div>
       {err && <Alert>{err}</Alert>}
+    </div>
+  );
+}
+
+/** How many banners at most; the feed has the rest. */
+const MAX_BANNERS = 4;
+
+/**
+ * Alerts raised while this page is open, critical first, newest first within a severity. The
+ * live region is always in the page, so a banner appearing in it is announced; critical ones
+ * also as `role="alert"`.
+ */
+function PushedAlerts({ alerts, experimentKey, onDismiss }: { alerts: AlertEntry[]; experimentKey: string; onDismiss(id: number): void }) {
+  const rank = (a: AlertEntry) => (a.severity === 'critical' ? 0 : a.severity === 'warning' ? 1 : 2);
+  const sorted = [...alerts].sort((a, b) => rank(a) - rank(b) || b.id - a.id);
+  const shown = sorted.slice(0, MAX_BANNERS);
+  const feed = `/alerts?experiment=${encodeURIComponent(experimentKey)}`;
+  return (
+    <div class="live-alerts" aria-live="polite" aria-relevant="additions" data-testid="live-alerts">
+      {shown.map((a) => {
+        const tone = severityTone(a.severity);
+        return (
+          <div
+            key={a.id}
+            class={`alert alert-${tone} live-alert${tone === 'error' ? ' live-alert-critical' : ''}`}
+            role={tone === 'error' ? 'alert' : undefined}
+            data-testid="live-alert"
+            data-severity={a.severity}
+            data-kind={a.kind}
+          >
+            <div class="live-alert-head">
+              <SeverityBadge severity={a.severity} />
+              <strong>{kindLabel(a.kind)}</strong>
+              <span class="small">{timeOnly(new Date(a.created_at))}</span>
+              <button type="button" class="btn btn-small btn-ghost push-right" onClick={() => onDismiss(a.id)} aria-label={`Dismiss alert: ${a.title.replace(/`/g, '')}`}>
+                Dismiss
+              </button>
+            </div>
+            <p class="live-alert-title">
+              <CodeText text={a.title} />
+            </p>
+            <p class="live-alert-action" data-testid="live-alert-action">
+              <strong>{actionWords(a.action)}.</strong> <Link href={feed}>Open the alert feed</Link>
+            </p>
+            <AlertFacts alert={a} />
+          </div>
+        );
+      })}
+      {sorted.length > shown.length && (
+        <p class="small muted">
+          {sorted.length - shown.length} more in <Link href={feed}>the alert feed</Link>.
+        </p>
+      )}
+      {sorted.length > 1 && (
+        <button type="button" class="btn btn-small btn-ghost" onClick={() => sorted.forEach((a) => onDismiss(a.id))}>
+          Dismiss all
+        </button>
+      )}
     </div>
   );
 }
