@@ -36,7 +36,7 @@ PORT=$(free_port)
 TOKEN=$(random_token)
 LOG=$(mktemp /tmp/litmus-browser-cp.XXXXXX.log)
 env -u READ_API_TOKENS -u INGEST_API_TOKENS -u EDGE_PUBLISH_URL -u CF_ACCOUNT_ID -u CF_API_TOKEN \
-  ADMIN_API_TOKENS="$TOKEN" LITMUS_ADDR="127.0.0.1:$PORT" DASHBOARD_DIR="$ROOT/dashboard/dist" \
+  ADMIN_API_TOKENS="$TOKEN" LITMUS_ADDR="127.0.0.1:$PORT" DASHBOARD_DIR="$ROOT/dashboard/dist" LITMUS_WATCH_EVERY=1s \
   "$BIN" >"$LOG" 2>&1 &
 CP=$!
 stop_cp() {

@@ -1,11 +1,14 @@
 // The onboarding journey, click by click, in a real browser (Debian's chromium driven by
 // playwright-core) against the real stack: sign in → create a draft with three variants → launch
 // at 10% → events arrive → exposures and the lift table update live → export → settings → stop
-// → list pages → delete a draft.
+// → list pages → delete a draft → a stopping rule pauses an experiment by itself: the alert is
+// pushed to its results page, listed and acknowledged in the feed, and its rule, state and reason
+// are on the experiment's page, where rules and a draft's rollout plan are edited.
 // Screenshots of every screen go to $SCREENSHOT_DIR (test-output/screenshots by default).
 //
 // Run through scripts/test-browser.sh, which builds the dashboard, starts the control plane and
-// sets LITMUS_URL and LITMUS_TOKEN. Every wait is on UI state; nothing sleeps.
+// sets LITMUS_URL and LITMUS_TOKEN (and has the watch job look every second). Every wait is on UI
+// state; nothing sleeps, except polling the API for what background jobs do.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
@@ -548,12 +551,157 @@ step('a live bandit: the console shows the real readout converging on the best a
   await shot('17-bandit');
 });
 
+let watched;
+let ruleAlert;
+
+step('a stopping rule pauses an experiment by itself; its open results page shows the alert as it is raised', async () => {
+  const key = `watched-${run}`;
+  watched = await api('POST', '/experiments', {
+    key, name: `Watched ${run}`, variants: [{ key: 'control', weight: 0.5 }, { key: 'treatment', weight: 0.5 }],
+    rules: [{ kind: 'max_sample', units: 5, action: 'pause' }],
+  });
+  assert.deepEqual(watched.rules, [{ kind: 'max_sample', action: 'pause', units: 5 }]);
+  await api('POST', `/experiments/${key}/launch`, { ramp_pct: 100 });
+  // The polling step refused this page's sockets; from here on they go through to the server (the
+  // newest WebSocket route wins), so the alert arrives as a pushed message.
+  await page.routeWebSocket(/\/api\/v1\/ws\//, (ws) => ws.connectToServer());
+  await page.goto(`${BASE}/experiments/${watched.id}/results`);
+  await page.locator('[data-testid="live-mode"][data-mode="socket"]').waitFor();
+  const events = Array.from({ length: 12 }, (_, i) => ({ kind: 'exposure', experiment: key, unit_id: `watched-${run}-${i}`, variant_key: i % 2 ? 'treatment' : 'control' }));
+  assert.equal((await api('POST', '/events/batch', { events })).accepted, events.length);
+  // The watch job (every second in this stack) sees more than 5 units and pauses the experiment.
+  let alerts = [];
+  for (let i = 0; i < 100 && !alerts.length; i++) {
+    alerts = await api('GET', `/alerts?experiment=${key}&kind=rule`);
+    if (!alerts.length) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(alerts.length, 1, 'one alert for the rule, however often the job looks');
+  ruleAlert = alerts[0];
+  assert.equal(ruleAlert.action, 'pause');
+  assert.equal(ruleAlert.severity, 'critical');
+  assert.equal((await api('GET', `/experiments/${key}`)).status, 'paused');
+  // Pushed to the page that is open (socket, or the polling fallback), critical and in words.
+  const banner = page.locator('[data-testid="live-alert"][data-kind="rule"]');
+  await textIs(banner, /CRITICAL.*Stopping rule.*units exposed, the maximum is 5.*Paused the experiment\..*Exposed units:.*\(limit 5\)/s);
+  assert.equal(await page.getByTestId('live-mode').getAttribute('data-mode'), 'socket', 'pushed by the socket');
+  await textIs(page.getByTestId('status').first(), 'PAUSED');
+  await shot('18-results-live-alert');
+  await banner.getByRole('button', { name: /^Dismiss alert/ }).click();
+  await banner.waitFor({ state: 'detached' });
+});
+
+step('the alert feed: filter by kind, what the platform did, acknowledge (a refusal is explained)', async () => {
+  assert.ok(ruleAlert, 'a rule alert was raised');
+  await page.getByRole('link', { name: 'Alerts', exact: true }).click();
+  await page.getByRole('heading', { level: 1, name: 'Alerts' }).waitFor();
+  await page.getByLabel('Kind').selectOption('rule');
+  const feed = page.locator('[data-testid="alerts-feed"][data-filter="rule|0|"]');
+  await feed.waitFor();
+  assert.match(page.url(), /kind=rule/);
+  const item = feed.getByTestId(`alert-${ruleAlert.id}`);
+  await textIs(item, new RegExp(`CRITICAL.*Stopping rule.*watched-${run}.*units exposed, the maximum is 5`, 's'));
+  assert.equal(await item.getByTestId('alert-action').getAttribute('data-action'), 'pause');
+  await textIs(item.getByTestId('alert-action'), 'Paused the experiment');
+  await textIs(item.getByTestId('alert-facts'), /Rule 1:.*Maximum sample: 5 units → pause.*Exposed units:.*\(limit 5\)/s);
+  // A read-only token's 403, simulated (this stack has admin tokens only), is said in words.
+  const ackUrl = new RegExp(`/api/v1/alerts/${ruleAlert.id}/acknowledge$`);
+  await page.route(ackUrl, (route) => route.fulfill({ status: 403, json: { error: { code: 'forbidden', message: 'this token may not POST' } } }));
+  try {
+    await item.getByRole('button', { name: 'Acknowledge' }).click();
+    await textIs(item.getByTestId('ack-error'), /read-only: it cannot acknowledge alerts/);
+  } finally {
+    await page.unroute(ackUrl);
+  }
+  await item.getByRole('button', { name: 'Acknowledge' }).click();
+  await textIs(item.getByTestId('alert-acknowledged'), /Acknowledged by ds\.tester/);
+  const [acked] = await api('GET', `/alerts?experiment=${watched.key}&kind=rule`);
+  assert.equal(acked.acknowledged_by, 'ds.tester');
+  assert.ok(acked.acknowledged_at);
+  await shot('19-alerts');
+  // A fresh look at the unacknowledged ones no longer has it.
+  await page.getByLabel('Unacknowledged only').check();
+  await page.locator('[data-filter="rule|1|"]').first().waitFor();
+  assert.equal(await page.getByTestId(`alert-${ruleAlert.id}`).count(), 0);
+  await page.getByLabel('Unacknowledged only').uncheck();
+  await feed.getByTestId(`alert-${ruleAlert.id}`).getByTestId('alert-experiment').click();
+  await textIs(page.getByTestId('lifecycle').getByTestId('status'), 'PAUSED');
+});
+
+step('the Watch card: the rule holds, with its progress; the audit says why; rules are edited in place', async () => {
+  const watch = page.getByTestId('watch');
+  const exposed = (await api('GET', `/experiments/${watched.id}/results`)).variants.reduce((s, v) => s + v.exposures, 0);
+  assert.equal(exposed, 12);
+  await textIs(watch.getByTestId('rule-state-0'), 'HOLDS');
+  await textIs(watch.getByTestId('rule-progress-0'), '12 of 5 units');
+  await textIs(watch.getByTestId('rule-row-0'), /Maximum sample: 5 units.*Pause/s);
+  await textIs(watch.getByTestId(`alert-${ruleAlert.id}`), /Paused the experiment.*Acknowledged by ds\.tester/s);
+  // The job's audit entry: actor `rule`, and the reason in a sentence.
+  const byRule = page.getByTestId('audit-table').locator('tbody tr').filter({ has: page.getByRole('cell', { name: 'rule', exact: true }) });
+  await textIs(byRule, /pause.*running → paused.*rule.*stopping rule 1: \d+ units exposed, the maximum is 5/s);
+  const audit = await api('GET', `/experiments/${watched.id}/audit`);
+  const ruled = audit.filter((a) => a.actor === 'rule');
+  assert.deepEqual(ruled.map((a) => a.action), ['pause']);
+  assert.match(ruled[0].details.reason, /^stopping rule 1: \d+ units exposed, the maximum is 5$/);
+  await shot('20-detail-watch');
+
+  // A second rule: the API's own message lands next to the field it names.
+  await watch.getByRole('button', { name: 'Edit stopping rules' }).click();
+  await watch.getByRole('button', { name: 'Add rule' }).click();
+  const added = watch.getByTestId('rule-edit-1');
+  await added.getByLabel('Kind').selectOption('max_duration');
+  await added.getByLabel('Days').fill('0');
+  await added.getByLabel('Then').selectOption('stop');
+  await watch.getByRole('button', { name: 'Save rules' }).click();
+  await textIs(page.locator('#f-rules-1-days-error'), /max_duration rule needs `days`/);
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'f-rules-1-days');
+  await shot('21-rules-editor-error');
+  await added.getByLabel('Days').fill('14');
+  await watch.getByRole('button', { name: 'Save rules' }).click();
+  await textIs(watch.getByTestId('watch-message'), 'Stopping rules saved (2).');
+  await textIs(watch.getByTestId('rule-row-1'), /Maximum duration: 14 days.*Stop.*NOT YET.*of 14 days/s);
+  assert.deepEqual((await api('GET', `/experiments/${watched.id}`)).rules, [
+    { kind: 'max_sample', action: 'pause', units: 5 },
+    { kind: 'max_duration', action: 'stop', days: 14 },
+  ]);
+  await page.getByTestId('audit-table').getByText('changed rules').waitFor();
+});
+
+step('a draft plans its safe rollout: steps, margin, units per step', async () => {
+  const draft = await api('POST', '/experiments', {
+    name: `Rollout ${run}`, variants: [{ key: 'control', weight: 0.5 }, { key: 'treatment', weight: 0.5 }],
+    metrics: [{ name: 'errors', kind: 'proportion', role: 'guardrail', direction: 'decrease' }],
+  });
+  await page.goto(`${BASE}/experiments/${draft.id}`);
+  const watch = page.getByTestId('watch');
+  await watch.getByRole('button', { name: 'Plan a safe rollout' }).click();
+  const editor = watch.getByTestId('rollout-editor');
+  // Ramps must go up: the API says so next to the step.
+  await editor.getByTestId('plan-step-1').getByLabel('Ramp (%)').fill('2');
+  await editor.getByRole('button', { name: 'Save rollout plan' }).click();
+  await textIs(page.locator('#f-rollout-steps-1-ramp-pct-error'), /strictly up/);
+  await editor.getByTestId('plan-step-1').getByLabel('Ramp (%)').fill('25');
+  await editor.getByTestId('plan-step-0').getByLabel('Hold (seconds)').fill('1800');
+  await editor.getByLabel('Guardrail margin (%)').fill('2');
+  await editor.getByLabel('New units per step').fill('500');
+  await editor.getByRole('button', { name: 'Save rollout plan' }).click();
+  await textIs(watch.getByTestId('watch-message'), 'Rollout plan saved.');
+  const exp = await api('GET', `/experiments/${draft.id}`);
+  assert.deepEqual(exp.rollout, {
+    steps: [{ ramp_pct: 5, hold_seconds: 1800 }, { ramp_pct: 25, hold_seconds: 3600 }, { ramp_pct: 50, hold_seconds: 3600 }, { ramp_pct: 100, hold_seconds: 0 }],
+    guardrail_margin: 0.02, min_units_per_step: 500,
+  });
+  await textIs(watch.getByTestId('rollout-step-0'), /5%.*hold 30 min/s);
+  await textIs(watch.getByTestId('rollout-outcome'), /Not started: launching starts step 1 at 5%/);
+  await shot('22-detail-rollout-plan');
+});
+
 step('readable on a phone: no sideways scrolling', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [path, name] of [
     [`/experiments/${experimentId}/results`, '13-phone-results'],
     [`/experiments/${experimentId}`, '14-phone-detail'],
     ['/experiments/new', '15-phone-new'],
+    ['/alerts', '15b-phone-alerts'],
   ]) {
     await page.evaluate((p) => {
       history.pushState(null, '', p);
@@ -561,6 +709,7 @@ step('readable on a phone: no sideways scrolling', async () => {
     }, path);
     await page.locator('main h1').waitFor();
     if (name.includes('results')) await page.getByTestId('lift-row-order_value-model_c').waitFor();
+    if (name.includes('alerts')) await page.getByTestId('alerts-feed').waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 1, `${path} overflows sideways by ${overflow}px`);
     await shot(name);
