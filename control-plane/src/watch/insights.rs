@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::rules::{ALPHA, Facts, breaches};
+use super::rules::{ALPHA, Facts, breaches, fmt_p};
 use crate::results::Role;
 use crate::stats::power;
 
@@ -26,14 +26,14 @@ pub fn from_facts(f: &Facts) -> Vec<Finding> {
     if let Some((p, true)) = f.srm {
         out.push(Finding {
             kind: "srm", severity: "critical", key: "srm".into(),
-            title: format!("sample ratio mismatch: units do not split as configured (p = {p:.2e})"),
+            title: format!("sample ratio mismatch: units do not split as configured (p = {})", fmt_p(p)),
             details: json!({"p_value": p, "threshold": crate::stats::srm::SRM_ALPHA}),
         });
     }
     for b in breaches(f, None, 0.0) {
         out.push(Finding {
             kind: "guardrail", severity: "critical", key: format!("guardrail:{}:{}", b.metric, b.variant),
-            title: format!("guardrail `{}` is worse in {} (always-valid p = {:.4})", b.metric, b.variant, b.p_value),
+            title: format!("guardrail `{}` is worse in {} (always-valid p = {})", b.metric, b.variant, fmt_p(b.p_value)),
             details: json!(b),
         });
     }

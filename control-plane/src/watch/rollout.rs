@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::rules::{Breach, Facts, breaches};
+use super::rules::{Breach, Facts, breaches, fmt_p};
 
 pub const MAX_STEPS: usize = 20;
 
@@ -107,10 +107,10 @@ pub fn decide(plan: &Rollout, state: &State, facts: &Facts, units_in_step: i64, 
     if !found.is_empty() || srm.is_some() {
         let reason = match (found.first(), srm) {
             (Some(b), _) => format!(
-                "guardrail `{}` breached by {} (always-valid p = {:.4}, interval [{:.4}, {:.4}] beyond {:.4})",
-                b.metric, b.variant, b.p_value, b.ci_low, b.ci_high, b.threshold
+                "guardrail `{}` breached by {} (always-valid p = {}, interval [{:.4}, {:.4}] beyond {:.4})",
+                b.metric, b.variant, fmt_p(b.p_value), b.ci_low, b.ci_high, b.threshold
             ),
-            (None, Some(p)) => format!("sample ratio mismatch (p = {p:.2e})"),
+            (None, Some(p)) => format!("sample ratio mismatch (p = {})", fmt_p(p)),
             (None, None) => unreachable!("one of them is set"),
         };
         return Decision::Rollback { reason, breaches: found, srm_p: srm };

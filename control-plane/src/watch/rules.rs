@@ -281,13 +281,13 @@ fn check(rule: &Rule, f: &Facts) -> (bool, String, String, Value) {
                 .filter(|r| rule.metric.as_deref().map_or(r.role == Role::Primary, |m| r.metric == m))
                 .filter_map(|r| r.sequence.map(|s| s.2))
                 .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.min(p))));
-            let progress = best_p.map_or("not enough data yet".into(), |p| format!("always-valid p = {p:.4} (decides below {ALPHA})"));
+            let progress = best_p.map_or("not enough data yet".into(), |p| format!("always-valid p = {} (decides below {ALPHA})", fmt_p(p)));
             let rows: Vec<Value> = decided.iter().map(|r| {
                 let (lo, hi, p) = r.sequence.unwrap_or_default();
                 json!({"metric": r.metric, "variant": r.variant, "p_value": p, "ci_low": lo, "ci_high": hi, "rel_lift": r.rel_lift})
             }).collect();
             let title = match decided.first() {
-                Some(r) => format!("{} on `{}` is decided by the always-valid test (p = {:.4})", r.variant, r.metric, r.sequence.map_or(1.0, |s| s.2)),
+                Some(r) => format!("{} on `{}` is decided by the always-valid test (p = {})", r.variant, r.metric, fmt_p(r.sequence.map_or(1.0, |s| s.2))),
                 None => String::new(),
             };
             (!decided.is_empty(), progress, title, json!({"alpha": ALPHA, "decided": rows}))
@@ -305,17 +305,22 @@ fn check(rule: &Rule, f: &Facts) -> (bool, String, String, Value) {
                 "breached".into()
             };
             let title = found.first().map_or(String::new(), |b| {
-                format!("guardrail `{}` breached by {}: worse than control beyond a {:.1} % margin (always-valid p = {:.4})",
-                        b.metric, b.variant, margin * 100.0, b.p_value)
+                format!("guardrail `{}` breached by {}: worse than control beyond a {:.1} % margin (always-valid p = {})",
+                        b.metric, b.variant, margin * 100.0, fmt_p(b.p_value))
             });
             (!found.is_empty(), progress, title, json!({"breaches": found}))
         }
         RuleKind::Srm => match f.srm {
-            Some((p, flagged)) => (flagged, format!("p = {p:.4} (fires below 0.001)"),
-                                   format!("sample ratio mismatch: p = {p:.2e} (below 0.001)"), json!({"p_value": p})),
+            Some((p, flagged)) => (flagged, format!("p = {} (fires below 0.001)", fmt_p(p)),
+                                   format!("sample ratio mismatch: p = {} (below 0.001)", fmt_p(p)), json!({"p_value": p})),
             None => (false, "not enough data yet".into(), String::new(), json!({})),
         },
     }
+}
+
+/// A p-value in words: four decimals, or two significant digits once that would read 0.0000.
+pub fn fmt_p(p: f64) -> String {
+    if p < 1e-4 { format!("{p:.1e}") } else { format!("{p:.4}") }
 }
 
 /// A rule's identity for deduplication: its definition, so an edited rule may fire again and an
@@ -415,6 +420,11 @@ mod tests {
         assert_eq!(evaluate(&r, &f).1[0].details["p_value"], 1e-6);
         f.srm = None;
         assert!(evaluate(&r, &f).1.is_empty());
+    }
+
+    #[test]
+    fn p_values_in_words() {
+        assert_eq!((fmt_p(0.04213), fmt_p(0.0001), fmt_p(4.2106e-5), fmt_p(2.5396e-10)), ("0.0421".into(), "0.0001".into(), "4.2e-5".into(), "2.5e-10".into()));
     }
 
     #[test]
