@@ -48,6 +48,11 @@ phase "end to end: control plane + worker in workerd"
 cargo build --locked -p litmus-control-plane -p litmus-loadgen
 with_node node --test "tests/e2e/*.test.mjs"
 
+phase "Python SDK against Postgres and the control plane binary (pytest); the brief's smoke script"
+# Needs target/debug/litmus-control-plane: the end-to-end phase above built it.
+VENV=$(scripts/python-env.sh)
+"$VENV/bin/python" -m pytest -q sdk/python/tests
+
 phase "dashboard in a real browser (chromium + playwright-core)"
 scripts/test-browser.sh
 
