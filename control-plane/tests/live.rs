@@ -24,14 +24,21 @@ where
     }
 }
 
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn websocket_pushes_results_as_events_arrive(db: PgPool) {
+/// The app on a loopback socket (a read token too), and a watch job over the same state.
+async fn serve(db: &PgPool) -> (std::net::SocketAddr, litmus_control_plane::watch::scheduler::Watch) {
     let mut config = Config::for_tests("postgres://unused", ADMIN);
     config.read_api_tokens = vec![READER.into()];
     let state = startup::app_state(db.clone(), config, None);
+    let watch = startup::watcher(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(startup::serve(listener, state, std::future::pending()));
+    (addr, watch)
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn websocket_pushes_results_as_events_arrive(db: PgPool) {
+    let (addr, _) = serve(&db).await;
     let base = format!("http://{addr}/api/v1");
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(ADMIN).json(&body).send();
@@ -113,13 +120,7 @@ async fn timeseries_is_cumulative(db: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn websocket_pushes_the_alerts_the_watch_job_raises(db: PgPool) {
-    let mut config = Config::for_tests("postgres://unused", ADMIN);
-    config.read_api_tokens = vec![READER.into()];
-    let state = startup::app_state(db.clone(), config, None);
-    let watch = startup::watcher(&state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(startup::serve(listener, state, std::future::pending()));
+    let (addr, watch) = serve(&db).await;
     let base = format!("http://{addr}/api/v1");
     let http = reqwest::Client::new();
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).bearer_auth(ADMIN).json(&body).send();
