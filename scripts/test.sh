@@ -39,6 +39,7 @@ upload=$(grep -o 'gzip: [0-9.]* KiB' <<<"$dry_run" || true)
 echo "worker upload: $upload"
 awk -v u="$upload" 'BEGIN { split(u, f, " "); if (f[2] + 0 > 250) { print "the worker is over its 250 KiB gzip budget: " u; exit 1 } }'
 with_node node --test "edge-worker/test/*.test.mjs"
+scripts/build-sdk-js.sh; with_node node --test --test-timeout=120000 "sdk/js/test/*.test.mjs"   # the JS SDK (sdk/js/README.md): vectors, against this worker, example page in chromium
 
 phase "targeting against GrowthBook's own SDK (generated conditions)"
 [ -d edge-worker/bench/peer/node_modules/@growthbook/growthbook ] || scripts/npm-install.sh edge-worker/bench/peer
