@@ -6,6 +6,8 @@
 #
 #   scripts/build-sdk-js.sh           # build when out of date
 #   scripts/build-sdk-js.sh --force   # rebuild
+#   scripts/build-sdk-js.sh --example-into DIR   # build, then copy the example page into DIR and
+#                                     # the module into DIR/sdk (make run: dashboard/dist/sdk-example)
 #
 # Same toolchain as scripts/build-worker.sh (scripts/setup-toolchain.sh: Debian rustc with a
 # private wasm32 sysroot, wasm-bindgen-cli, Node 22): rustup has no wasm32 target on these machines.
@@ -15,7 +17,24 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TC=${LITMUS_TOOLCHAIN_DIR:-$HOME/.cache/litmus-edge/toolchain}
 SDK="$ROOT/sdk/js"
 OUT="$SDK/dist"
-force=0; [ "${1:-}" = "--force" ] && force=1
+force=0; example_dir=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --force) force=1 ;;
+    --example-into) example_dir=${2:?--example-into needs a directory}; shift ;;
+    *) echo "build-sdk-js.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# The example page beside the module it imports (./sdk/index.js), as the control plane serves it.
+copy_example() {
+  [ -n "$example_dir" ] || return 0
+  rm -rf "$example_dir" && mkdir -p "$example_dir"
+  cp "$SDK/example/index.html" "$example_dir/"
+  cp -r "$OUT" "$example_dir/sdk"
+  echo "build-sdk-js.sh: example page in $example_dir"
+}
 
 if [ ! -f "$TC/env.sh" ]; then
   echo "build-sdk-js.sh: no toolchain at $TC; run scripts/setup-toolchain.sh first" >&2
@@ -31,6 +50,7 @@ if [ $force = 0 ] && [ -f "$STAMP" ] && [ -f "$OUT/wasm/litmus_sdk_js_wasm_bg.wa
     "$SDK/tsconfig.json" "$ROOT/shared/src" "$ROOT/shared/Cargo.toml" "$0" -type f -newer "$STAMP" -print -quit 2>/dev/null || true)
   if [ -z "$newer" ]; then
     echo "build-sdk-js.sh: sdk/js/dist is up to date"
+    copy_example
     exit 0
   fi
 fi
@@ -44,8 +64,9 @@ if [ "$want" != "$have" ]; then
 fi
 
 # The binding crate is outside the root workspace (its own [workspace] and lock) and builds in
-# its own target dir, so it neither waits on nor invalidates the worker's or the control plane's.
-export CARGO_TARGET_DIR="$ROOT/target/sdk-js-wasm"
+# its own target dir, so it neither waits on nor invalidates the worker's or the control plane's
+# (under a CARGO_TARGET_DIR given, as tests/run's private clones share the repo's).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/sdk-js-wasm"
 (cd "$SDK/wasm" && cargo build --locked --offline --release --target wasm32-unknown-unknown)
 
 rm -rf "$OUT" && mkdir -p "$OUT/wasm"
@@ -64,3 +85,4 @@ fi
 (cd "$SDK" && node_modules/.bin/tsc -p tsconfig.json)
 touch "$STAMP"
 ls -l "$OUT/wasm/litmus_sdk_js_wasm_bg.wasm" "$OUT/index.js" | awk '{printf "build-sdk-js.sh: %s %d bytes\n", $NF, $5}'
+copy_example

@@ -73,6 +73,7 @@ if [ -f dashboard/package.json ]; then
   phase "dashboard build"
   with_node bash -c 'cd dashboard && { [ -d node_modules ] || ../scripts/npm-install.sh .; } && npm run build'
 fi
+scripts/build-sdk-js.sh --example-into dashboard/dist/sdk-example   # the JS SDK example: http://$LITMUS_ADDR/sdk-example/?edge=http://127.0.0.1:$EDGE_PORT
 
 phase "control plane build"
 cargo build --locked --profile server -p litmus-control-plane
