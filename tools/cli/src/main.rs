@@ -189,8 +189,18 @@ fn token(cli: &Cli) -> String {
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    out(&format!("{}\n", serde_json::to_string_pretty(v)?))
+}
+
+/// Writes to stdout; a reader that went away (`litmus experiments list | head -1`) is not an
+/// error, where `print!` would panic.
+pub fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -205,11 +215,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Results { experiment, csv, md } => {
             let path = format!("/api/v1/experiments/{}/results", seg(&experiment));
             if csv || md {
-                print!("{}", client.get_text(&path, &[("format", if csv { "csv" } else { "md" }.into())]).await?);
-                return Ok(());
+                return out(&client.get_text(&path, &[("format", if csv { "csv" } else { "md" }.into())]).await?);
             }
             let doc = client.get(&path, &[]).await?;
-            if cli.json { print_json(&doc) } else { Ok(print!("{}", render::results(&doc))) }
+            if cli.json { print_json(&doc) } else { out(&render::results(&doc)) }
         }
         Command::Alerts { action: Some(AlertAction::Ack { id, actor }), .. } => {
             let body = actor.name().map_or(json!({}), |a| json!({"actor": a}));
@@ -217,8 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&alert)
             } else {
-                println!("acknowledged alert {} ({} on {}) by {} at {}", id, render::s(&alert["kind"]), render::s(&alert["experiment_key"]), render::s(&alert["acknowledged_by"]), render::time(&alert["acknowledged_at"]));
-                Ok(())
+                out(&format!("acknowledged alert {} ({} on {}) by {} at {}\n", id, render::s(&alert["kind"]), render::s(&alert["experiment_key"]), render::s(&alert["acknowledged_by"]), render::time(&alert["acknowledged_at"])))
             }
         }
         Command::Alerts { action: None, filter } => {
@@ -236,7 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 query.push(("limit", l.to_string()));
             }
             let list = client.get("/api/v1/alerts", &query).await?;
-            if cli.json { print_json(&list) } else { Ok(print!("{}", render::alerts(list.as_array().map_or(&[], Vec::as_slice)))) }
+            if cli.json { print_json(&list) } else { out(&render::alerts(list.as_array().map_or(&[], Vec::as_slice))) }
         }
         Command::Watch { experiment, plain, count } => watch::run(&client, watch::Options { experiment, plain, count }).await,
         Command::Loadgen(_) => unreachable!("handled above"),
@@ -244,13 +252,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn experiments(client: &Client, cmd: Experiments, json_out: bool) -> anyhow::Result<()> {
-    let show = |e: &Value| if json_out { print_json(e) } else { Ok(print!("{}", render::experiment(e))) };
+    let show = |e: &Value| if json_out { print_json(e) } else { out(&render::experiment(e)) };
     let transition = |e: &Value, verb: &str| {
         if json_out {
             print_json(e)
         } else {
-            println!("{verb} {}: {} at {} (version {})", render::s(&e["key"]), render::s(&e["status"]), e["ramp_pct"].as_f64().map_or("-".into(), |r| format!("{r} %")), render::s(&e["version"]));
-            Ok(())
+            out(&format!("{verb} {}: {} at {} (version {})\n", render::s(&e["key"]), render::s(&e["status"]), e["ramp_pct"].as_f64().map_or("-".into(), |r| format!("{r} %")), render::s(&e["version"])))
         }
     };
     match cmd {
@@ -263,7 +270,7 @@ async fn experiments(client: &Client, cmd: Experiments, json_out: bool) -> anyho
                 query.push(("q", q));
             }
             let list = client.get("/api/v1/experiments", &query).await?;
-            if json_out { print_json(&list) } else { Ok(print!("{}", render::experiments(list.as_array().map_or(&[], Vec::as_slice)))) }
+            if json_out { print_json(&list) } else { out(&render::experiments(list.as_array().map_or(&[], Vec::as_slice))) }
         }
         Experiments::Show { experiment } => show(&client.get(&format!("/api/v1/experiments/{}", seg(&experiment)), &[]).await?),
         Experiments::Create { file } => {
@@ -279,7 +286,7 @@ async fn experiments(client: &Client, cmd: Experiments, json_out: bool) -> anyho
             if json_out {
                 return print_json(&e);
             }
-            println!("created {} ({}) as a {}\n", render::s(&e["key"]), render::s(&e["id"]), render::s(&e["status"]));
+            out(&format!("created {} ({}) as a {}\n\n", render::s(&e["key"]), render::s(&e["id"]), render::s(&e["status"])))?;
             show(&e)
         }
         Experiments::Launch { experiment, ramp, actor } => {

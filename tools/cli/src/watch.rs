@@ -1,7 +1,7 @@
 //! `litmus watch`: the experiment's live socket as a terminal dashboard, or, when stdout is not a
 //! terminal (pipes, tests) or with `--plain`, one plain-text snapshot per message.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -235,13 +235,11 @@ fn handle(state: &mut State, msg: &Value, seen: &mut u64, opts: &Options) -> any
 
 async fn plain(state: &mut State, rx: &mut mpsc::Receiver<anyhow::Result<Value>>, opts: &Options) -> anyhow::Result<()> {
     let mut seen = 0;
-    let mut stdout = std::io::stdout();
     while let Some(msg) = rx.recv().await {
         let msg = msg?;
         let done = handle(state, &msg, &mut seen, opts)?;
         if matches!(msg["type"].as_str(), Some("results" | "bandit" | "alert")) {
-            writeln!(stdout, "{}", state.snapshot(&opts.experiment))?;
-            stdout.flush()?;
+            crate::out(&format!("{}\n", state.snapshot(&opts.experiment)))?;
         }
         if done {
             return Ok(());
