@@ -67,7 +67,7 @@ fi
 # its own target dir, so it neither waits on nor invalidates the worker's or the control plane's
 # (under a CARGO_TARGET_DIR given, as tests/run's private clones share the repo's).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/sdk-js-wasm"
-(cd "$SDK/wasm" && cargo build --locked --offline --release --target wasm32-unknown-unknown)
+(cd "$SDK/wasm" && cargo build --locked --release --target wasm32-unknown-unknown)
 
 rm -rf "$OUT" && mkdir -p "$OUT/wasm"
 "$WASM_BINDGEN_BIN" --target web --out-dir "$OUT/wasm" \
