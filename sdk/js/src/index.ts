@@ -60,6 +60,10 @@ export interface ClientOptions {
   credentials?: RequestCredentials;
   /** Browsers: remember the unit the edge gave in localStorage (key `litmus_uid`); default true. */
   persistUnit?: boolean;
+  /** The `sticky` document of an earlier answer for this unit (bandits: a unit keeps its first
+   * variant while weights move). The client keeps the latest one in `client.sticky`; a service
+   * stores it with the unit and passes it here next time. Browsers have the edge's cookie instead. */
+  sticky?: unknown;
   /** Called with every swallowed error (the SDK never throws into the host). */
   onError?: (error: unknown) => void;
 }
@@ -135,6 +139,8 @@ export class LitmusClient {
   /** The unit the assignments are for: given, or the one the edge answered for. */
   unitId: string | undefined;
   attributes: Attributes;
+  /** The latest `sticky` document the edge answered with (only when sticky experiments exist). */
+  sticky: unknown;
   private readonly edgeUrl: string;
   private readonly timeoutMs: number;
   private readonly retries: number;
@@ -173,6 +179,7 @@ export class LitmusClient {
       }
     };
     this.unitId = options.unitId;
+    this.sticky = options.sticky;
     if (this.unitId === undefined && this.persistUnit) {
       try {
         this.unitId = storage()?.getItem(STORAGE_KEY) ?? undefined;
@@ -433,6 +440,7 @@ export class LitmusClient {
       const answer = await this.assignRequest(asked);
       this.lastAnswer = answer;
       if (answer.unit_id && !this.unitId) this.rememberUnit(answer.unit_id);
+      if (answer.sticky !== undefined) this.sticky = answer.sticky;
       for (const a of answer.assignments) this.cache.set(a.experiment, a);
       if (asked === null) this.allFetched = true;
     } catch (e) {
@@ -454,6 +462,7 @@ export class LitmusClient {
     const body: Record<string, unknown> = { attributes: this.attributes, expose: false };
     if (this.unitId !== undefined) body.unit_id = this.unitId;
     if (experiments !== null) body.experiments = experiments;
+    if (this.sticky !== undefined && this.sticky !== null) body.sticky = this.sticky;
     const res = await this.call("/v1/assign", JSON.stringify(body), { credentials: this.credentials });
     const text = await res.text();
     if (!res.ok) throw new Error(`POST /v1/assign: ${res.status} ${text}`);

@@ -239,3 +239,27 @@ test("local evaluation equals the edge for 200 random units, non-ASCII ids inclu
   assert.deepEqual(diffs, []);
   local.dispose();
 });
+
+test("bandits: the sticky document of an answer keeps the unit's variant when weights move", async () => {
+  const bandit = (version, weights) => experiment("ranker", {
+    type: "bandit", version,
+    variants: [
+      { key: "a", weight: weights[0], config_json: {} },
+      { key: "b", weight: weights[1], config_json: {} },
+    ],
+  });
+  assert.equal((await w.publish({ ...CONFIG, version: 8, experiments: [...CONFIG.experiments, bandit(1, [0.5, 0.5])] })).status, 200);
+  const first = createClient({ edgeUrl: w.url, unitId: "sticky-unit" });
+  const v1 = await first.getVariant("ranker", { expose: false });
+  assert.equal(v1.inExperiment, true);
+  assert.ok(first.sticky, "the edge answered with a sticky document");
+  // Every new unit now gets the other arm; this one keeps its own through the document.
+  const other = v1.key === "a" ? [0, 1] : [1, 0];
+  assert.equal((await w.publish({ ...CONFIG, version: 9, experiments: [...CONFIG.experiments, bandit(2, other)] })).status, 200);
+  const later = createClient({ edgeUrl: w.url, unitId: "sticky-unit", sticky: first.sticky });
+  const v2 = await later.getVariant("ranker", { expose: false });
+  assert.equal(v2.key, v1.key);
+  assert.equal(v2.reason, "sticky");
+  const fresh = createClient({ edgeUrl: w.url, unitId: "sticky-unit" });
+  assert.notEqual((await fresh.getVariant("ranker", { expose: false })).key, v1.key, "without it the weights decide");
+});
