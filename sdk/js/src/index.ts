@@ -263,7 +263,11 @@ export class LitmusClient {
       if (this.exposed.has(key)) return false;
       this.exposed.add(key);
       const e = this.event("exposure", a);
-      if (Object.keys(this.attributes).length > 0) e.attributes = { ...this.attributes };
+      // The attributes go along for segment breakdowns when the control plane can store them
+      // (as the edge does with its own exposures: at most 4 KiB of JSON, no NUL); otherwise the
+      // exposure goes without them rather than being refused.
+      const attrs = Object.keys(this.attributes).length > 0 ? JSON.stringify(this.attributes) : "";
+      if (attrs && attrs.length <= 4096 && !attrs.includes("\\u0000")) e.attributes = JSON.parse(attrs) as Attributes;
       this.enqueue(e);
       return true;
     } catch (e) {

@@ -263,3 +263,12 @@ test("bandits: the sticky document of an answer keeps the unit's variant when we
   const fresh = createClient({ edgeUrl: w.url, unitId: "sticky-unit" });
   assert.notEqual((await fresh.getVariant("ranker", { expose: false })).key, v1.key, "without it the weights decide");
 });
+
+test("attributes the control plane cannot store leave the exposure, not the exposure itself", async () => {
+  const client = createClient({ edgeUrl: w.url, unitId: "nul-unit", attributes: { note: "a\u0000b" } });
+  assert.equal((await client.getVariant("checkout")).inExperiment, true);
+  await client.flush();
+  const e = await waitFor(() => sink.delivered().find((x) => x.unit_id === "nul-unit"), { what: "the exposure" });
+  assert.equal(e.kind, "exposure");
+  assert.equal(e.attributes, undefined);
+});
