@@ -60,7 +60,7 @@ pub fn num(x: f64) -> String {
         return "-".into();
     }
     let a = x.abs();
-    let decimals = if a == 0.0 || a >= 1000.0 { 0 } else if a >= 100.0 { 1 } else if a >= 10.0 { 2 } else if a >= 1.0 { 3 } else { 4 };
+    let decimals = if a == 0.0 { 0 } else if a >= 1000.0 { 1 } else if a >= 10.0 { 2 } else if a >= 1.0 { 3 } else { 4 };
     if a != 0.0 && a < 0.0001 {
         return format!("{x:.2e}");
     }
@@ -161,7 +161,7 @@ fn indent(t: &str) -> String {
 
 /// The metrics of a readout in the order the server lists lifts, then any without a lift (a
 /// metric only one arm has seen so far), each with its kind: a name can be both a mean and a rate.
-fn metrics(doc: &Value) -> Vec<(String, &'static str)> {
+pub fn metrics(doc: &Value) -> Vec<(String, &'static str)> {
     let mut out: Vec<(String, &'static str)> = Vec::new();
     let mut add = |name: &str, kind: &'static str| {
         if !out.iter().any(|(n, k)| n == name && *k == kind) {
@@ -181,6 +181,13 @@ fn metrics(doc: &Value) -> Vec<(String, &'static str)> {
             add(name, "proportion");
         }
     }
+    // Primary metrics first: they decide the experiment.
+    let rank = |name: &str| match doc["lift"].as_array().into_iter().flatten().find(|l| l["metric"] == name).and_then(|l| l["role"].as_str()) {
+        Some("primary") => 0,
+        Some("guardrail") => 1,
+        _ => 2,
+    };
+    out.sort_by_key(|(name, _)| rank(name));
     out
 }
 
@@ -275,9 +282,9 @@ mod tests {
 
     #[test]
     fn numbers_read_as_people_write_them() {
-        assert_eq!(num(102.0435), "102.0");
+        assert_eq!(num(102.0435), "102.04");
         assert_eq!(num(0.13213), "0.1321");
-        assert_eq!(num(13979.96), "13980");
+        assert_eq!(num(13979.96), "13980.0");
         assert_eq!(num(-5.67091), "-5.671");
         assert_eq!(p_value(&json!(0.00001)), "<0.0001");
         assert_eq!(signed_pct(0.0053), "+0.53 %");

@@ -73,12 +73,8 @@ impl State {
     fn lift_rows(&self) -> Vec<[String; 7]> {
         let Some(doc) = &self.results else { return Vec::new() };
         let mut out = Vec::new();
-        let control = doc["control"].as_str().unwrap_or_default();
-        for (metric, kind) in metric_names(doc) {
+        for (metric, kind) in render::metrics(doc) {
             for row in render::metric_rows(doc, &metric, kind) {
-                if row[0] == control && doc["lift"].as_array().is_some_and(|l| !l.is_empty()) {
-                    continue;
-                }
                 let [variant, _, value, lift, ci, p, best] = row;
                 out.push([metric.clone(), variant, value, lift, ci, p, best]);
             }
@@ -145,18 +141,6 @@ impl State {
         }
         out
     }
-}
-
-fn metric_names(doc: &Value) -> Vec<(String, &'static str)> {
-    let mut out: Vec<(String, &'static str)> = Vec::new();
-    for l in doc["lift"].as_array().into_iter().flatten() {
-        let kind = if l["kind"] == "proportion" { "proportion" } else { "mean" };
-        let name = render::s(&l["metric"]);
-        if !out.iter().any(|(n, k)| *n == name && *k == kind) {
-            out.push((name, kind));
-        }
-    }
-    out
 }
 
 fn bar(n: i64, max: i64) -> String {
@@ -298,9 +282,9 @@ fn draw(f: &mut ratatui::Frame, state: &State, experiment: &str) {
     let [head, exp, lift, srm, alerts, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(exposures.len() as u16 + 2),
-        Constraint::Min(4),
+        Constraint::Length(lifts.len().max(1) as u16 + 3),
         Constraint::Length(if state.bandit.is_some() { 2 } else { 1 }),
-        Constraint::Length(KEEP_ALERTS as u16 + 2),
+        Constraint::Min(3),
         Constraint::Length(1),
     ])
     .areas(f.area());
