@@ -271,3 +271,18 @@ async fn errors_are_one_readable_line(db: PgPool) {
     let r = run("not a url", &["experiments", "list"]).await;
     assert!(r.code == 1 && r.stderr.starts_with("litmus: --url `not a url` is not a URL"), "{}", r.stderr);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn loadgen_runs_as_a_subcommand(db: PgPool) {
+    let s = serve(db).await;
+    post(&s.url, "/api/v1/experiments", experiment_json("load")).await;
+    post(&s.url, "/api/v1/experiments/load/launch", json!({"ramp_pct": 100})).await;
+    // Variants fetched from the control plane with the CLI's own --url and token.
+    let report = ok(&s.url, &["loadgen", "--experiment", "load", "--events", "300", "--batch", "100", "--concurrency", "2", "--units", "50", "--quiet"]).await;
+    assert!(report.contains("accepted     300   duplicates 0") && report.contains("errors       none"), "{report}");
+    let table = ok(&s.url, &["results", "load"]).await;
+    assert!(table.contains("exposures: blue 25, green 25"), "{table}");
+
+    let r = run("http://192.0.2.1:8000", &["loadgen", "--experiment", "load"]).await;
+    assert!(r.code == 1 && r.stderr.starts_with("litmus: loadgen only targets loopback addresses"), "{}", r.stderr);
+}
