@@ -98,6 +98,7 @@ cat <<MSG
   Litmus Edge is up.
     control plane  http://$LITMUS_ADDR        (health: /health, metrics: /metrics)
     dashboard      http://$LITMUS_ADDR/
+    JS SDK example http://$LITMUS_ADDR/sdk-example/?edge=http://127.0.0.1:$EDGE_PORT&experiment=<key>
     edge worker    http://127.0.0.1:$EDGE_PORT/v1/assign?unit_id=u1
     database       $DATABASE_URL
 $data    admin token    $ADMIN_API_TOKENS$generated

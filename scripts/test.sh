@@ -39,13 +39,16 @@ upload=$(grep -o 'gzip: [0-9.]* KiB' <<<"$dry_run" || true)
 echo "worker upload: $upload"
 awk -v u="$upload" 'BEGIN { split(u, f, " "); if (f[2] + 0 > 250) { print "the worker is over its 250 KiB gzip budget: " u; exit 1 } }'
 with_node node --test "edge-worker/test/*.test.mjs"
-scripts/build-sdk-js.sh; with_node node --test --test-timeout=120000 "sdk/js/test/*.test.mjs"   # the JS SDK (sdk/js/README.md): vectors, against this worker, example page in chromium
+
+phase "JS SDK: the engine as wasm (every vector), against this worker, its example page in chromium"
+scripts/build-sdk-js.sh
+with_node node --test --test-timeout=120000 "sdk/js/test/*.test.mjs"
 
 phase "targeting against GrowthBook's own SDK (generated conditions)"
 [ -d edge-worker/bench/peer/node_modules/@growthbook/growthbook ] || scripts/npm-install.sh edge-worker/bench/peer
 with_node node --test tests/conformance/*.test.mjs
 
-phase "end to end: control plane + worker in workerd"
+phase "end to end: control plane + worker in workerd (and the SDKs' answers against both)"
 cargo build --locked -p litmus-control-plane -p litmus-loadgen
 with_node node --test "tests/e2e/*.test.mjs"
 
