@@ -232,7 +232,9 @@ pub fn srm_line(doc: &Value) -> String {
     let observed: Vec<String> = srm["observed"].as_array().into_iter().flatten().map(s).collect();
     let expected: Vec<String> = srm["expected"].as_array().into_iter().flatten().map(|e| e.as_f64().map_or("-".into(), |x| format!("{:.0} %", x * 100.0))).collect();
     let verdict = if srm["flagged"].as_bool() == Some(true) { "MISMATCH: units do not split as configured" } else { "ok" };
-    format!("SRM: {verdict} (p = {}; observed {}, expected {})", p_value(&srm["p_value"]), observed.join(" / "), expected.join(" / "))
+    let p = p_value(&srm["p_value"]);
+    let p = if p.starts_with('<') { format!("p {}", p.replacen('<', "< ", 1)) } else { format!("p = {p}") };
+    format!("SRM: {verdict} ({p}; observed {}, expected {})", observed.join(" / "), expected.join(" / "))
 }
 
 pub fn results(doc: &Value) -> String {

@@ -99,7 +99,7 @@ impl State {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|v| format!("{} P(best) {} weight {}", render::s(&v["key"]), v["win_probability"].as_f64().map_or("-".into(), |p| format!("{p:.3}")), render::s(&v["weight"])))
+            .map(|v| format!("{} P(best) {} weight {}", render::s(&v["key"]), v["win_probability"].as_f64().map_or("-".into(), |p| format!("{p:.3}")), v["weight"].as_f64().map_or("-".into(), |w| format!("{w:.4}"))))
             .collect();
         Some(format!("bandit: stage {}, top {}{}; {}", render::s(&b["stage"]), render::s(&b["top_variant"]), if b["converged"] == true { " (converged)" } else { "" }, arms.join("; ")))
     }
@@ -283,7 +283,7 @@ fn draw(f: &mut ratatui::Frame, state: &State, experiment: &str) {
         Constraint::Length(1),
         Constraint::Length(exposures.len() as u16 + 2),
         Constraint::Length(lifts.len().max(1) as u16 + 3),
-        Constraint::Length(if state.bandit.is_some() { 2 } else { 1 }),
+        Constraint::Length(if state.bandit.is_some() { 4 } else { 2 }),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
@@ -324,6 +324,6 @@ fn draw(f: &mut ratatui::Frame, state: &State, experiment: &str) {
         .zip(state.alert_lines())
         .map(|(a, text)| Line::styled(text, if a["severity"] == "critical" { Style::new().fg(Color::Red) } else { Style::new() }))
         .collect();
-    f.render_widget(Paragraph::new(alert_lines).block(Block::new().borders(Borders::ALL).title(" latest alerts ")), alerts);
+    f.render_widget(Paragraph::new(alert_lines).wrap(Wrap { trim: true }).block(Block::new().borders(Borders::ALL).title(" latest alerts ")), alerts);
     f.render_widget(Paragraph::new("q quits").dim(), foot);
 }
