@@ -234,7 +234,14 @@ async fn plain(state: &mut State, rx: &mut mpsc::Receiver<anyhow::Result<Value>>
 
 async fn dashboard(state: &mut State, rx: &mut mpsc::Receiver<anyhow::Result<Value>>, opts: &Options) -> anyhow::Result<()> {
     // ratatui::init restores the terminal from its panic hook too.
-    let mut terminal = ratatui::try_init().context("cannot take over the terminal (use --plain)")?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            // Raw mode may be on already when entering the alternate screen failed.
+            ratatui::restore();
+            return Err(anyhow::Error::new(e).context("cannot take over the terminal (use --plain)"));
+        }
+    };
     let quit = Arc::new(AtomicBool::new(false));
     let (keys_tx, mut keys) = mpsc::channel::<()>(1);
     let stop = quit.clone();
