@@ -195,12 +195,25 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
 /// Writes to stdout; a reader that went away (`litmus experiments list | head -1`) is not an
 /// error, where `print!` would panic.
 pub fn out(text: &str) -> anyhow::Result<()> {
+    written(text).map(|_| ())
+}
+
+/// As [`out`]; false once the reader went away (`litmus watch x | head` then stops).
+pub fn written(text: &str) -> anyhow::Result<bool> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        other => other.map(|()| true).map_err(Into::into),
     }
+}
+
+/// An id or key for a path: an empty one would name the collection instead.
+fn ident(s: &str) -> anyhow::Result<String> {
+    if s.trim().is_empty() {
+        anyhow::bail!("an experiment id or key is needed (got an empty one)");
+    }
+    Ok(seg(s))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -213,7 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Experiments(cmd) => experiments(&client, cmd, cli.json).await,
         Command::Results { experiment, csv, md } => {
-            let path = format!("/api/v1/experiments/{}/results", seg(&experiment));
+            let path = format!("/api/v1/experiments/{}/results", ident(&experiment)?);
             if csv || md {
                 return out(&client.get_text(&path, &[("format", if csv { "csv" } else { "md" }.into())]).await?);
             }
@@ -246,7 +259,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let list = client.get("/api/v1/alerts", &query).await?;
             if cli.json { print_json(&list) } else { out(&render::alerts(list.as_array().map_or(&[], Vec::as_slice))) }
         }
-        Command::Watch { experiment, plain, count } => watch::run(&client, watch::Options { experiment, plain, count }).await,
+        Command::Watch { experiment, plain, count } => {
+            ident(&experiment)?;
+            watch::run(&client, watch::Options { experiment, plain, count }).await
+        }
         Command::Loadgen(_) => unreachable!("handled above"),
     }
 }
@@ -272,7 +288,7 @@ async fn experiments(client: &Client, cmd: Experiments, json_out: bool) -> anyho
             let list = client.get("/api/v1/experiments", &query).await?;
             if json_out { print_json(&list) } else { out(&render::experiments(list.as_array().map_or(&[], Vec::as_slice))) }
         }
-        Experiments::Show { experiment } => show(&client.get(&format!("/api/v1/experiments/{}", seg(&experiment)), &[]).await?),
+        Experiments::Show { experiment } => show(&client.get(&format!("/api/v1/experiments/{}", ident(&experiment)?), &[]).await?),
         Experiments::Create { file } => {
             let (text, name) = if file == "-" {
                 let mut s = String::new();
@@ -297,15 +313,15 @@ async fn experiments(client: &Client, cmd: Experiments, json_out: bool) -> anyho
             if let Some(a) = actor.name() {
                 body["actor"] = json!(a);
             }
-            transition(&client.post(&format!("/api/v1/experiments/{}/launch", seg(&experiment)), &body).await?, "launched")
+            transition(&client.post(&format!("/api/v1/experiments/{}/launch", ident(&experiment)?), &body).await?, "launched")
         }
         Experiments::Pause { experiment, actor } => {
             let body = actor.name().map_or(json!({}), |a| json!({"actor": a}));
-            transition(&client.post(&format!("/api/v1/experiments/{}/pause", seg(&experiment)), &body).await?, "paused")
+            transition(&client.post(&format!("/api/v1/experiments/{}/pause", ident(&experiment)?), &body).await?, "paused")
         }
         Experiments::Stop { experiment, actor } => {
             let body = actor.name().map_or(json!({}), |a| json!({"actor": a}));
-            transition(&client.post(&format!("/api/v1/experiments/{}/stop", seg(&experiment)), &body).await?, "stopped")
+            transition(&client.post(&format!("/api/v1/experiments/{}/stop", ident(&experiment)?), &body).await?, "stopped")
         }
     }
 }

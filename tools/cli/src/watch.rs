@@ -222,8 +222,8 @@ async fn plain(state: &mut State, rx: &mut mpsc::Receiver<anyhow::Result<Value>>
     while let Some(msg) = rx.recv().await {
         let msg = msg?;
         let done = handle(state, &msg, &mut seen, opts)?;
-        if matches!(msg["type"].as_str(), Some("results" | "bandit" | "alert")) {
-            crate::out(&format!("{}\n", state.snapshot(&opts.experiment)))?;
+        if matches!(msg["type"].as_str(), Some("results" | "bandit" | "alert")) && !crate::written(&format!("{}\n", state.snapshot(&opts.experiment)))? {
+            return Ok(());
         }
         if done {
             return Ok(());
