@@ -545,12 +545,13 @@ fn assemble(row: &ExperimentRow, arms: &[ArmRow], ranks: &[RankRow], settings: &
 
 /// A stable bootstrap seed per (experiment, metric, variant): the same data gives the same CI.
 fn seed_for(row: &ExperimentRow, metric: &str, variant: &str) -> u64 {
-    // FNV-1a: deterministic across processes (no RandomState).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in row.id.as_bytes().iter().chain(metric.as_bytes()).chain([0u8].iter()).chain(variant.as_bytes()) {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    fnv1a(row.id.as_bytes().iter().chain(metric.as_bytes()).chain([0u8].iter()).chain(variant.as_bytes()).copied())
+}
+
+/// FNV-1a: a hash that is the same in every process and release (no RandomState), for seeds and
+/// keys that must not change between runs.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -104,17 +104,18 @@ pub struct Acted {
 }
 
 /// Raises every finding and firing not raised before, and carries out the actions that come with
-/// the new ones; each in its own transaction with the experiment row locked, so the action, its
-/// audit entry and its alert commit together.
+/// the new ones: each firing and rollout step in its own transaction with the experiment row
+/// locked, so the action, its audit entry and its alert commit together.
 pub async fn act(db: &PgPool, row: &ExperimentRow, a: &Assessment) -> ApiResult<Acted> {
     let mut acted = Acted::default();
+    // Insights act on nothing: one transaction raises those not raised before.
+    let mut tx = db.begin().await?;
     for f in &a.findings {
-        let mut tx = db.begin().await?;
         if let Some(alert) = alerts::raise(&mut tx, row, f, "notify").await? {
             acted.alerts.push(alert);
         }
-        tx.commit().await?;
     }
+    tx.commit().await?;
     for firing in &a.firings {
         let finding = Finding {
             kind: "rule",

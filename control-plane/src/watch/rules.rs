@@ -326,11 +326,7 @@ pub fn fmt_p(p: f64) -> String {
 /// A rule's identity for deduplication: its definition, so an edited rule may fire again and an
 /// unchanged one fires once however often it is evaluated.
 pub fn key(rule: &Rule) -> String {
-    let text = serde_json::to_string(rule).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::results::fnv1a(serde_json::to_string(rule).unwrap_or_default().bytes());
     format!("rule:{}:{h:016x}", rule.kind.as_str())
 }
 
