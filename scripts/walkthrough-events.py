@@ -43,37 +43,28 @@ def checkout_cta(rng):
     return events
 
 
-def ranker(rng):
+def exposed_and_converting(rng, experiment, prefix, metric, arms):
+    """`arms`: (variant, units, conversion rate); unit ids `<prefix>-<variant>-<i>`."""
     events = []
-    for arm, rate in (("m1", 0.10), ("m2", 0.14), ("m3", 0.15)):
-        for i in range(1000):
-            unit = f"req-{arm}-{i:04d}"
-            events.append(event("exposure", "ranker", unit, arm))
+    for variant, units, rate in arms:
+        for i in range(units):
+            unit = f"{prefix}-{variant}-{i:04d}"
+            events.append(event("exposure", experiment, unit, variant))
             if rng.random() < rate:
-                events.append(event("conversion", "ranker", unit, arm, metric="click"))
+                events.append(event("conversion", experiment, unit, variant, metric=metric))
     return events
+
+
+def ranker(rng):
+    return exposed_and_converting(rng, "ranker", "req", "click", (("m1", 1000, 0.10), ("m2", 1000, 0.14), ("m3", 1000, 0.15)))
 
 
 def signup_flow(rng):
-    events = []
-    for variant, units in (("control", 600), ("treatment", 400)):
-        for i in range(units):
-            unit = f"visitor-{variant}-{i:04d}"
-            events.append(event("exposure", "signup_flow", unit, variant))
-            if rng.random() < 0.2:
-                events.append(event("conversion", "signup_flow", unit, variant, metric="signup"))
-    return events
+    return exposed_and_converting(rng, "signup_flow", "visitor", "signup", (("control", 600, 0.2), ("treatment", 400, 0.2)))
 
 
 def new_checkout(rng):
-    events = []
-    for variant, rate in (("control", 0.04), ("treatment", 0.20)):
-        for i in range(300):
-            unit = f"buyer-{variant}-{i:04d}"
-            events.append(event("exposure", "new_checkout", unit, variant))
-            if rng.random() < rate:
-                events.append(event("conversion", "new_checkout", unit, variant, metric="errors"))
-    return events
+    return exposed_and_converting(rng, "new_checkout", "buyer", "errors", (("control", 300, 0.04), ("treatment", 300, 0.20)))
 
 
 def main():
