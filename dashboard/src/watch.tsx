@@ -9,6 +9,7 @@ import {
   api,
   getActor,
   type Experiment,
+  type ExperimentInput,
   type RolloutDecision,
   type RolloutPlan,
   type RuleAction,
@@ -254,9 +255,7 @@ function toRules(rows: RuleRow[]): { rules?: StoppingRule[]; errors: FieldErrors
 
 function RulesEditor({ exp, onCancel, onSaved }: { exp: Experiment; onCancel(): void; onSaved(e: Experiment): void }) {
   const [rows, setRows] = useState<RuleRow[]>(() => (exp.rules ?? []).map(toRow));
-  const [errors, setErrors] = useState<FieldErrors>({});
-  const [general, setGeneral] = useState<string | undefined>();
-  const [busy, setBusy] = useState(false);
+  const { errors, setErrors, general, busy, submit } = usePatchForm(exp, onSaved);
   const metrics = exp.metrics ?? [];
   const listId = `rule-metrics-${exp.id}`;
 
@@ -265,34 +264,19 @@ function RulesEditor({ exp, onCancel, onSaved }: { exp: Experiment; onCancel(): 
     setRows((rs) => rs.map((r, j) => (j === i ? { ...r, ...patch } : r)));
   };
 
-  const save = async (e: Event) => {
-    e.preventDefault();
-    if (busy) return;
-    const { rules, errors: errs } = toRules(rows);
-    setGeneral(undefined);
-    if (!rules) {
-      setErrors(errs);
-      focusFirst(errs);
-      return;
-    }
-    setBusy(true);
-    try {
-      const updated = await api.updateExperiment(exp.id, { rules, actor: getActor() });
-      setErrors({});
-      onSaved(updated);
-    } catch (err) {
-      if (err instanceof ApiError) {
+  const save = (e: Event) =>
+    submit(
+      e,
+      () => {
+        const { rules, errors } = toRules(rows);
+        return { patch: rules && { rules }, errors };
+      },
+      () => {
         const known = new Set(['rules']);
         rows.forEach((_, i) => ['kind', 'action', 'days', 'units', 'metric', 'margin'].forEach((f) => known.add(`rules[${i}].${f}`)));
-        const placed = placeError(err, known);
-        setErrors(placed.fields);
-        setGeneral(placed.general);
-        focusFirst(placed.fields);
-      } else setGeneral(String(err));
-    } finally {
-      setBusy(false);
-    }
-  };
+        return known;
+      },
+    );
 
   return (
     <form onSubmit={save} noValidate aria-labelledby="rules-title" data-testid="rules-editor">
@@ -432,6 +416,46 @@ function RulesEditor({ exp, onCancel, onSaved }: { exp: Experiment; onCancel(): 
 }
 
 /** Keyboard and screen-reader users land on the first field that needs them. */
+/** The state and the save of an editor that PATCHes the experiment: its own check first, then the
+ * API's, whose field errors land on the inputs named in `known` (the rest at the top). */
+function usePatchForm(exp: Experiment, onSaved: (e: Experiment) => void) {
+  const [errors, setErrors] = useState<FieldErrors>({});
+  const [general, setGeneral] = useState<string | undefined>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (
+    e: Event,
+    check: () => { patch?: Partial<ExperimentInput>; errors: FieldErrors },
+    known: () => Set<string>,
+    top: (general?: string) => string | undefined = (g) => g,
+  ) => {
+    e.preventDefault();
+    if (busy) return;
+    setGeneral(undefined);
+    const { patch, errors: errs } = check();
+    if (!patch) {
+      setErrors(errs);
+      focusFirst(errs);
+      return;
+    }
+    setBusy(true);
+    try {
+      const updated = await api.updateExperiment(exp.id, { ...patch, actor: getActor() });
+      setErrors({});
+      onSaved(updated);
+    } catch (err) {
+      if (err instanceof ApiError) {
+        const placed = placeError(err, known());
+        setErrors(placed.fields);
+        setGeneral(top(placed.general));
+        focusFirst(placed.fields);
+      } else setGeneral(String(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { errors, setErrors, general, busy, submit };
+}
+
 function focusFirst(errors: FieldErrors) {
   const first = Object.keys(errors)[0];
   if (first) requestAnimationFrame(() => document.getElementById(fieldId(first))?.focus());
@@ -620,9 +644,7 @@ function toPlan(f: PlanForm): { plan?: RolloutPlan; errors: FieldErrors } {
 
 function RolloutEditor({ exp, onCancel, onSaved }: { exp: Experiment; onCancel(): void; onSaved(e: Experiment): void }) {
   const [f, setF] = useState<PlanForm>(() => toPlanForm(exp.rollout ?? DEFAULT_PLAN));
-  const [errors, setErrors] = useState<FieldErrors>({});
-  const [general, setGeneral] = useState<string | undefined>();
-  const [busy, setBusy] = useState(false);
+  const { errors, setErrors, general, busy, submit } = usePatchForm(exp, onSaved);
   const guardrails = (exp.metrics ?? []).filter((m) => m.role === 'guardrail');
 
   const edit = (paths: (p: string) => boolean, fn: (f: PlanForm) => PlanForm) => {
@@ -632,35 +654,21 @@ function RolloutEditor({ exp, onCancel, onSaved }: { exp: Experiment; onCancel()
   const setStep = (i: number, patch: Partial<PlanForm['steps'][number]>) =>
     edit((p) => p.startsWith(`rollout.steps[${i}]`), (s) => ({ ...s, steps: s.steps.map((x, j) => (j === i ? { ...x, ...patch } : x)) }));
 
-  const save = async (e: Event) => {
-    e.preventDefault();
-    if (busy) return;
-    setGeneral(undefined);
-    const { plan, errors: errs } = toPlan(f);
-    if (!plan) {
-      setErrors(errs);
-      focusFirst(errs);
-      return;
-    }
-    setBusy(true);
-    try {
-      const updated = await api.updateExperiment(exp.id, { rollout: plan, actor: getActor() });
-      setErrors({});
-      onSaved(updated);
-    } catch (err) {
-      if (err instanceof ApiError) {
+  const save = (e: Event) =>
+    submit(
+      e,
+      () => {
+        const { plan, errors } = toPlan(f);
+        return { patch: plan && { rollout: plan }, errors };
+      },
+      () => {
         const known = new Set(['rollout.steps', 'rollout.guardrail_margin', 'rollout.min_units_per_step']);
         f.steps.forEach((_, i) => ['ramp_pct', 'hold_seconds'].forEach((k) => known.add(`rollout.steps[${i}].${k}`)));
-        const placed = placeError(err, known);
-        setErrors(placed.fields);
-        // The plan as a whole ("declare a guardrail metric") is said at the top.
-        setGeneral(placed.general?.replace(/^rollout: /, ''));
-        focusFirst(placed.fields);
-      } else setGeneral(String(err));
-    } finally {
-      setBusy(false);
-    }
-  };
+        return known;
+      },
+      // The plan as a whole ("declare a guardrail metric") is said at the top.
+      (general) => general?.replace(/^rollout: /, ''),
+    );
 
   return (
     <form onSubmit={save} noValidate aria-labelledby="rollout-title" data-testid="rollout-editor">
