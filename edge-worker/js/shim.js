@@ -2,9 +2,10 @@
 // $SNIPPET_* placeholders and bundles this with wasm-bindgen's glue into build/worker/shim.mjs).
 //
 // Two things happen here rather than in Rust, because they are cheaper on this side:
-// - GET /v1/assign, the hot route, calls the engine directly (src/fast.rs) with the query, the
-//   cookie and the origin as strings and builds the response from one string: no class instance,
-//   proxy, Headers-by-crossing or promise per request. Anything else, and any request the fast
+// - GET /v1/assign, the hot route, calls the engine directly (src/fast.rs) with the query (and the
+//   cookie and the origin when they matter) written into wasm memory, and builds the response from
+//   the body left there: no class instance, proxy, Headers-by-crossing, string or promise per
+//   request. Anything else, and any request the fast
 //   path declines (cold isolate, config due for its KV re-read, no queue bound), goes to the
 //   workers-rs handler, which answers identically.
 // - Exposures of several requests travel in one queue message: each answer's message is held for
@@ -65,26 +66,85 @@ function isAssign(url, queryAt) {
   return end - start === 10 && url.startsWith("/v1/assign", start);
 }
 
-/** Mirrors src/fast.rs NEW_HEAD. */
+// Mirrors of src/fast.rs's constants.
 const NEW_HEAD = 1 << 16;
+const NEED_HEADERS = 1;
+const ABSENT = -1;
+const NOT_READ = -2;
+
+// Views on wasm memory, made again when it grows (growing detaches the old buffer).
+const memory = instance.exports.memory;
+let bytes = new Uint8Array(memory.buffer);
+let words = new Uint32Array(memory.buffer);
+function fresh() {
+  if (bytes.byteLength === 0) {
+    bytes = new Uint8Array(memory.buffer);
+    words = new Uint32Array(memory.buffer);
+  }
+}
+/** Word index of src/fast.rs's OUT: body address, body length, exposures address, length. */
+const OUT = imports.fast_out() >>> 2;
+let inputAt = 0;
+let inputCap = 0;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Writes `s` as UTF-8 at `at`, where 3 bytes per UTF-16 unit fit; returns the bytes written. */
+function put(s, at) {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 127) return i + encoder.encodeInto(s.slice(i), bytes.subarray(at + i, at + 3 * n)).written;
+    bytes[at + i] = c;
+  }
+  return n;
+}
+
+/** One call of src/fast.rs's fast_assign. `cookie` and `origin`: a string, null (the request has
+ * none) or undefined (not read). */
+function callFast(query, cookie, origin, https, bound) {
+  const room = 3 * (query.length + (cookie?.length ?? 0) + (origin?.length ?? 0));
+  if (room > inputCap) {
+    inputCap = Math.max(room, 2 * inputCap, 4096);
+    inputAt = imports.fast_input(inputCap);
+  }
+  fresh();
+  const q = put(query, inputAt);
+  let at = inputAt + q;
+  let c = NOT_READ;
+  if (cookie === null) c = ABSENT;
+  else if (cookie !== undefined) at += c = put(cookie, at);
+  let o = NOT_READ;
+  if (origin === null) o = ABSENT;
+  else if (origin !== undefined) o = put(origin, at);
+  return imports.fast_assign(q, c, o, https, Date.now(), bound);
+}
+
 let lastInit = null;
+// Set once a request that named its unit still needed its headers (ALLOWED_ORIGINS is a list, or
+// a sticky experiment reads its cookie): from then on they are read up front, not on a second call.
+let headersWanted = false;
 
 function fastAssign(request, env, ctx) {
   const url = request.url;
   const queryAt = url.indexOf("?");
   if (!isAssign(url, queryAt)) return undefined;
   const query = queryAt < 0 ? "" : url.slice(queryAt + 1);
-  const headers = request.headers;
-  const answer = imports.fast_assign_get(
-    query,
-    // The unit id (without a unit_id) and the sticky assignments of bandits live in cookies.
-    headers.get("cookie") ?? undefined,
-    headers.get("origin") ?? undefined,
-    url.startsWith("https:"),
-    Date.now(),
-    env.EVENTS !== undefined,
-  );
-  if (answer === 0) return undefined;
+  const https = url.startsWith("https:");
+  const bound = env.EVENTS !== undefined;
+  // Most service calls name their unit: then the engine says whether the cookie (the browser's
+  // unit id, sticky assignments) or the origin (a CORS list) matter, and the headers are read
+  // only if they do. A browser's call without a unit id reads them at once.
+  let answer = NEED_HEADERS;
+  if (!headersWanted && query.includes("unit_id=")) {
+    answer = callFast(query, undefined, undefined, https, bound);
+    if (answer === NEED_HEADERS) headersWanted = true;
+  }
+  if (answer === NEED_HEADERS) {
+    const headers = request.headers;
+    answer = callFast(query, headers.get("cookie"), headers.get("origin"), https, bound);
+  }
+  if (answer === 0 || answer === NEED_HEADERS) return undefined;
   if (answer & NEW_HEAD) {
     // "{status}\n{name}: {value}\n...": most answers share one head, parsed once.
     const lines = imports.fast_take_head().split("\n");
@@ -95,11 +155,16 @@ function fastAssign(request, env, ctx) {
     }
     lastInit = { status: Number(lines[0]), headers };
   }
-  const init = lastInit;
-  const body = imports.fast_take_body();
-  const bytes = imports.fast_exposures_bytes();
-  if (bytes > 0) expose(imports.fast_take_exposures(), bytes, env, ctx);
-  return new Response(body, init);
+  fresh();
+  const exposures = words[OUT + 3];
+  if (exposures > 0) {
+    const at = words[OUT + 2];
+    expose(decoder.decode(bytes.subarray(at, at + exposures)), exposures, env, ctx);
+  }
+  // The body stays in wasm memory: the Response copies it from this view, with no string made
+  // and encoded again on the way.
+  const at = words[OUT];
+  return new Response(bytes.subarray(at, at + words[OUT + 1]), lastInit);
 }
 
 export default {

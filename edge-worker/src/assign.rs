@@ -1,6 +1,7 @@
 //! `GET /v1/assign` and `POST /v1/assign`: answers from the cached config set through
 //! `litmus_shared::assign`, so the edge and the control plane agree bit for bit.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use litmus_shared::exposures::ExposureGroup;
@@ -135,24 +136,25 @@ pub fn parse_body(body: Value) -> ApiResult<Query> {
 
 /// An answer, ready to send: what both the workers-rs route and the JavaScript fast path
 /// (`fast.rs`) turn into a response.
+/// The body is written into the caller's buffer, which the fast path reuses across answers.
 pub struct Prepared {
     pub status: u16,
-    pub body: String,
     /// The queue message logging this answer's exposures, if any.
     pub exposures: Option<String>,
     /// Headers beyond `content-type`: `cache-control`, and `set-cookie` for a minted unit id.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
 }
 
 async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> ApiResult<Response> {
     let cookie = req.headers().get("cookie").ok().flatten();
     let https = req.inner().url().starts_with("https:");
     let set = config_cache::current(state).await;
-    let prepared = prepare(state, set.as_ref(), q, cookie.as_deref(), https)?;
+    let mut body = String::new();
+    let prepared = prepare(state, set.as_ref(), q, cookie.as_deref(), https, &mut body)?;
     if let Some(message) = prepared.exposures {
         events::enqueue(state, ctx, vec![message], false).await?;
     }
-    let mut resp = Response::builder().with_status(prepared.status).fixed(prepared.body.into_bytes());
+    let mut resp = Response::builder().with_status(prepared.status).fixed(body.into_bytes());
     let headers = resp.headers_mut();
     headers.set("content-type", "application/json")?;
     for (name, value) in &prepared.headers {
@@ -161,9 +163,27 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
     Ok(resp)
 }
 
+/// Whether the answer to `q` can depend on the `Cookie` header: a unit id to find there, or a
+/// sticky experiment whose document the browser keeps there. Otherwise the fast path need not
+/// read the request's headers at all.
+pub fn needs_cookie(set: Option<&Rc<ConfigSet>>, q: &Query) -> bool {
+    q.unit_id.is_none() || (q.sticky.is_none() && has_sticky(set))
+}
+
+fn has_sticky(set: Option<&Rc<ConfigSet>>) -> bool {
+    set.is_some_and(|s| s.experiments.iter().any(|e| e.is_sticky()))
+}
+
 /// Everything about an answer that needs no I/O: the unit (given, from the cookie, or minted),
-/// the checks, the assignments, the body and the exposures message.
-pub fn prepare(vars: &Vars, set: Option<&Rc<ConfigSet>>, q: Query, cookie: Option<&str>, https: bool) -> ApiResult<Prepared> {
+/// the checks, the assignments, the body (written into `body`) and the exposures message.
+pub fn prepare(
+    vars: &Vars,
+    set: Option<&Rc<ConfigSet>>,
+    q: Query,
+    cookie: Option<&str>,
+    https: bool,
+    body: &mut String,
+) -> ApiResult<Prepared> {
     let (unit_id, minted) = match q.unit_id {
         Some(id) => (id, false),
         None => match cookie.and_then(cookie_id) {
@@ -191,11 +211,13 @@ pub fn prepare(vars: &Vars, set: Option<&Rc<ConfigSet>>, q: Query, cookie: Optio
         None => None,
     };
 
-    // Sticky assignments: the caller's document, else the browser's cookie. Only when there is
-    // something to keep or a document to honour: answers of A/B tests stay as they were.
+    // Sticky assignments: the caller's document, else the browser's cookie while the set has a
+    // sticky experiment (its document then matters; without one, answers of A/B tests stay as
+    // they were, and the fast path need not read the cookie of a request that names its unit).
     let from_caller = q.sticky.is_some();
-    let doc = q.sticky.or_else(|| cookie.and_then(sticky_cookie));
-    let wanted = doc.is_some() || set.is_some_and(|s| s.experiments.iter().any(|e| e.is_sticky()));
+    let sticky_set = has_sticky(set);
+    let doc = q.sticky.or_else(|| cookie.filter(|_| sticky_set).and_then(sticky_cookie));
+    let wanted = doc.is_some() || sticky_set;
     let mut sticky = wanted.then(|| StickyDoc::for_unit(doc, &unit_id));
     let mut sticky_changed = false;
     let assignments = evaluate(set.map(|s| &**s), keys.as_deref(), &unit_id, &q.attributes, sticky.as_mut(), &mut sticky_changed);
@@ -220,21 +242,21 @@ pub fn prepare(vars: &Vars, set: Option<&Rc<ConfigSet>>, q: Query, cookie: Optio
     } else {
         None
     };
-    let body = render::answer(&unit_id, set, &assignments, sticky.as_ref());
+    render::answer(body, &unit_id, set, &assignments, sticky.as_ref());
 
     // Answers are per unit: no shared cache may keep them.
-    let mut headers = vec![("cache-control", "private, no-store".to_owned())];
+    let mut headers = vec![("cache-control", Cow::Borrowed("private, no-store"))];
     if minted {
         let secure = if https { "; Secure" } else { "" };
-        headers.push(("set-cookie", format!("{COOKIE}={unit_id}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{secure}")));
+        headers.push(("set-cookie", format!("{COOKIE}={unit_id}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{secure}").into()));
     }
     if let Some(doc) = sticky.as_ref().filter(|_| sticky_changed && !from_caller) {
         let secure = if https { "; Secure" } else { "" };
         let json = doc.to_json();
         let value: String = form_urlencoded::byte_serialize(json.as_bytes()).collect();
-        headers.push(("set-cookie", format!("{STICKY_COOKIE}={value}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{secure}")));
+        headers.push(("set-cookie", format!("{STICKY_COOKIE}={value}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{secure}").into()));
     }
-    Ok(Prepared { status: 200, body, exposures, headers })
+    Ok(Prepared { status: 200, exposures, headers })
 }
 
 fn evaluate<'a>(

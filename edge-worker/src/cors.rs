@@ -4,6 +4,8 @@
 //! refuse credentials with a wildcard). A comma list echoes the caller's origin when it is listed
 //! and allows credentials, so the `litmus_uid` cookie works from those sites.
 
+use std::borrow::Cow;
+
 use worker::{Headers, Request, Response};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,19 +23,24 @@ impl AllowedOrigins {
 
     /// The headers to add for a request from `origin`; empty when the origin is not allowed, which
     /// makes the browser block the response.
-    pub fn headers_for(&self, origin: Option<&str>) -> Vec<(&'static str, String)> {
+    pub fn headers_for(&self, origin: Option<&str>) -> Vec<(&'static str, Cow<'static, str>)> {
         match self {
-            Self::Any => vec![("access-control-allow-origin", "*".to_owned())],
+            Self::Any => vec![("access-control-allow-origin", Cow::Borrowed("*"))],
             Self::List(list) => {
                 // Caches must not serve one origin's answer to another.
-                let mut h = vec![("vary", "Origin".to_owned())];
+                let mut h = vec![("vary", Cow::Borrowed("Origin"))];
                 if let Some(o) = origin.filter(|o| list.iter().any(|allowed| allowed == o)) {
-                    h.push(("access-control-allow-origin", o.to_owned()));
-                    h.push(("access-control-allow-credentials", "true".to_owned()));
+                    h.push(("access-control-allow-origin", Cow::Owned(o.to_owned())));
+                    h.push(("access-control-allow-credentials", Cow::Borrowed("true")));
                 }
                 h
             }
         }
+    }
+
+    /// Whether the answer depends on the request's `Origin`.
+    pub fn by_origin(&self) -> bool {
+        matches!(self, Self::List(_))
     }
 }
 
@@ -49,14 +56,14 @@ pub fn apply(allowed: &AllowedOrigins, req: &Request, resp: &mut Response) {
 pub fn preflight(allowed: &AllowedOrigins, req: &Request) -> Response {
     let mut resp = Response::builder().with_status(204).empty();
     let mut headers = allowed.headers_for(origin(req).as_deref());
-    headers.push(("access-control-allow-methods", "GET, POST, OPTIONS".to_owned()));
-    headers.push(("access-control-allow-headers", "content-type".to_owned()));
-    headers.push(("access-control-max-age", "86400".to_owned()));
+    headers.push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
+    headers.push(("access-control-allow-headers", "content-type".into()));
+    headers.push(("access-control-max-age", "86400".into()));
     set_all(resp.headers_mut(), headers);
     resp
 }
 
-fn set_all(target: &mut Headers, headers: Vec<(&'static str, String)>) {
+fn set_all(target: &mut Headers, headers: Vec<(&'static str, Cow<'static, str>)>) {
     for (name, value) in headers {
         // `vary` may already name other headers; the others are ours alone.
         let result = if name == "vary" { target.append(name, &value) } else { target.set(name, &value) };

@@ -1,10 +1,12 @@
 //! `GET /v1/assign` without workers-rs's per-request glue: the JavaScript entry
-//! (`edge-worker/js/shim.js`) calls [`fast_assign_get`] with the request's query, cookie and origin
-//! as plain strings and builds the response itself. Profiled under the bench's load, the glue
+//! (`edge-worker/js/shim.js`) writes the request's query (and, only when the answer can depend on
+//! them, its cookie and origin) into a buffer in wasm memory, calls [`fast_assign`], and builds
+//! the response from the body left in wasm memory. Profiled under the bench's load, the glue
 //! cost more than the assignment: a class instance and proxies per request, the URL copied into
 //! wasm and parsed twice, a `Headers` and a `Response` built through a dozen crossings, promise
-//! and microtask plumbing for a route that never waits on anything, and the garbage of all that
-//! (14 % of the isolate's time went to the collector).
+//! and microtask plumbing for a route that never waits on anything, and the garbage of all that.
+//! What is left per request is one call and no allocation on the JavaScript side but the
+//! `Response` (which copies the body out of wasm memory) and a view on it.
 //!
 //! The answer is the one the workers-rs route gives, by construction: both call
 //! [`assign::prepare`]. Whatever needs I/O or is not warmed up yet (the first request of an
@@ -13,6 +15,7 @@
 //! request to workers-rs.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -22,95 +25,151 @@ use crate::error::ApiResult;
 use crate::state;
 
 thread_local! {
-    // The body and the exposures message of the last answer, until the shim takes them.
+    // The request's strings, written by the shim: the query, the cookie, then the origin.
+    static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    // The body and the exposures message of the last answer, read by the shim through `OUT`;
+    // the body's buffer is reused by the next answer.
     static BODY: RefCell<String> = const { RefCell::new(String::new()) };
     static EXPOSURES: RefCell<Option<String>> = const { RefCell::new(None) };
-    // The head of the last answer, which the shim holds as headers already.
+    // The head of the last answer, which the shim holds as headers already, and the next one's.
     static HEAD: RefCell<String> = const { RefCell::new(String::new()) };
+    static NEXT_HEAD: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Answers `GET /v1/assign?{query}`: `0` = take the workers-rs road; otherwise the status, plus
-/// [`NEW_HEAD`] when the head differs from the last answer's (then [`fast_take_head`] gives it).
-/// Most answers share one head, so the shim builds its headers once, not per request.
+/// Where the last answer lies in wasm memory: body address and length, exposures message
+/// address and length (0: none). The shim reads these words instead of calling for each.
+static OUT: [AtomicU32; 4] = [const { AtomicU32::new(0) }; 4];
+
+/// Set in [`fast_assign`]'s result when the head differs from the last answer's (then
+/// [`fast_take_head`] gives it). Most answers share one head: the shim builds it once.
+pub const NEW_HEAD: u32 = 1 << 16;
+/// [`fast_assign`]'s result when it was not given the cookie or the origin and the answer depends
+/// on them: the shim reads them and calls again.
+pub const NEED_HEADERS: u32 = 1;
+/// A string length argument of [`fast_assign`]: the request has no such header.
+pub const ABSENT: i32 = -1;
+/// A string length argument of [`fast_assign`]: the shim did not read that header.
+pub const NOT_READ: i32 = -2;
+
+/// A buffer of at least `len` bytes in wasm memory for the request's strings; its address.
+/// The address stays valid until the next call (the shim calls again only to grow it).
 #[wasm_bindgen]
-pub fn fast_assign_get(
-    query: &str,
-    cookie: Option<String>,
-    origin: Option<String>,
-    https: bool,
-    now_ms: f64,
-    queue_bound: bool,
-) -> u32 {
+pub fn fast_input(len: usize) -> usize {
+    INPUT.with_borrow_mut(|input| {
+        if input.len() < len {
+            input.resize(len, 0);
+        }
+        input.as_mut_ptr() as usize
+    })
+}
+
+/// The address of the words saying where the last answer lies (see `OUT`).
+#[wasm_bindgen]
+pub fn fast_out() -> usize {
+    OUT.as_ptr() as usize
+}
+
+/// Answers `GET /v1/assign?{query}`, the strings being in the [`fast_input`] buffer: the query's
+/// `query_len` bytes, then the cookie's and the origin's (a length of [`ABSENT`] or [`NOT_READ`]
+/// takes no bytes). Returns `0` = take the workers-rs road, [`NEED_HEADERS`], or the status plus
+/// [`NEW_HEAD`] when the head changed; the body is then where `OUT` says.
+#[wasm_bindgen]
+pub fn fast_assign(query_len: usize, cookie_len: i32, origin_len: i32, https: bool, now_ms: f64, queue_bound: bool) -> u32 {
+    INPUT.with_borrow(|input| {
+        let mut at = 0;
+        let mut take = |len: i32| -> Result<Option<Option<&str>>, ()> {
+            match len {
+                ABSENT => Ok(Some(None)),
+                NOT_READ => Ok(None),
+                n => {
+                    let n = usize::try_from(n).map_err(|_| ())?;
+                    let s = input.get(at..at + n).and_then(|b| std::str::from_utf8(b).ok()).ok_or(())?;
+                    at += n;
+                    Ok(Some(Some(s)))
+                }
+            }
+        };
+        let (Ok(Some(Some(query))), Ok(cookie), Ok(origin)) = (take(i32::try_from(query_len).unwrap_or(-3)), take(cookie_len), take(origin_len))
+        else {
+            return 0;
+        };
+        answer(query, cookie, origin, https, now_ms, queue_bound)
+    })
+}
+
+/// `cookie` and `origin`: `None` = not read; `Some(None)` = the request has none.
+fn answer(query: &str, cookie: Option<Option<&str>>, origin: Option<Option<&str>>, https: bool, now_ms: f64, queue_bound: bool) -> u32 {
     let Some(vars) = state::vars() else { return 0 };
     let Some(set) = config_cache::fresh(now_ms, vars.config_ttl_ms) else { return 0 };
-    let prepared = assign::parse_query(query).and_then(|q| {
-        if q.expose && !queue_bound {
-            return Ok(None);
-        }
-        assign::prepare(&vars, set.as_ref(), q, cookie.as_deref(), https).map(Some)
-    });
-    let Some(prepared) = prepared.transpose() else { return 0 };
-    render(prepared, &vars.allowed_origins.headers_for(origin.as_deref()))
+    let q = match assign::parse_query(query) {
+        Ok(q) => q,
+        Err(e) => return render(Err(e), &vars.allowed_origins.headers_for(origin.flatten())),
+    };
+    if q.expose && !queue_bound {
+        return 0;
+    }
+    let (Some(cookie), Some(origin)) = (
+        cookie.or_else(|| (!assign::needs_cookie(set.as_ref(), &q)).then_some(None)),
+        origin.or_else(|| (!vars.allowed_origins.by_origin()).then_some(None)),
+    ) else {
+        return NEED_HEADERS;
+    };
+    let cors = vars.allowed_origins.headers_for(origin);
+    let prepared = BODY.with_borrow_mut(|body| assign::prepare(&vars, set.as_ref(), q, cookie, https, body));
+    render(prepared, &cors)
 }
 
-/// Set in [`fast_assign_get`]'s result when the head changed.
-pub const NEW_HEAD: u32 = 1 << 16;
-
-/// The head of the answer [`fast_assign_get`] just gave: `"{status}\n"`, then header lines
+/// The head of the answer [`fast_assign`] just gave: `"{status}\n"`, then header lines
 /// `"{name}: {value}\n"` (besides `content-type`).
 #[wasm_bindgen]
 pub fn fast_take_head() -> String {
     HEAD.with_borrow(String::clone)
 }
 
-/// The body of the answer [`fast_assign_get`] just gave, once. A string, not bytes: measured,
-/// a `Uint8Array` per answer cost more (the copy's backing store is work for the collector)
-/// than decoding ASCII into a one-byte string and `Response` encoding it back.
-#[wasm_bindgen]
-pub fn fast_take_body() -> String {
-    BODY.take()
-}
-
-/// The UTF-8 size of the exposures message of the answer [`fast_assign_get`] just gave (0: none).
-#[wasm_bindgen]
-pub fn fast_exposures_bytes() -> usize {
-    EXPOSURES.with_borrow(|e| e.as_ref().map_or(0, String::len))
-}
-
-/// The exposures message of the answer [`fast_assign_get`] just gave, once.
-#[wasm_bindgen]
-pub fn fast_take_exposures() -> Option<String> {
-    EXPOSURES.take()
-}
-
-fn render(prepared: ApiResult<assign::Prepared>, cors: &[(&'static str, String)]) -> u32 {
-    let (status, body, headers) = match prepared {
+/// Records where the answer lies and its head; for an error, writes the contract's error body.
+fn render(prepared: ApiResult<assign::Prepared>, cors: &[(&'static str, std::borrow::Cow<'static, str>)]) -> u32 {
+    let (status, headers) = match prepared {
         Ok(p) => {
             EXPOSURES.set(p.exposures);
-            (p.status, p.body, p.headers)
+            (p.status, p.headers)
         }
         // As the workers-rs route answers errors: the contract's error body, CORS, nothing else.
         Err(e) => {
             EXPOSURES.set(None);
-            (e.status, e.body().to_string(), Vec::new())
+            BODY.with_borrow_mut(|body| {
+                body.clear();
+                body.push_str(&e.body().to_string());
+            });
+            (e.status, Vec::new())
         }
     };
-    BODY.set(body);
-    let mut head = String::with_capacity(128);
-    crate::render::push_i64(&mut head, i64::from(status));
-    head.push('\n');
-    for (name, value) in headers.iter().chain(cors) {
-        for part in [name, ": ", value, "\n"] {
-            head.push_str(part);
+    BODY.with_borrow(|body| {
+        OUT[0].store(body.as_ptr() as u32, Ordering::Relaxed);
+        OUT[1].store(body.len() as u32, Ordering::Relaxed);
+    });
+    EXPOSURES.with_borrow(|e| {
+        OUT[2].store(e.as_ref().map_or(0, |e| e.as_ptr() as u32), Ordering::Relaxed);
+        OUT[3].store(e.as_ref().map_or(0, |e| e.len() as u32), Ordering::Relaxed);
+    });
+    // The head is written into a kept buffer and compared with the last one: no allocation for
+    // the usual answer, whose head is the same every time.
+    let changed = NEXT_HEAD.with_borrow_mut(|next| {
+        next.clear();
+        crate::render::push_i64(next, i64::from(status));
+        next.push('\n');
+        for (name, value) in headers.iter().chain(cors) {
+            for part in [name, ": ", value.as_ref(), "\n"] {
+                next.push_str(part);
+            }
         }
-    }
-    let changed = HEAD.with_borrow_mut(|last| {
-        if *last == head {
-            false
-        } else {
-            *last = head;
-            true
-        }
+        HEAD.with_borrow_mut(|last| {
+            if last == next {
+                false
+            } else {
+                std::mem::swap(last, next);
+                true
+            }
+        })
     });
     u32::from(status) | if changed { NEW_HEAD } else { 0 }
 }

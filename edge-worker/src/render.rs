@@ -93,15 +93,18 @@ impl Fragments {
     }
 }
 
-/// `{"unit_id":…,"config_version":…,"assignments":[…]}`, and `"sticky":{…}` when given.
-pub fn answer(unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry], sticky: Option<&StickyDoc>) -> String {
+/// `{"unit_id":…,"config_version":…,"assignments":[…]}`, and `"sticky":{…}` when given, into
+/// `out` (cleared first: the fast path hands in the last answer's buffer, to reuse its capacity).
+pub fn answer(out: &mut String, unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry], sticky: Option<&StickyDoc>) {
     let fragments = set.filter(|_| entries.iter().any(|e| matches!(e, Entry::Known(..)))).map(Fragments::of);
-    let mut out = String::with_capacity(64 + entries.len() * 160);
+    out.clear();
+    out.reserve(64 + entries.len() * 160);
     out.push_str(r#"{"unit_id":"#);
-    out.push_str(&json(unit_id));
+    push_json_str(out, unit_id);
     match set {
         Some(s) => {
-            let _ = write!(out, r#","config_version":{}"#, s.version);
+            out.push_str(r#","config_version":"#);
+            push_i64(out, s.version);
         }
         None => out.push_str(r#","config_version":null"#),
     }
@@ -111,7 +114,7 @@ pub fn answer(unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry], sti
             out.push(',');
         }
         match (entry, &fragments) {
-            (Entry::Known(a, index), Some(f)) => f.write_assignment(&mut out, *index, a),
+            (Entry::Known(a, index), Some(f)) => f.write_assignment(out, *index, a),
             (Entry::Known(a, _), None) => out.push_str(&json(a)),
             (Entry::Missing { experiment, reason }, _) => {
                 let _ = write!(
@@ -128,13 +131,49 @@ pub fn answer(unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry], sti
         out.push_str(&doc.to_json());
     }
     out.push('}');
-    out
+}
+
+/// A JSON string literal of `s`, byte for byte as serde_json writes it (`"`, `\\` and the
+/// control characters escaped, short forms where JSON has them), without an intermediate `String`.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        plain = i + 1;
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for c in ['\\', 'u', '0', '0', char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 0xf)])] {
+                out.push(c);
+            }
+        } else {
+            out.push_str(short);
+        }
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 /// `{:016x}`.
 fn push_hex16(out: &mut String, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.extend((0..16).rev().map(|i| char::from(DIGITS[((v >> (4 * i)) & 0xf) as usize])));
+    let mut hex = [0u8; 16];
+    for (i, d) in hex.iter_mut().enumerate() {
+        *d = DIGITS[((v >> (4 * (15 - i))) & 0xf) as usize];
+    }
+    // One copy, not sixteen `push`es: each of those checks capacity and encodes a char.
+    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
 
 /// `{}` of an `i64`.
@@ -153,7 +192,7 @@ pub(crate) fn push_i64(out: &mut String, v: i64) {
             break;
         }
     }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
@@ -220,6 +259,13 @@ mod tests {
         serde_json::to_string(&Answer { unit_id, config_version: set.map(|s| s.version), assignments }).expect("serializes")
     }
 
+    /// An answer written into a buffer that held a longer one before: nothing of that may remain.
+    fn body(unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry]) -> String {
+        let mut out = "x".repeat(10_000);
+        answer(&mut out, unit_id, set, entries, None);
+        out
+    }
+
     fn experiment(key: &str, extra: Value) -> Experiment {
         let mut e = json!({
             "key": key, "status": "running", "ramp_pct": 70, "version": 3,
@@ -279,11 +325,21 @@ mod tests {
                 assert!(out.starts_with(&f.prefixes[*i][v]), "{out}");
             }
             entries.push(Entry::Missing { experiment: "not \"there\"", reason: "unknown_experiment" });
-            assert_eq!(answer(&unit, Some(&set), &entries, None), reference(&unit, Some(&set), &entries), "unit {unit}");
+            assert_eq!(body(&unit, Some(&set), &entries), reference(&unit, Some(&set), &entries), "unit {unit}");
         }
         let missing = [Entry::Missing { experiment: "x", reason: "no_config" }];
-        assert_eq!(answer("u", None, &missing, None), reference("u", None, &missing));
-        assert_eq!(answer("u", Some(&set), &[], None), reference("u", Some(&set), &[]));
+        assert_eq!(body("u", None, &missing), reference("u", None, &missing));
+        assert_eq!(body("u", Some(&set), &[]), reference("u", Some(&set), &[]));
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_escapes_them() {
+        let every_control: String = (0u8..0x20).map(char::from).collect();
+        for s in ["", "plain", "q\"uote", "back\\slash", "ü🙂ключ", "\u{7f}\u{2028}", &every_control, "a\nb\u{1}c\"", "\\\""] {
+            let mut out = String::from("x");
+            push_json_str(&mut out, s);
+            assert_eq!(out, format!("x{}", serde_json::to_string(s).expect("serializes")), "{s:?}");
+        }
     }
 
     #[test]
@@ -298,7 +354,7 @@ mod tests {
         let a = Rc::new(ConfigSet { version: 1, published_at: None, experiments: vec![experiment("a", json!({}))], saved_groups: Default::default() });
         let b = Rc::new(ConfigSet { version: 1, published_at: None, experiments: vec![experiment("b", json!({}))], saved_groups: Default::default() });
         let attrs = Attributes::new();
-        let body = |set: &Rc<ConfigSet>| answer("u", Some(set), &[Entry::Known(assign(&set.experiments[0], "u", &attrs), 0)], None);
+        let body = |set: &Rc<ConfigSet>| body("u", Some(set), &[Entry::Known(assign(&set.experiments[0], "u", &attrs), 0)]);
         assert!(body(&a).contains(r#""experiment":"a""#));
         assert!(body(&b).contains(r#""experiment":"b""#), "same version, another set: fragments rendered again");
         assert!(body(&a).contains(r#""experiment":"a""#));

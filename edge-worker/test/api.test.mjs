@@ -328,6 +328,52 @@ describe("the fast route (GET /v1/assign in the JavaScript entry) answers exactl
     }
   });
 
+  test("with any origin allowed the fast route reads no headers it needs not, and still agrees", async () => {
+    // ALLOWED_ORIGINS="*": a request that names its unit is answered without reading its headers
+    // unless a sticky experiment makes its cookie matter. Both sets, with cookies and without.
+    const bindings = { CONTROL_PLANE_URL: sink.url, ALLOWED_ORIGINS: "*" };
+    const bandit = experiment("arms", { type: "bandit", unit_type: "user_id" });
+    const sets = [set, { ...set, version: 10, experiments: [...set.experiments, bandit] }];
+    for (const s of sets) {
+      const [f, w] = [await startWorker({ bindings }), await startWorker({ bindings: { ...bindings, ASSIGN_FAST_PATH: "off" } })];
+      try {
+        for (const x of [f, w]) assert.equal((await x.publish(s)).status, 200);
+        const stickyDoc = encodeURIComponent(JSON.stringify({ unit_id: "u-7", assignments: { arms__0: "treatment" } }));
+        const cases = [
+          ["unit_id=u-7&country=US&age=30", {}],
+          ["unit_id=u-7&country=US&age=30", { cookie: `litmus_sticky=${stickyDoc}; litmus_uid=other` }],
+          ["country=US&age=30", { cookie: "litmus_uid=cookie-unit-2" }],
+          ["country=US&age=30", { cookie: `litmus_uid=u-7; litmus_sticky=${stickyDoc}` }],
+          ["unit_id=u-8&expose=nope", { origin: "https://shop.example" }],
+        ];
+        for (const [q, headers] of cases) {
+          const [a, b] = [await f.json(`/v1/assign?${q}`, { headers }), await w.json(`/v1/assign?${q}`, { headers })];
+          const what = `${s.version} ${q} ${JSON.stringify(headers)}`;
+          assert.equal(a.status, b.status, what);
+          assert.deepEqual(a.body, b.body, what);
+          for (const h of ["set-cookie", "access-control-allow-origin", "cache-control", "content-type"]) {
+            assert.equal(a.headers.get(h), b.headers.get(h), `${what}: ${h}`);
+          }
+          if (q.startsWith("country")) assert.equal(a.body.unit_id, headers.cookie.match(/litmus_uid=([^;]+)/)[1], "the cookie's unit");
+        }
+        // The sticky cookie matters only while a sticky experiment is published: without one, an
+        // A/B answer stays an A/B answer; with one, the remembered arm is kept.
+        const [plainQ, plainH] = cases[1];
+        const withDoc = await f.json(`/v1/assign?${plainQ}`, { headers: plainH });
+        if (s.version === 9) assert.equal(withDoc.body.sticky, undefined, "no sticky experiment: the document is not read");
+        else {
+          assert.equal(withDoc.body.sticky.unit_id, "u-7");
+          const arm = withDoc.body.assignments.find((x) => x.experiment === "arms");
+          assert.equal(arm.variant_key, "treatment", "the remembered arm");
+          assert.equal(arm.reason, "sticky");
+        }
+      } finally {
+        await f.dispose();
+        await w.dispose();
+      }
+    }
+  });
+
   test("a minted unit gets the same cookie treatment on both roads", async () => {
     for (const w of [fast, slow]) {
       const res = await w.json("/v1/assign?country=US", { headers: { origin: "https://evil.example" } });
