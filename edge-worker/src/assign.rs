@@ -150,7 +150,7 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
     let https = req.inner().url().starts_with("https:");
     let set = config_cache::current(state).await;
     let mut body = String::new();
-    let prepared = prepare(state, set.as_ref(), q, cookie.as_deref(), https, &mut body)?;
+    let prepared = prepare(state, set.as_ref(), q, cookie.as_deref(), https, events::now_ms(), &mut body)?;
     if let Some(message) = prepared.exposures {
         events::enqueue(state, ctx, vec![message], false).await?;
     }
@@ -175,13 +175,15 @@ fn has_sticky(set: Option<&Rc<ConfigSet>>) -> bool {
 }
 
 /// Everything about an answer that needs no I/O: the unit (given, from the cookie, or minted),
-/// the checks, the assignments, the body (written into `body`) and the exposures message.
+/// the checks, the assignments, the body (written into `body`) and the exposures message, logged
+/// at `now_ms`.
 pub fn prepare(
     vars: &Vars,
     set: Option<&Rc<ConfigSet>>,
     q: Query,
     cookie: Option<&str>,
     https: bool,
+    now_ms: f64,
     body: &mut String,
 ) -> ApiResult<Prepared> {
     let (unit_id, minted) = match q.unit_id {
@@ -234,7 +236,7 @@ pub fn prepare(
         if exposed.is_empty() {
             None
         } else {
-            let (id, ts) = (events::event_uuid(), events::now_rfc3339());
+            let (id, ts) = (crate::ids::event_id(now_ms), crate::ids::timestamp(now_ms));
             let attributes = events::storable_segment(&q.attributes).then_some(&q.attributes);
             let message = ExposureGroup { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed };
             Some(serde_json::to_string(&message).map_err(|e| ApiError::internal("serializing exposures", e))?)

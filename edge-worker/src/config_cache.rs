@@ -12,6 +12,7 @@ use litmus_shared::{ConfigSet, Experiment, SavedGroups, Targeting};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::events::now_ms;
 use crate::state::{AppState, CONFIG_KEY};
 
 #[derive(Default)]
@@ -24,10 +25,6 @@ struct Cache {
 // is the isolate-wide cache. Borrows never span an `.await`.
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
-}
-
-fn now_ms() -> f64 {
-    worker::Date::now().as_millis() as f64
 }
 
 /// The config set to answer from: cached, or refreshed from KV when the TTL has passed.

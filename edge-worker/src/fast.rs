@@ -115,7 +115,7 @@ fn answer(query: &str, cookie: Option<Option<&str>>, origin: Option<Option<&str>
         return NEED_HEADERS;
     };
     let cors = vars.allowed_origins.headers_for(origin);
-    let prepared = BODY.with_borrow_mut(|body| assign::prepare(&vars, set.as_ref(), q, cookie, https, body));
+    let prepared = BODY.with_borrow_mut(|body| assign::prepare(&vars, set.as_ref(), q, cookie, https, now_ms, body));
     render(prepared, &cors)
 }
 

@@ -8,6 +8,7 @@
 //! - [`publish`]: `PUT /v1/admin/config`.
 //! - [`fast`]: `GET /v1/assign` for the JavaScript entry (`js/shim.js`), past workers-rs.
 //! - [`render`]: the `/v1/assign` body, from fragments rendered once per config set.
+//! - [`ids`]: event ids and timestamps, without asking JavaScript per answer.
 //! - [`body`], [`cors`], [`error`]: request and response shaping shared by the routes.
 
 pub mod assign;
@@ -18,6 +19,7 @@ pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod fast;
+pub mod ids;
 pub mod publish;
 pub mod render;
 pub mod state;
