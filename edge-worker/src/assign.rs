@@ -149,12 +149,12 @@ async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> Ap
     let cookie = req.headers().get("cookie").ok().flatten();
     let https = req.inner().url().starts_with("https:");
     let set = config_cache::current(state).await;
-    let mut body = String::new();
+    let mut body = Vec::new();
     let prepared = prepare(state, set.as_ref(), q, cookie.as_deref(), https, events::now_ms(), &mut body)?;
     if let Some(message) = prepared.exposures {
         events::enqueue(state, ctx, vec![message], false).await?;
     }
-    let mut resp = Response::builder().with_status(prepared.status).fixed(body.into_bytes());
+    let mut resp = Response::builder().with_status(prepared.status).fixed(body);
     let headers = resp.headers_mut();
     headers.set("content-type", "application/json")?;
     for (name, value) in &prepared.headers {
@@ -184,7 +184,7 @@ pub fn prepare(
     cookie: Option<&str>,
     https: bool,
     now_ms: f64,
-    body: &mut String,
+    body: &mut Vec<u8>,
 ) -> ApiResult<Prepared> {
     let (unit_id, minted) = match q.unit_id {
         Some(id) => (id, false),

@@ -29,11 +29,11 @@ thread_local! {
     static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     // The body and the exposures message of the last answer, read by the shim through `OUT`;
     // the body's buffer is reused by the next answer.
-    static BODY: RefCell<String> = const { RefCell::new(String::new()) };
+    static BODY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static EXPOSURES: RefCell<Option<String>> = const { RefCell::new(None) };
     // The head of the last answer, which the shim holds as headers already, and the next one's.
-    static HEAD: RefCell<String> = const { RefCell::new(String::new()) };
-    static NEXT_HEAD: RefCell<String> = const { RefCell::new(String::new()) };
+    static HEAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static NEXT_HEAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Where the last answer lies in wasm memory: body address and length, exposures message
@@ -123,7 +123,7 @@ fn answer(query: &str, cookie: Option<Option<&str>>, origin: Option<Option<&str>
 /// `"{name}: {value}\n"` (besides `content-type`).
 #[wasm_bindgen]
 pub fn fast_take_head() -> String {
-    HEAD.with_borrow(String::clone)
+    HEAD.with_borrow(|head| String::from_utf8_lossy(head).into_owned())
 }
 
 /// Records where the answer lies and its head; for an error, writes the contract's error body.
@@ -138,7 +138,7 @@ fn render(prepared: ApiResult<assign::Prepared>, cors: &[(&'static str, std::bor
             EXPOSURES.set(None);
             BODY.with_borrow_mut(|body| {
                 body.clear();
-                body.push_str(&e.body().to_string());
+                body.extend_from_slice(e.body().to_string().as_bytes());
             });
             (e.status, Vec::new())
         }
@@ -156,10 +156,10 @@ fn render(prepared: ApiResult<assign::Prepared>, cors: &[(&'static str, std::bor
     let changed = NEXT_HEAD.with_borrow_mut(|next| {
         next.clear();
         crate::render::push_i64(next, i64::from(status));
-        next.push('\n');
+        next.push(b'\n');
         for (name, value) in headers.iter().chain(cors) {
             for part in [name, ": ", value.as_ref(), "\n"] {
-                next.push_str(part);
+                next.extend_from_slice(part.as_bytes());
             }
         }
         HEAD.with_borrow_mut(|last| {

@@ -8,7 +8,6 @@
 //! tests compare the two over many sets and units).
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::rc::Rc;
 
 use litmus_shared::{Assignment, ConfigSet, Reason, StickyDoc};
@@ -24,10 +23,34 @@ pub enum Entry<'a> {
 }
 
 /// The per-set fragments: `prefixes[experiment][variant]` is
-/// `{"experiment":…,"variant_key":…,"config_json":…,"assignment_id":"`.
+/// `{"experiment":…,"variant_key":…,"config_json":…,"assignment_id":"`, and
+/// `suffixes[experiment][reason]` is `","version":…,"in_experiment":…,"reason":…}`: all of an
+/// assignment but its id.
 pub struct Fragments {
     set: Rc<ConfigSet>,
     prefixes: Vec<Vec<String>>,
+    suffixes: Vec<[String; REASONS.len()]>,
+}
+
+/// Every reason, in the order of [`reason_index`].
+const REASONS: [Reason; 7] =
+    [Reason::Assigned, Reason::NotRunning, Reason::Layer, Reason::Targeting, Reason::Ramp, Reason::InvalidConfig, Reason::Sticky];
+
+fn reason_index(r: Reason) -> usize {
+    match r {
+        Reason::Assigned => 0,
+        Reason::NotRunning => 1,
+        Reason::Layer => 2,
+        Reason::Targeting => 3,
+        Reason::Ramp => 4,
+        Reason::InvalidConfig => 5,
+        Reason::Sticky => 6,
+    }
+}
+
+/// Whether an assignment with this reason is in the experiment (as `assign` sets it).
+fn is_in(r: Reason) -> bool {
+    matches!(r, Reason::Assigned | Reason::Sticky)
 }
 
 thread_local! {
@@ -67,119 +90,126 @@ impl Fragments {
                     .collect()
             })
             .collect();
-        Self { set, prefixes }
+        let suffixes = set
+            .experiments
+            .iter()
+            .map(|e| {
+                REASONS.map(|r| {
+                    let mut suffix = Vec::new();
+                    suffix.extend_from_slice(br#"","version":"#);
+                    push_i64(&mut suffix, e.version);
+                    suffix.extend_from_slice(if is_in(r) { br#","in_experiment":true,"reason":"# } else { br#","in_experiment":false,"reason":"# });
+                    suffix.extend_from_slice(reason(r).as_bytes());
+                    suffix.push(b'}');
+                    String::from_utf8(suffix).unwrap_or_default()
+                })
+            })
+            .collect();
+        Self { set, prefixes, suffixes }
     }
 
-    fn write_assignment(&self, out: &mut String, index: usize, a: &Assignment) {
+    fn write_assignment(&self, out: &mut Vec<u8>, index: usize, a: &Assignment) {
         // The variant is found by identity: `assign` lends its key from the experiment.
-        let prefix = self.set.experiments.get(index).and_then(|e| {
+        let fragments = self.set.experiments.get(index).filter(|e| e.version == a.version && is_in(a.reason) == a.in_experiment).and_then(|e| {
             let v = e.variants.iter().position(|v| std::ptr::eq(v.key.as_str(), a.variant_key))?;
-            self.prefixes.get(index)?.get(v)
+            Some((self.prefixes.get(index)?.get(v)?, self.suffixes.get(index)?.get(reason_index(a.reason))?))
         });
-        let Some(prefix) = prefix else {
+        let Some((prefix, suffix)) = fragments else {
             // No variant to lend (an experiment without usable variants): the general road.
-            out.push_str(&json(a));
+            out.extend_from_slice(json(a).as_bytes());
             return;
         };
         // By hand, not `write!`: the formatting machinery was a twentieth of the isolate's
         // time at 50 experiments per answer (profiled), for a hex id, an integer and a flag.
-        out.push_str(prefix);
+        out.extend_from_slice(prefix.as_bytes());
         push_hex16(out, a.assignment_id);
-        out.push_str(r#"","version":"#);
-        push_i64(out, a.version);
-        out.push_str(if a.in_experiment { r#","in_experiment":true,"reason":"# } else { r#","in_experiment":false,"reason":"# });
-        out.push_str(reason(a.reason));
-        out.push('}');
+        out.extend_from_slice(suffix.as_bytes());
     }
 }
 
 /// `{"unit_id":…,"config_version":…,"assignments":[…]}`, and `"sticky":{…}` when given, into
 /// `out` (cleared first: the fast path hands in the last answer's buffer, to reuse its capacity).
-pub fn answer(out: &mut String, unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry], sticky: Option<&StickyDoc>) {
+/// Bytes, not a `String`: the body leaves as bytes, and every piece is UTF-8 already.
+pub fn answer(out: &mut Vec<u8>, unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry], sticky: Option<&StickyDoc>) {
     let fragments = set.filter(|_| entries.iter().any(|e| matches!(e, Entry::Known(..)))).map(Fragments::of);
     out.clear();
     out.reserve(64 + entries.len() * 160);
-    out.push_str(r#"{"unit_id":"#);
+    out.extend_from_slice(br#"{"unit_id":"#);
     push_json_str(out, unit_id);
     match set {
         Some(s) => {
-            out.push_str(r#","config_version":"#);
+            out.extend_from_slice(br#","config_version":"#);
             push_i64(out, s.version);
         }
-        None => out.push_str(r#","config_version":null"#),
+        None => out.extend_from_slice(br#","config_version":null"#),
     }
-    out.push_str(r#","assignments":["#);
+    out.extend_from_slice(br#","assignments":["#);
     for (i, entry) in entries.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         match (entry, &fragments) {
             (Entry::Known(a, index), Some(f)) => f.write_assignment(out, *index, a),
-            (Entry::Known(a, _), None) => out.push_str(&json(a)),
+            (Entry::Known(a, _), None) => out.extend_from_slice(json(a).as_bytes()),
             (Entry::Missing { experiment, reason }, _) => {
-                let _ = write!(
-                    out,
-                    r#"{{"experiment":{},"variant_key":null,"config_json":null,"in_experiment":false,"reason":"{reason}"}}"#,
-                    json(experiment)
-                );
+                out.extend_from_slice(br#"{"experiment":"#);
+                push_json_str(out, experiment);
+                out.extend_from_slice(br#","variant_key":null,"config_json":null,"in_experiment":false,"reason":""#);
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(br#""}"#);
             }
         }
     }
-    out.push(']');
+    out.push(b']');
     if let Some(doc) = sticky {
-        out.push_str(r#","sticky":"#);
-        out.push_str(&doc.to_json());
+        out.extend_from_slice(br#","sticky":"#);
+        out.extend_from_slice(doc.to_json().as_bytes());
     }
-    out.push('}');
+    out.push(b'}');
 }
 
 /// A JSON string literal of `s`, byte for byte as serde_json writes it (`"`, `\\` and the
 /// control characters escaped, short forms where JSON has them), without an intermediate `String`.
-fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut plain = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let short = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..0x20 => "",
-            _ => continue,
-        };
-        out.push_str(&s[plain..i]);
-        plain = i + 1;
-        if short.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            for c in ['\\', 'u', '0', '0', char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 0xf)])] {
-                out.push(c);
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+                continue;
             }
-        } else {
-            out.push_str(short);
-        }
+            _ => {
+                out.push(b);
+                continue;
+            }
+        };
+        out.extend_from_slice(short);
     }
-    out.push_str(&s[plain..]);
-    out.push('"');
+    out.push(b'"');
 }
 
 /// `{:016x}`.
-fn push_hex16(out: &mut String, v: u64) {
+fn push_hex16(out: &mut Vec<u8>, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = [0u8; 16];
     for (i, d) in hex.iter_mut().enumerate() {
         *d = DIGITS[((v >> (4 * (15 - i))) & 0xf) as usize];
     }
-    // One copy, not sixteen `push`es: each of those checks capacity and encodes a char.
-    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    out.extend_from_slice(&hex);
 }
 
 /// `{}` of an `i64`.
-pub(crate) fn push_i64(out: &mut String, v: i64) {
+pub(crate) fn push_i64(out: &mut Vec<u8>, v: i64) {
     if v < 0 {
-        out.push('-');
+        out.push(b'-');
     }
     let mut n = v.unsigned_abs();
     let mut digits = [0u8; 20];
@@ -192,7 +222,7 @@ pub(crate) fn push_i64(out: &mut String, v: i64) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.extend_from_slice(&digits[at..]);
 }
 
 fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
@@ -261,9 +291,9 @@ mod tests {
 
     /// An answer written into a buffer that held a longer one before: nothing of that may remain.
     fn body(unit_id: &str, set: Option<&Rc<ConfigSet>>, entries: &[Entry]) -> String {
-        let mut out = "x".repeat(10_000);
+        let mut out = vec![b'x'; 10_000];
         answer(&mut out, unit_id, set, entries, None);
-        out
+        String::from_utf8(out).expect("UTF-8")
     }
 
     fn experiment(key: &str, extra: Value) -> Experiment {
@@ -285,14 +315,14 @@ mod tests {
     #[test]
     fn numbers_are_written_as_format_writes_them() {
         for v in [0, 1, 9, 10, 0xabc, 0x0123_4567_89ab_cdef, u64::MAX - 1, u64::MAX] {
-            let mut out = String::new();
+            let mut out = Vec::new();
             push_hex16(&mut out, v);
-            assert_eq!(out, format!("{v:016x}"));
+            assert_eq!(out, format!("{v:016x}").into_bytes());
         }
         for v in [0, 1, -1, 9, 10, -10, 42, 1_000_000_007, i64::MIN, i64::MIN + 1, i64::MAX] {
-            let mut out = String::from("x");
+            let mut out = b"x".to_vec();
             push_i64(&mut out, v);
-            assert_eq!(out, format!("x{v}"));
+            assert_eq!(out, format!("x{v}").into_bytes());
         }
     }
 
@@ -309,6 +339,7 @@ mod tests {
             ],
             saved_groups: Default::default(),
         });
+        let mut reasons = std::collections::BTreeSet::new();
         for n in 0..500 {
             let unit = if n % 7 == 0 { format!("ü\"nit\\{n}") } else { format!("u{n}") };
             let mut attributes = Attributes::new();
@@ -320,13 +351,16 @@ mod tests {
             for entry in &entries {
                 let Entry::Known(a, i) = entry else { continue };
                 let v = set.experiments[*i].variants.iter().position(|v| v.key == a.variant_key).expect("a variant");
-                let mut out = String::new();
+                let mut out = Vec::new();
                 f.write_assignment(&mut out, *i, a);
-                assert!(out.starts_with(&f.prefixes[*i][v]), "{out}");
+                assert!(out.starts_with(f.prefixes[*i][v].as_bytes()), "{out:?}");
+                assert!(out.ends_with(f.suffixes[*i][reason_index(a.reason)].as_bytes()), "{out:?}");
+                reasons.insert(reason(a.reason));
             }
             entries.push(Entry::Missing { experiment: "not \"there\"", reason: "unknown_experiment" });
             assert_eq!(body(&unit, Some(&set), &entries), reference(&unit, Some(&set), &entries), "unit {unit}");
         }
+        assert_eq!(reasons.len(), 4, "assigned, ramp, targeting and not running all written: {reasons:?}");
         let missing = [Entry::Missing { experiment: "x", reason: "no_config" }];
         assert_eq!(body("u", None, &missing), reference("u", None, &missing));
         assert_eq!(body("u", Some(&set), &[]), reference("u", Some(&set), &[]));
@@ -336,9 +370,9 @@ mod tests {
     fn strings_are_escaped_as_serde_escapes_them() {
         let every_control: String = (0u8..0x20).map(char::from).collect();
         for s in ["", "plain", "q\"uote", "back\\slash", "ü🙂ключ", "\u{7f}\u{2028}", &every_control, "a\nb\u{1}c\"", "\\\""] {
-            let mut out = String::from("x");
+            let mut out = b"x".to_vec();
             push_json_str(&mut out, s);
-            assert_eq!(out, format!("x{}", serde_json::to_string(s).expect("serializes")), "{s:?}");
+            assert_eq!(out, format!("x{}", serde_json::to_string(s).expect("serializes")).into_bytes(), "{s:?}");
         }
     }
 
@@ -346,6 +380,7 @@ mod tests {
     fn every_reason_is_written_as_serde_writes_it() {
         for r in [Reason::Assigned, Reason::NotRunning, Reason::Layer, Reason::Targeting, Reason::Ramp, Reason::InvalidConfig, Reason::Sticky] {
             assert_eq!(reason(r), serde_json::to_string(&r).expect("serializes"));
+            assert_eq!(REASONS[reason_index(r)], r);
         }
     }
 

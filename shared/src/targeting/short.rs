@@ -200,9 +200,20 @@ fn as_number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
         // Query-string attributes arrive as text: `?age=31` must still compare as a number.
-        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        Value::String(s) => text_number(s),
         _ => None,
     }
+}
+
+/// A number written as text, as `str::parse::<f64>` reads it (after trimming). Plain digits, the
+/// usual query-string number, are read directly: every integer below 10^15 is an exact `f64`,
+/// and the general parser was the largest cost of a `gte` test on `?age=31` (profiled).
+fn text_number(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if (1..=15).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(s.bytes().fold(0_u64, |n, b| n * 10 + u64::from(b - b'0')) as f64);
+    }
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 fn as_text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
@@ -277,6 +288,23 @@ mod tests {
         assert!(check(json!({"country":{"in":["US","CA"]}}), json!({"country":"CA"})));
         assert!(check(json!({}), json!({})));
         assert!(check(json!(null), json!({"x":1})));
+    }
+
+    #[test]
+    fn plain_digits_read_as_the_general_parser_reads_them() {
+        let mut texts: Vec<String> = ["0", "00", "007", "31", " 42 ", "999999999999999", "9999999999999999", "1e3", "-0", "-5", "+7", "4.50", "", " ", "x1"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let mut n: u64 = 1;
+        while n < 10_u64.pow(17) {
+            texts.extend([n.to_string(), (n - 1).to_string(), (n + 7).to_string(), format!("0{n}")]);
+            n = n * 3 + 1;
+        }
+        for t in texts {
+            let general = t.trim().parse::<f64>().ok().filter(|f| f.is_finite());
+            assert_eq!(text_number(&t).map(f64::to_bits), general.map(f64::to_bits), "{t:?}");
+        }
     }
 
     #[test]
