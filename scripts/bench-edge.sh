@@ -9,14 +9,18 @@
 # queue to a stand-in control plane (with queue messages per 1000 requests). The load generator
 # shares the 2 cores with workerd: compare within a run, not across machines.
 #
-#   scripts/bench-edge.sh                          # 3 interleaved rounds of 5 s per worker, wrk -t2 -c8
+# The machine's speed drifts between runs and within one (a shared host: the ceiling has moved
+# from 8k to 20k req/s from one minute to the next), so each ratio is taken within a round, from
+# measurements seconds apart, and the median of those is printed with their range.
+#
+#   scripts/bench-edge.sh                          # 5 interleaved rounds of 5 s per worker, wrk -t2 -c8
 #   BENCH_SECONDS=10 BENCH_ROUNDS=5 BENCH_SIZES="50" scripts/bench-edge.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TC=${LITMUS_TOOLCHAIN_DIR:-$HOME/.cache/litmus-edge/toolchain}
 SECONDS_PER_RUN=${BENCH_SECONDS:-5}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 SIZES=${BENCH_SIZES:-1 10 50}
 WRK=(wrk -t2 -c8 "-d${SECONDS_PER_RUN}s" --latency -s edge-worker/bench/assign.lua)
 cd "$ROOT"
@@ -47,11 +51,11 @@ measure() {
   if ! grep -q '^errors: non-2xx=0 connect=0 read=0 write=0 timeout=0' <<<"$out"; then
     echo "bench-edge.sh: $label had errors:" >&2; echo "$out" >&2; exit 1
   fi
-  printf '%s %s %s %s %s %s\n' "$n" "$label" \
+  printf '%s %s %s %s %s %s %s\n' "$n" "$label" \
     "$(awk '/^Requests\/sec:/{print $2}' <<<"$out")" \
     "$(awk '$1=="50%"{print $2}' <<<"$out")" \
     "$(awk '$1=="99%"{print $2}' <<<"$out")" \
-    "$(awk '/requests in/{print $1}' <<<"$out")" >>"$work/rows"
+    "$(awk '/requests in/{print $1}' <<<"$out")" "$round" >>"$work/rows"
 }
 
 count() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).assignments.length))'; }
@@ -83,7 +87,7 @@ for n in $SIZES; do
 
   # Interleaved rounds: a drift of the machine (other load, frequency) hits every worker alike.
   before=$(curl -fsS "$sink" | node -p 'JSON.parse(require("fs").readFileSync(0)).messages')
-  for _ in $(seq 1 "$ROUNDS"); do
+  for round in $(seq 1 "$ROUNDS"); do
     measure ceiling "$ceiling"
     measure growthbook "$peer"
     measure litmus "$ours" expose=false
@@ -102,34 +106,40 @@ for n in $SIZES; do
 done
 
 echo
-echo "== edge /v1/assign, wrk -t2 -c8, $ROUNDS interleaved rounds of ${SECONDS_PER_RUN}s per worker (the median round shown), Miniflare (workerd) on loopback, 2 cores shared with wrk"
+echo "== edge /v1/assign, wrk -t2 -c8, $ROUNDS interleaved rounds of ${SECONDS_PER_RUN}s per worker, Miniflare (workerd) on loopback, 2 cores shared with wrk"
 echo "   peer: @growthbook/growthbook $gb_version; litmus = ours with expose=false; litmus+exposures = ours logging every exposure"
+echo "   req/s, p50, p99: the median round's; vs peer, vs ceiling: the median of the rounds' own ratios [lowest-highest]"
 node - "$work/rows" "$work/queue" <<'JS'
 const fs = require("fs");
 const rows = fs.readFileSync(process.argv[2], "utf8").trim().split("\n").map((l) => {
-  const [n, label, rps, p50, p99, reqs] = l.split(" ");
-  return { n: Number(n), label, rps: Number(rps), p50, p99, reqs: Number(reqs) };
+  const [n, label, rps, p50, p99, reqs, round] = l.split(" ");
+  return { n: Number(n), label, rps: Number(rps), p50, p99, reqs: Number(reqs), round: Number(round) };
 });
-// Per worker and N, the round with the median req/s (its p50 and p99 with it).
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const find = (n, label, round) => rows.find((r) => r.n === n && r.label === label && r.round === round);
+// Per worker and N: the round with the median req/s (its p50 and p99 with it), and the ratios of
+// every round to that round's peer and ceiling.
 const groups = new Map();
 for (const r of rows) {
   const k = `${r.n} ${r.label}`;
   if (!groups.has(k)) groups.set(k, []);
   groups.get(k).push(r);
 }
-rows.length = 0;
-for (const g of groups.values()) rows.push(g.sort((a, b) => a.rps - b.rps)[Math.floor(g.length / 2)]);
 const queue = Object.fromEntries(fs.readFileSync(process.argv[3], "utf8").trim().split("\n").filter(Boolean)
   .map((l) => l.split(" ").map(Number)).map(([n, msgs, reqs]) => [n, (1000 * msgs) / reqs]));
+const ratio = (g, other) => {
+  const xs = g.map((r) => r.rps / find(r.n, other, r.round).rps);
+  return `${median(xs).toFixed(2)} [${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}]`;
+};
 const pad = (s, w) => String(s).padEnd(w);
 const lpad = (s, w) => String(s).padStart(w);
-console.log(`${pad("N", 4)}${pad("worker", 18)}${lpad("req/s", 9)}${lpad("p50", 10)}${lpad("p99", 10)}${lpad("vs peer", 9)}${lpad("vs ceiling", 12)}${lpad("msgs/1000 req", 15)}`);
-for (const r of rows) {
-  const peer = rows.find((x) => x.n === r.n && x.label === "growthbook");
-  const ceiling = rows.find((x) => x.n === r.n && x.label === "ceiling");
-  const ratio = (x) => (x ? (r.rps / x.rps).toFixed(2) : "");
+console.log(`${pad("N", 4)}${pad("worker", 18)}${lpad("req/s", 8)}${lpad("p50", 10)}${lpad("p99", 10)}${lpad("vs peer", 18)}${lpad("vs ceiling", 18)}${lpad("msgs/1000 req", 15)}`);
+for (const g of groups.values()) {
+  const r = [...g].sort((a, b) => a.rps - b.rps)[Math.floor(g.length / 2)];
   const msgs = r.label === "litmus+exposures" ? queue[r.n]?.toFixed(0) ?? "?" : "";
-  console.log(`${pad(r.n, 4)}${pad(r.label, 18)}${lpad(r.rps.toFixed(0), 9)}${lpad(r.p50, 10)}${lpad(r.p99, 10)}${lpad(ratio(peer), 9)}${lpad(ratio(ceiling), 12)}${lpad(msgs, 15)}`);
+  const vsPeer = r.label === "growthbook" ? "1.00" : ratio(g, "growthbook");
+  const vsCeiling = r.label === "ceiling" ? "1.00" : ratio(g, "ceiling");
+  console.log(`${pad(r.n, 4)}${pad(r.label, 18)}${lpad(r.rps.toFixed(0), 8)}${lpad(r.p50, 10)}${lpad(r.p99, 10)}${lpad(vsPeer, 18)}${lpad(vsCeiling, 18)}${lpad(msgs, 15)}`);
 }
 JS
 wasm=edge-worker/build/worker/index.wasm
