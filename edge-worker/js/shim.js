@@ -69,6 +69,7 @@ function isAssign(url, queryAt) {
 // Mirrors of src/fast.rs's constants.
 const NEW_HEAD = 1 << 16;
 const NEED_HEADERS = 1;
+const REFRESH = 1 << 17;
 const ABSENT = -1;
 const NOT_READ = -2;
 
@@ -145,6 +146,8 @@ function fastAssign(request, env, ctx) {
     answer = callFast(query, headers.get("cookie"), headers.get("origin"), https, bound);
   }
   if (answer === 0 || answer === NEED_HEADERS) return undefined;
+  // The set is past its TTL: this request re-reads it after answering, the others go on from it.
+  if (answer & REFRESH) ctx.waitUntil(imports.fast_refresh(env));
   if (answer & NEW_HEAD) {
     // "{status}\n{name}: {value}\n...": most answers share one head, parsed once.
     const lines = imports.fast_take_head().split("\n");

@@ -1,9 +1,12 @@
 //! The published `ConfigSet`, kept parsed in isolate memory.
 //!
 //! Reading and parsing KV on every request would cost more than the assignment itself, so the set
-//! is re-read at most once per `CONFIG_TTL_SECONDS`. A missing, unreadable or unparseable KV value
-//! never takes the worker down: it keeps the last good set, or serves the safe default (nobody in
-//! any experiment) when it never had one.
+//! is re-read at most once per `CONFIG_TTL_SECONDS`, and parsed again only when the text changed.
+//! On the fast route a set past its TTL is still answered from, for up to one more TTL, while one
+//! request's background re-read runs ([`usable`], [`claim_refresh`], [`refresh`]): before, every
+//! request arriving during the re-read made its own, and all of them waited on KV. A missing,
+//! unreadable or unparseable KV value never takes the worker down: it keeps the last good set, or
+//! serves the safe default (nobody in any experiment) when it never had one.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -19,6 +22,11 @@ use crate::state::{AppState, CONFIG_KEY};
 struct Cache {
     set: Option<Rc<ConfigSet>>,
     checked_at_ms: Option<f64>,
+    /// xxh64 and length of the KV text `set` was parsed from: a re-read finding the same text
+    /// keeps the set, and the body fragments rendered for it, instead of parsing it again.
+    text: Option<(u64, usize)>,
+    /// When the fast route's background re-read started: one at a time.
+    refreshing_since: Option<f64>,
 }
 
 // Workers run one request at a time per JS turn and wasm has no threads: a thread-local RefCell
@@ -33,14 +41,8 @@ pub async fn current(state: &AppState) -> Option<Rc<ConfigSet>> {
     if let Some(cached) = fresh(now, state.config_ttl_ms) {
         return cached;
     }
-    let loaded = load(state).await;
-    CACHE.with_borrow_mut(|c| {
-        c.checked_at_ms = Some(now);
-        if let Some(set) = loaded {
-            install(c, set);
-        }
-        c.set.clone()
-    })
+    reload(state, now).await;
+    CACHE.with_borrow(|c| c.set.clone())
 }
 
 /// The cached set if it was checked against KV less than `ttl_ms` before `now_ms` (`Some(None)`:
@@ -52,39 +54,92 @@ pub fn fresh(now_ms: f64, ttl_ms: f64) -> Option<Option<Rc<ConfigSet>>> {
     })
 }
 
+/// For the fast route: the cached set while it is less than two TTLs old, and whether it is past
+/// the first (then a re-read is due: [`claim_refresh`]). `None` when it is older (an isolate idle
+/// for a while must not answer from a set that old), was never read, or the clock went back:
+/// the request then takes the road that reads KV before answering. A TTL of 0 never answers
+/// from the cache.
+pub fn usable(now_ms: f64, ttl_ms: f64) -> Option<(Option<Rc<ConfigSet>>, bool)> {
+    CACHE.with_borrow(|c| {
+        let age = now_ms - c.checked_at_ms?;
+        (0.0..2.0 * ttl_ms).contains(&age).then(|| (c.set.clone(), age >= ttl_ms))
+    })
+}
+
+/// Whether the caller should start the background re-read: `true` for one caller at a time (a
+/// re-read still running after `ttl_ms` is presumed lost, and another may start).
+pub fn claim_refresh(now_ms: f64, ttl_ms: f64) -> bool {
+    CACHE.with_borrow_mut(|c| {
+        let running = c.refreshing_since.is_some_and(|t| (0.0..ttl_ms).contains(&(now_ms - t)));
+        if !running {
+            c.refreshing_since = Some(now_ms);
+        }
+        !running
+    })
+}
+
+/// The background re-read [`claim_refresh`] granted.
+pub async fn refresh(state: &AppState) {
+    reload(state, now_ms()).await;
+}
+
+/// Reads KV, checked at `now`; parses and installs the set when its text changed.
+async fn reload(state: &AppState, now: f64) {
+    let text = read(state).await;
+    let key = text.as_deref().map(|t| (litmus_shared::hashing::seed(t), t.len()));
+    let same = CACHE.with_borrow_mut(|c| {
+        c.checked_at_ms = Some(now);
+        c.refreshing_since = None;
+        key.is_some() && c.text == key
+    });
+    if same {
+        return;
+    }
+    let Some(set) = text.as_deref().and_then(parse_logged) else { return };
+    CACHE.with_borrow_mut(|c| {
+        if install(c, set) {
+            c.text = key;
+        }
+    });
+}
+
 /// Makes `set` this isolate's answer immediately (after a publish through this isolate).
 pub fn replace(set: ConfigSet) {
     CACHE.with_borrow_mut(|c| {
         c.checked_at_ms = Some(now_ms());
-        install(c, set);
+        if install(c, set) {
+            // Not parsed from KV: the next read parses what KV holds.
+            c.text = None;
+        }
     });
 }
 
 /// Versions only move forward: a KV read that lags behind a publish this isolate already saw
-/// (KV is eventually consistent across locations) must not roll the config back.
-fn install(c: &mut Cache, set: ConfigSet) {
-    if c.set.as_ref().is_none_or(|old| set.version >= old.version) {
+/// (KV is eventually consistent across locations) must not roll the config back. Whether `set`
+/// was installed.
+fn install(c: &mut Cache, set: ConfigSet) -> bool {
+    let newer = c.set.as_ref().is_none_or(|old| set.version >= old.version);
+    if newer {
         c.set = Some(Rc::new(set));
     }
+    newer
 }
 
-async fn load(state: &AppState) -> Option<ConfigSet> {
+async fn read(state: &AppState) -> Option<String> {
     let kv = state.kv()?;
-    let text = match kv.get(CONFIG_KEY).text().await {
-        Ok(Some(text)) => text,
-        Ok(None) => return None,
+    match kv.get(CONFIG_KEY).text().await {
+        Ok(text) => text,
         Err(e) => {
             worker::console_error!("reading KV `{CONFIG_KEY}` failed: {e}");
-            return None;
-        }
-    };
-    match parse_lenient(&text) {
-        Ok(set) => Some(set),
-        Err(e) => {
-            worker::console_error!("KV `{CONFIG_KEY}` is not a config set, keeping the previous one: {e}");
             None
         }
     }
+}
+
+fn parse_logged(text: &str) -> Option<ConfigSet> {
+    parse_lenient(text)
+        .map_err(|e| worker::console_error!("KV `{CONFIG_KEY}` is not a config set, keeping the previous one: {e}"))
+        .ok()
 }
 
 #[derive(Deserialize)]

@@ -46,6 +46,9 @@ pub const NEW_HEAD: u32 = 1 << 16;
 /// [`fast_assign`]'s result when it was not given the cookie or the origin and the answer depends
 /// on them: the shim reads them and calls again.
 pub const NEED_HEADERS: u32 = 1;
+/// Set in [`fast_assign`]'s result when the shim should start the background re-read of the
+/// config ([`fast_refresh`]) after answering from a set past its TTL.
+pub const REFRESH: u32 = 1 << 17;
 /// A string length argument of [`fast_assign`]: the request has no such header.
 pub const ABSENT: i32 = -1;
 /// A string length argument of [`fast_assign`]: the shim did not read that header.
@@ -100,7 +103,7 @@ pub fn fast_assign(query_len: usize, cookie_len: i32, origin_len: i32, https: bo
 /// `cookie` and `origin`: `None` = not read; `Some(None)` = the request has none.
 fn answer(query: &str, cookie: Option<Option<&str>>, origin: Option<Option<&str>>, https: bool, now_ms: f64, queue_bound: bool) -> u32 {
     let Some(vars) = state::vars() else { return 0 };
-    let Some(set) = config_cache::fresh(now_ms, vars.config_ttl_ms) else { return 0 };
+    let Some((set, stale)) = config_cache::usable(now_ms, vars.config_ttl_ms) else { return 0 };
     let q = match assign::parse_query(query) {
         Ok(q) => q,
         Err(e) => return render(Err(e), &vars.allowed_origins.headers_for(origin.flatten())),
@@ -116,7 +119,18 @@ fn answer(query: &str, cookie: Option<Option<&str>>, origin: Option<Option<&str>
     };
     let cors = vars.allowed_origins.headers_for(origin);
     let prepared = BODY.with_borrow_mut(|body| assign::prepare(&vars, set.as_ref(), q, cookie, https, now_ms, body));
-    render(prepared, &cors)
+    let refresh = stale && config_cache::claim_refresh(now_ms, vars.config_ttl_ms);
+    render(prepared, &cors) | if refresh { REFRESH } else { 0 }
+}
+
+/// Re-reads the config from KV: what the shim hands to `waitUntil` when [`fast_assign`] says
+/// [`REFRESH`]. Never rejects (a failed read keeps the set and is logged).
+#[wasm_bindgen]
+pub fn fast_refresh(env: worker::Env) -> worker::js_sys::Promise {
+    worker::wasm_bindgen_futures::future_to_promise(async move {
+        config_cache::refresh(&state::AppState::from_env(&env)).await;
+        Ok(wasm_bindgen::JsValue::UNDEFINED)
+    })
 }
 
 /// The head of the answer [`fast_assign`] just gave: `"{status}\n"`, then header lines

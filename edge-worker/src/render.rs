@@ -116,7 +116,7 @@ impl Fragments {
         });
         let Some((prefix, suffix)) = fragments else {
             // No variant to lend (an experiment without usable variants): the general road.
-            out.extend_from_slice(json(a).as_bytes());
+            write_general(out, a);
             return;
         };
         // By hand, not `write!`: the formatting machinery was a twentieth of the isolate's
@@ -150,7 +150,7 @@ pub fn answer(out: &mut Vec<u8>, unit_id: &str, set: Option<&Rc<ConfigSet>>, ent
         }
         match (entry, &fragments) {
             (Entry::Known(a, index), Some(f)) => f.write_assignment(out, *index, a),
-            (Entry::Known(a, _), None) => out.extend_from_slice(json(a).as_bytes()),
+            (Entry::Known(a, _), None) => write_general(out, a),
             (Entry::Missing { experiment, reason }, _) => {
                 out.extend_from_slice(br#"{"experiment":"#);
                 push_json_str(out, experiment);
@@ -165,6 +165,24 @@ pub fn answer(out: &mut Vec<u8>, unit_id: &str, set: Option<&Rc<ConfigSet>>, ent
         out.extend_from_slice(br#","sticky":"#);
         out.extend_from_slice(doc.to_json().as_bytes());
     }
+    out.push(b'}');
+}
+
+/// An assignment piece by piece, as serializing [`Assignment`] writes it (by hand: serde's
+/// derive and its `{:016x}` would be kept in the worker for this rare road alone).
+fn write_general(out: &mut Vec<u8>, a: &Assignment) {
+    out.extend_from_slice(br#"{"experiment":"#);
+    push_json_str(out, a.experiment);
+    out.extend_from_slice(br#","variant_key":"#);
+    push_json_str(out, a.variant_key);
+    out.extend_from_slice(br#","config_json":"#);
+    out.extend_from_slice(json(a.config_json).as_bytes());
+    out.extend_from_slice(br#","assignment_id":""#);
+    push_hex16(out, a.assignment_id);
+    out.extend_from_slice(br#"","version":"#);
+    push_i64(out, a.version);
+    out.extend_from_slice(if a.in_experiment { br#","in_experiment":true,"reason":"# } else { br#","in_experiment":false,"reason":"# });
+    out.extend_from_slice(reason(a.reason).as_bytes());
     out.push(b'}');
 }
 
@@ -336,6 +354,8 @@ mod tests {
                 experiment("k\"ey\\\u{1}", json!({"ramp_pct": 100, "targeting": {}})),
                 experiment("paused", json!({"status": "paused"})),
                 experiment("unicode ключ", json!({"targeting": {}})),
+                // No variants: control with an empty key, written on the general road.
+                experiment("bare", json!({"variants": []})),
             ],
             saved_groups: Default::default(),
         });
@@ -350,7 +370,10 @@ mod tests {
             let f = Fragments::of(&set);
             for entry in &entries {
                 let Entry::Known(a, i) = entry else { continue };
-                let v = set.experiments[*i].variants.iter().position(|v| v.key == a.variant_key).expect("a variant");
+                let Some(v) = set.experiments[*i].variants.iter().position(|v| v.key == a.variant_key) else {
+                    assert_eq!(a.reason, Reason::InvalidConfig);
+                    continue;
+                };
                 let mut out = Vec::new();
                 f.write_assignment(&mut out, *i, a);
                 assert!(out.starts_with(f.prefixes[*i][v].as_bytes()), "{out:?}");
@@ -361,6 +384,8 @@ mod tests {
             assert_eq!(body(&unit, Some(&set), &entries), reference(&unit, Some(&set), &entries), "unit {unit}");
         }
         assert_eq!(reasons.len(), 4, "assigned, ramp, targeting and not running all written: {reasons:?}");
+        let general = [Entry::Known(assign(&set.experiments[4], "u", &Attributes::new()), 4)];
+        assert!(body("u", Some(&set), &general).contains(r#""variant_key":"","config_json":null"#));
         let missing = [Entry::Missing { experiment: "x", reason: "no_config" }];
         assert_eq!(body("u", None, &missing), reference("u", None, &missing));
         assert_eq!(body("u", Some(&set), &[]), reference("u", Some(&set), &[]));

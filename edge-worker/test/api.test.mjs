@@ -111,6 +111,31 @@ describe("config cache and safe defaults", () => {
   });
 });
 
+test("the fast route answers from a set past its TTL once while it re-reads KV behind the answer; after two TTLs it reads first", async () => {
+  const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, CONFIG_TTL_SECONDS: "1" } });
+  const version = async () => (await w.json("/v1/assign?unit_id=u1&expose=false")).body.config_version;
+  try {
+    await w.kv.put("configs", JSON.stringify({ version: 1, experiments: [] }));
+    assert.equal(await version(), 1);
+    await w.kv.put("configs", JSON.stringify({ version: 2, experiments: [] }));
+    await new Promise((r) => setTimeout(r, 1200));
+    // Between one and two TTLs: this answer comes from the cached set, and starts the re-read.
+    assert.equal(await version(), 1, "answered at once from the set in hand");
+    let seen = 1;
+    for (let i = 0; i < 40 && seen !== 2; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      seen = await version();
+    }
+    assert.equal(seen, 2, "the re-read behind that answer installed the new set");
+    // An isolate idle past two TTLs does not answer from a set that old.
+    await w.kv.put("configs", JSON.stringify({ version: 3, experiments: [] }));
+    await new Promise((r) => setTimeout(r, 2200));
+    assert.equal(await version(), 3);
+  } finally {
+    await w.dispose();
+  }
+});
+
 describe("publishing", () => {
   let w;
   before(async () => {
