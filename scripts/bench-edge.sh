@@ -87,11 +87,16 @@ for n in $SIZES; do
 
   # Interleaved rounds: a drift of the machine (other load, frequency) hits every worker alike.
   before=$(curl -fsS "$sink" | node -p 'JSON.parse(require("fs").readFileSync(0)).messages')
+  # Each round starts one worker further along, so that every worker follows every other as
+  # often (what one leaves behind, a collector's background work or a consumer still draining,
+  # lands on the next), after a pause that lets such work finish.
+  runs=("ceiling $ceiling" "growthbook $peer" "litmus $ours expose=false" "litmus+exposures $ours")
   for round in $(seq 1 "$ROUNDS"); do
-    measure ceiling "$ceiling"
-    measure growthbook "$peer"
-    measure litmus "$ours" expose=false
-    measure litmus+exposures "$ours"
+    for i in 0 1 2 3; do
+      sleep 1
+      # shellcheck disable=SC2086
+      measure ${runs[$(((i + round - 1) % 4))]}
+    done
   done
   # Let the consumer drain, then count the queue messages those requests produced.
   last=-1

@@ -64,7 +64,7 @@ pub async fn get(req: &Request, state: &AppState, ctx: &Context) -> ApiResult<Re
 pub fn parse_query(query: &str) -> ApiResult<Query> {
     let mut q = Query::default();
     let mut keys = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+    for (name, value) in query_pairs(query) {
         match name.as_ref() {
             "experiment" => keys.push(value.into_owned()),
             "unit_id" => q.unit_id = Some(value.into_owned()),
@@ -84,6 +84,20 @@ pub fn parse_query(query: &str) -> ApiResult<Query> {
         q.experiments = Some(keys);
     }
     Ok(q)
+}
+
+/// `form_urlencoded::parse`'s pairs, borrowed from the query when there is nothing to decode (no
+/// `%`, no `+`: the usual case, which then needs neither a copy nor a UTF-8 check).
+fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
+        if pair.bytes().any(|b| b == b'%' || b == b'+') {
+            let mut decoded = form_urlencoded::parse(pair.as_bytes());
+            decoded.next().unwrap_or((Cow::Borrowed(""), Cow::Borrowed("")))
+        } else {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (Cow::Borrowed(name), Cow::Borrowed(value))
+        }
+    })
 }
 
 pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResult<Response> {
@@ -373,6 +387,15 @@ mod tests {
         assert_eq!(parse_query("expose=maybe").expect_err("refused").field.as_deref(), Some("expose"));
         let empty = parse_query("").expect("parses");
         assert!(empty.unit_id.is_none() && empty.experiments.is_none() && empty.expose);
+    }
+
+    #[test]
+    fn query_pairs_are_form_urlencodeds() {
+        for q in ["", "a=1&b=2", "a=1&&b", "=x&y=&z", "a=%20%2B+b&c%3D=d=e", "k=%FF%FE&%C3%BC=%E6%97%A5", "u=a%2", "x=1&x=2&x", "&&&", "p+q=r+s"] {
+            let ours: Vec<(String, String)> = query_pairs(q).map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+            let theirs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+            assert_eq!(ours, theirs, "{q:?}");
+        }
     }
 
     #[test]
