@@ -653,6 +653,10 @@ step('the Watch card: the rule holds, with its progress; the audit says why; rul
   await added.getByLabel('Then').selectOption('stop');
   await watch.getByRole('button', { name: 'Save rules' }).click();
   await textIs(page.locator('#f-rules-1-days-error'), /max_duration rule needs `days`/);
+  // Focus moves in the frame after the message is placed (requestAnimationFrame): wait for it,
+  // rather than read it in the same instant as the message (a fresh run once read '').
+  await page.waitForFunction(() => document.activeElement?.id === 'f-rules-1-days', null, { timeout: 5000 })
+    .catch(() => {});
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'f-rules-1-days');
   await shot('21-rules-editor-error');
   await added.getByLabel('Days').fill('14');
