@@ -186,32 +186,11 @@ fn write_general(out: &mut Vec<u8>, a: &Assignment) {
     out.push(b'}');
 }
 
-/// A JSON string literal of `s`, byte for byte as serde_json writes it (`"`, `\\` and the
-/// control characters escaped, short forms where JSON has them), without an intermediate `String`.
+/// A JSON string literal of `s`, written by serde_json straight into the body (no intermediate
+/// `String`).
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for &b in s.as_bytes() {
-        let short: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..0x20 => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
-                continue;
-            }
-            _ => {
-                out.push(b);
-                continue;
-            }
-        };
-        out.extend_from_slice(short);
-    }
-    out.push(b'"');
+    // Writing a `&str` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(out, s);
 }
 
 /// `{:016x}`.
