@@ -74,11 +74,14 @@ fn read_into(raw: &RawValue, out: &mut Vec<Item>) -> Result<(), &'static str> {
     if !is_object(raw) {
         return Err("not a JSON object");
     }
-    let e: Envelope = serde_json::from_str(raw.get()).map_err(|_| "an envelope member has the wrong type")?;
-    if e.exposures.is_some() {
-        let n = exposures::count(raw.get()).map_err(|_| "an exposure group that is not id, unit_id, ts and [experiment, variant_key] pairs")?;
+    // Nearly every line is a group: read and counted in one pass, before anything else is tried.
+    if let Ok(n) = exposures::count(raw.get()) {
         out.push(Item::Group(raw.get().to_owned(), n));
         return Ok(());
+    }
+    let e: Envelope = serde_json::from_str(raw.get()).map_err(|_| "an envelope member has the wrong type")?;
+    if e.exposures.is_some() {
+        return Err("an exposure group that is not id, unit_id, ts and [experiment, variant_key] pairs");
     }
     if let Some(events) = e.events {
         if !events.iter().all(|e| is_object(e)) {
@@ -122,7 +125,7 @@ impl Chunk {
     /// then each group's exposures in order. Groups are expanded only here, once, when an event
     /// was refused.
     pub fn numbered(&self) -> Vec<String> {
-        let groups = self.groups.iter().flat_map(|g| exposures::expand(g).unwrap_or_default());
+        let groups = self.groups.iter().flat_map(|g| exposures::events(g).unwrap_or_default());
         self.events.iter().cloned().chain(groups).collect()
     }
 }
@@ -203,7 +206,16 @@ mod tests {
         // One envelope alone, as the workers-rs route and earlier versions send it.
         assert_eq!(read_text(&group("u1", ID, vec![["a", "b"]])).expect("reads").len(), 1);
         // A message is read whole or not at all.
-        for bad in ["{\"hello\":1}", "not json", "{\"exposures\":[[\"a\"]],\"id\":\"x\",\"unit_id\":\"u\",\"ts\":\"t\"}"] {
+        let odd = |pairs: &str, extra: &str| format!(r#"{{"id":"x","unit_id":"u","ts":"t","exposures":{pairs}{extra}}}"#);
+        for bad in [
+            "{\"hello\":1}".to_owned(),
+            "not json".to_owned(),
+            odd(r#"[["a"]]"#, ""),
+            odd(r#"[["a","b","c"]]"#, ""),
+            odd(r#"[["a","b"],"ab"]"#, ""),
+            odd(r#"[["a",1]]"#, ""),
+            odd(r#"[["a","b"]]"#, r#","kind":"exposure""#),
+        ] {
             assert!(read_text(&format!("{}\n{bad}", group("u1", ID, vec![["a", "b"]]))).is_err(), "{bad}");
         }
         assert!(read_text("").is_err());

@@ -212,7 +212,8 @@ async fn post_batch(base: Option<&str>, token: Option<&str>, chunk: &envelope::C
     headers.set("content-type", "application/json").map_err(|e| e.to_string())?;
     headers.set("authorization", &format!("Bearer {token}")).map_err(|e| e.to_string())?;
     headers.set("x-litmus-queue-messages", &messages.to_string()).map_err(|e| e.to_string())?;
-    let body = chunk.body();
+    // As bytes: a string would be decoded from wasm memory only for fetch to encode it again.
+    let body = worker::js_sys::Uint8Array::from(chunk.body().as_bytes());
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
     let req = Request::new_with_init(&format!("{base}/api/v1/events/batch"), &init).map_err(|e| e.to_string())?;

@@ -56,8 +56,10 @@ struct Group<'a> {
     ts: &'a RawValue,
     #[serde(borrow, default)]
     attributes: Option<&'a RawValue>,
+    /// Read in the same pass as the rest: the edge's queue consumer reads every group it
+    /// forwards, in the isolate that also answers `/v1/assign`.
     #[serde(borrow)]
-    exposures: Vec<&'a RawValue>,
+    exposures: Vec<(&'a RawValue, &'a RawValue)>,
 }
 
 const SHAPE: &str = r#"an exposure group is {"id","unit_id","ts","attributes"?,"exposures":[[experiment, variant_key],...]}"#;
@@ -92,22 +94,40 @@ fn read(text: &str) -> Result<Checked<'_>, ConfigError> {
         .exposures
         .iter()
         .enumerate()
-        .map(|(i, pair)| match serde_json::from_str::<(&RawValue, &RawValue)>(pair.get()) {
-            Ok((e, v)) if is_string(e) && is_string(v) => Ok((e.get(), v.get())),
-            _ => Err(ConfigError::new(format!("exposures[{i}]"), "must be [experiment, variant_key]")),
-        })
+        .map(|(i, (e, v))| if is_string(e) && is_string(v) { Ok((e.get(), v.get())) } else { Err(not_a_pair(i)) })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Checked { id, unit_id: group.unit_id.get(), ts: group.ts.get(), attributes, pairs })
 }
 
-/// How many exposure events a group holds, once its shape is checked.
+fn not_a_pair(i: usize) -> ConfigError {
+    ConfigError::new(format!("exposures[{i}]"), "must be [experiment, variant_key]")
+}
+
+/// What is wrong with a group that did not read: the first pair that is not two values, or else
+/// its shape. Only on this rare road is the text read again, member by member.
+fn fault(text: &str) -> ConfigError {
+    let members = serde_json::from_str::<std::collections::BTreeMap<&str, &RawValue>>(text).ok();
+    let pairs = members.as_ref().and_then(|m| serde_json::from_str::<Vec<&RawValue>>(m.get("exposures")?.get()).ok());
+    let bad = pairs.and_then(|pairs| pairs.iter().position(|p| serde_json::from_str::<(&RawValue, &RawValue)>(p.get()).is_err()));
+    bad.map_or_else(|| ConfigError::new("", SHAPE), not_a_pair)
+}
+
+/// How many exposure events a group holds, once its shape is checked. A group whose pairs do not
+/// read is refused as a whole; [`expand`] names the pair at fault.
 pub fn count(text: &str) -> Result<usize, ConfigError> {
     read(text).map(|g| g.pairs.len())
 }
 
 /// A group's exposure events, in order, each as the JSON text the batch endpoint takes in
 /// `events`: `{"kind":"exposure","experiment","unit_id","variant_key","event_id","ts","attributes"?}`.
+/// A refusal names the member at fault.
 pub fn expand(text: &str) -> Result<Vec<String>, ConfigError> {
+    events(text).map_err(|e| if e.path.is_empty() { fault(text) } else { e })
+}
+
+/// [`expand`] with [`count`]'s refusals: for a reader that has no use for the detail (the edge,
+/// which keeps [`fault`]'s code out of its size budget that way).
+pub fn events(text: &str) -> Result<Vec<String>, ConfigError> {
     let g = read(text)?;
     g.pairs
         .iter()
@@ -212,6 +232,10 @@ mod tests {
         };
         assert_eq!(fault(with("exposures", json!([["a", "b"], ["a"]]))), "exposures[1]");
         assert_eq!(fault(with("exposures", json!([["a", 1]]))), "exposures[0]");
+        assert_eq!(fault(with("exposures", json!([["a", "b"], ["a", "b", "c"]]))), "exposures[1]");
+        assert_eq!(fault(with("exposures", json!([["a", "b"], ["c", "d"], "ab"]))), "exposures[2]");
+        assert_eq!(fault(with("exposures", json!([["a", "b"], {"0": "a"}]))), "exposures[1]");
+        assert_eq!(fault(with("exposures", json!({"a": "b"}))), "");
         assert_eq!(fault(with("unit_id", json!(7))), "unit_id");
         assert_eq!(fault(with("ts", json!(null))), "ts");
         assert_eq!(fault(with("id", json!(1))), "id");
@@ -220,5 +244,11 @@ mod tests {
         assert_eq!(fault(json!({"exposures": [["a", "b"]]})), "");
         assert_eq!(fault(json!("text")), "");
         assert_eq!(count(&with("exposures", json!([])).to_string()), Ok(0));
+        // The quiet readers refuse the same groups, without naming the pair.
+        for bad in [json!([["a", "b"], ["a"]]), json!([["a", "b", "c"]]), json!([["a", 1]]), json!(["ab"])] {
+            let text = with("exposures", bad).to_string();
+            assert!(count(&text).is_err() && events(&text).is_err(), "{text}");
+        }
+        assert_eq!(events(&ok.to_string()), expand(&ok.to_string()));
     }
 }
