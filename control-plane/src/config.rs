@@ -2,6 +2,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use litmus_shared::signing::Keys;
+
 /// Every setting, as a flag or an env var (documented in `.env.example`).
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "litmus-control-plane", version, about)]
@@ -28,6 +30,13 @@ pub struct Config {
     /// Comma-separated bearer tokens that may only send events (the edge worker's service token).
     #[arg(long, env = "INGEST_API_TOKENS", value_delimiter = ',', default_value = "")]
     pub ingest_api_tokens: Vec<String>,
+
+    /// Keys that sign assignments and sticky documents (`litmus_shared::signing`): comma-separated,
+    /// 32 hex digits each (`openssl rand -hex 16`), the same as the worker's `SIGNING_KEYS`
+    /// secret. The first signs, every one verifies: rotate by putting the new key first. Unset:
+    /// answers carry no `signature`, and sticky documents sent back are ignored.
+    #[arg(long, env = "SIGNING_KEYS", default_value = "", value_parser = parse_keys, hide_env_values = true)]
+    pub signing_keys: Keys,
 
     /// Where the edge worker accepts config pushes (`PUT`), e.g. http://127.0.0.1:8787/v1/admin/config
     /// under `wrangler dev`. Unset: no HTTP push.
@@ -105,8 +114,16 @@ impl Config {
         c.ingest_api_tokens.clear();
         c.edge_publish_url = None;
         c.cf_account_id = None;
+        c.signing_keys = Keys::parse(TEST_SIGNING_KEY).unwrap_or_default();
         c
     }
+}
+
+/// The signing key [`Config::for_tests`] uses, so that tests can verify and forge against it.
+pub const TEST_SIGNING_KEY: &str = "6c69746d75732d746573742d6b657931";
+
+fn parse_keys(s: &str) -> Result<Keys, String> {
+    Keys::parse(s).map_err(|e| format!("SIGNING_KEYS{}: {}", if e.path.is_empty() { String::new() } else { e.path }, e.message))
 }
 
 /// `90`, `90s`, `15m`, `24h`, `7d`.

@@ -265,11 +265,19 @@ async fn assign_equals_the_shared_engine(db: PgPool) {
     let row = app.get("/api/v1/experiments/model_ranking").await.json();
     let mut engine: litmus_shared::Experiment = serde_json::from_value(row.clone()).expect("rows deserialize as engine configs");
     engine.id = Some(e["id"].as_str().expect("id").into());
+    let keys = litmus_shared::signing::Keys::parse(litmus_control_plane::config::TEST_SIGNING_KEY).expect("the test key");
     for i in 0..300 {
         let attrs = json!({"country": if i % 3 == 0 { "US" } else { "DE" }, "age": i % 60});
         let unit = format!("unit-{i}-ü");
         let api = app.post("/api/v1/assign", json!({"experiment": "model_ranking", "unit_id": unit, "attributes": attrs})).await.json();
-        let local = serde_json::to_value(litmus_shared::assign(&engine, &unit, attrs.as_object().expect("object"))).expect("json");
-        assert_eq!(api, local);
+        // The engine's answer, signed with the deployment's key: the same bytes the edge writes.
+        let mut local = litmus_shared::assign(&engine, &unit, attrs.as_object().expect("object"));
+        local.signature = keys.sign(&engine, &unit, &local);
+        assert!(local.signature.is_some());
+        assert_eq!(api, serde_json::to_value(&local).expect("json"));
+        // Only an in-experiment answer's signature proves an event for its unit and variant.
+        let proves = keys.verify(api["signature"].as_str().expect("signed"), "model_ranking", &unit, local.variant_key).is_some();
+        assert_eq!(proves, local.in_experiment, "{api}");
+        assert!(keys.verify(api["signature"].as_str().expect("signed"), "model_ranking", "someone-else", local.variant_key).is_none());
     }
 }

@@ -299,12 +299,31 @@ async fn assignments_keep_a_units_first_variant(db: PgPool) {
     app.post("/api/v1/experiments/sticky_b/launch", json!({"ramp_pct": 100})).await;
     let first = app.post("/api/v1/assign", json!({"experiment": "sticky_b", "unit_id": "u1"})).await.json();
     let got = first["variant_key"].as_str().expect("a variant").to_owned();
-    assert_eq!(first["sticky"], json!({"unit_id": "u1", "assignments": {"sticky_b__0": got}}), "{first}");
-    // The remembered variant wins over the hash (here: the other one), reason `sticky`.
+    assert_eq!(first["sticky"]["assignments"], json!({"sticky_b__0": got}), "{first}");
+    assert_eq!(first["sticky"]["unit_id"], "u1");
+    let keys = litmus_shared::signing::Keys::parse(litmus_control_plane::config::TEST_SIGNING_KEY).expect("the test key");
+    let signed = |doc: serde_json::Value| {
+        let mut d = litmus_shared::StickyDoc::from_json(&doc).expect("a document");
+        d.sign(&keys);
+        serde_json::from_str::<serde_json::Value>(&d.to_json()).expect("json")
+    };
+    assert_eq!(first["sticky"], signed(json!({"unit_id": "u1", "assignments": {"sticky_b__0": got}})), "signed by the issuer");
+    // A remembered variant the issuer signed wins over the hash (here: the other one), reason `sticky`.
     let other = if got == "a" { "b" } else { "a" };
-    let doc = json!({"unit_id": "u1", "assignments": {"sticky_b__0": other}});
+    let doc = signed(json!({"unit_id": "u1", "assignments": {"sticky_b__0": other}}));
     let again = app.post("/api/v1/assign", json!({"experiment": "sticky_b", "unit_id": "u1", "sticky": doc})).await.json();
     assert_eq!((again["variant_key"].as_str(), again["reason"].as_str(), again["in_experiment"].as_bool()), (Some(other), Some("sticky"), Some(true)));
+    // The same document unsigned, altered, or signed with another key: ignored, the hash answers.
+    let mut altered = doc.clone();
+    altered["assignments"]["sticky_b__0"] = json!(got);
+    altered["unit_id"] = json!("u1");
+    let mut foreign = litmus_shared::StickyDoc::from_json(&doc).expect("a document");
+    foreign.sign(&litmus_shared::signing::Keys::parse("00112233445566778899aabbccddeeff").expect("a key"));
+    let foreign: serde_json::Value = serde_json::from_str(&foreign.to_json()).expect("json");
+    for forged in [json!({"unit_id": "u1", "assignments": {"sticky_b__0": other}}), altered, foreign] {
+        let a = app.post("/api/v1/assign", json!({"experiment": "sticky_b", "unit_id": "u1", "sticky": forged})).await.json();
+        assert_eq!((a["variant_key"].as_str(), a["reason"].as_str()), (Some(got.as_str()), Some("assigned")), "{forged}");
+    }
     // Another unit's document does not apply; a malformed one is refused.
     let third = app.post("/api/v1/assign", json!({"experiment": "sticky_b", "unit_id": "u2", "sticky": doc})).await.json();
     assert_eq!(third["sticky"]["unit_id"], "u2");

@@ -103,6 +103,28 @@ async fn batch_lands_the_good_and_names_the_bad(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn exposure_groups_are_counted_before_they_are_expanded(db: PgPool) {
+    let app = App::new(db.clone());
+    running(&app).await;
+    let group = |n: usize, attributes: Value| json!({"id": "0193a8f2-7c4e-7b21-9f3a-5d6e7f809102", "unit_id": "u1",
+        "ts": "2026-01-01T00:05:00Z", "attributes": attributes,
+        "exposures": (0..n).map(|_| json!(["model_ranking", "model_a"])).collect::<Vec<_>>()});
+    // One group asking for more exposures than a request can give, or carrying attributes past
+    // the limit: refused by name, nothing stored.
+    let r = app.post("/api/v1/events/batch", json!({"exposures": [group(1001, json!(null))]})).await;
+    assert_eq!(r.error(422).1.as_deref(), Some("exposures[0].exposures"));
+    let r = app.post("/api/v1/events/batch", json!({"exposures": [group(1, json!({"a": "x".repeat(5000)}))]})).await;
+    assert_eq!(r.error(422).1.as_deref(), Some("exposures[0].attributes"));
+    // Groups adding up past the batch limit: 413 before any is expanded (11 × 1000 with 4 KiB
+    // of attributes each would be 45 MB of events from a 120 KB body).
+    let big = json!({"a": "x".repeat(4000)});
+    let groups: Vec<Value> = (0..11).map(|_| group(1000, big.clone())).collect();
+    assert_eq!(app.post("/api/v1/events/batch", json!({"exposures": groups})).await.error(413).0, "payload_too_large");
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events").fetch_one(&db).await.expect("count");
+    assert_eq!(n, 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn exposure_groups_land_as_their_events_numbered_after_events(db: PgPool) {
     let app = App::new(db.clone());
     running(&app).await;
@@ -177,14 +199,29 @@ async fn a_partly_redelivered_batch_lands_only_its_new_events(db: PgPool) {
         sqlx::query_as("SELECT variant_key, to_char(first_ts AT TIME ZONE 'UTC', 'HH24:MI') FROM unit_exposures WHERE unit_id = 'u1'")
             .fetch_one(&db).await.expect("exposure");
     assert_eq!((variant.as_str(), first_ts.as_str()), ("model_b", "00:01"), "the earliest exposure wins");
-    // The keys are what migration 0007 computes in SQL: a canonical UUID as is, else MD5.
-    let (matching,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM event_ids WHERE event_key IN (
-             SELECT CASE WHEN event_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                         THEN event_id::uuid ELSE md5(event_id)::uuid END FROM events)",
-    )
-    .fetch_one(&db).await.expect("keys");
-    assert_eq!(matching, 4);
+    let (keys,): (i64,) = sqlx::query_as("SELECT count(*) FROM event_ids").fetch_one(&db).await.expect("keys");
+    assert_eq!(keys, 4);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_id_sent_first_by_someone_else_claims_nothing(db: PgPool) {
+    let app = App::new(db.clone());
+    running(&app).await;
+    // Someone learnt the id u1's client will use and sent it first: for another unit, and for u1
+    // with another value.
+    let id = "0193a8f2-7c4e-7b21-9f3a-5d6e7f809102";
+    let with_id = |mut e: Value, id: &str| { e["event_id"] = json!(id); e };
+    let squat = json!({"events": [
+        with_id(metric("u2", "model_a", 0.0, "2026-01-01T00:06:00Z"), id),
+        with_id(metric("u1", "model_a", 0.0, "2026-01-01T00:06:00Z"), id),
+    ]});
+    assert_eq!(app.post("/api/v1/events/batch", squat).await.json(), json!({"accepted": 2, "duplicates": 0}));
+    // The real event still counts; sent again, it is a duplicate.
+    let real = json!({"events": [with_id(metric("u1", "model_a", 42.0, "2026-01-01T00:06:00Z"), id)]});
+    assert_eq!(app.post("/api/v1/events/batch", real.clone()).await.json(), json!({"accepted": 1, "duplicates": 0}));
+    assert_eq!(app.post("/api/v1/events/batch", real).await.json(), json!({"accepted": 0, "duplicates": 1}));
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE unit_id = 'u1' AND value = 42").fetch_one(&db).await.expect("count");
+    assert_eq!(n, 1);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -3,6 +3,7 @@ use serde_json::Value;
 
 use crate::config::{Experiment, Status};
 use crate::hashing::{self, BUCKETS};
+use crate::signing::Signature;
 use crate::targeting::{Attributes, SavedGroups};
 
 /// Why a unit got the answer it got.
@@ -34,6 +35,10 @@ pub struct Assignment<'a> {
     pub config_json: &'a Value,
     #[serde(serialize_with = "hex16")]
     pub assignment_id: u64,
+    /// Set by the issuer when it holds signing keys (`crate::signing`); the engine itself never
+    /// signs, so the vectors and every evaluator's deterministic fields are unchanged by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
     pub version: i64,
     pub in_experiment: bool,
     pub reason: Reason,
@@ -79,6 +84,7 @@ pub(crate) fn assign_remembering<'a>(
             variant_key,
             config_json,
             assignment_id: hashing::assignment_id(seed, unit_id, variant_key),
+            signature: None,
             version: experiment.version,
             in_experiment: matches!(reason, Reason::Assigned | Reason::Sticky),
             reason,
@@ -104,7 +110,10 @@ pub(crate) fn assign_remembering<'a>(
     if threshold < BUCKETS && hashing::bucket(seed, hashing::RAMP_TAG, unit_id) >= threshold {
         return answer(0, Reason::Ramp);
     }
-    if let Some(i) = remembered.and_then(|key| experiment.variants.iter().position(|v| v.key == key)) {
+    // Only where keeping a variant is the design (a bandit over lasting units), and only for a
+    // variant still served: a document can never pick an A/B arm or a zero-weight arm.
+    let keeps = |key: &str| experiment.variants.iter().position(|v| v.key == key && v.weight > 0.0);
+    if let Some(i) = remembered.filter(|_| experiment.is_sticky()).and_then(keeps) {
         return answer(i, Reason::Sticky);
     }
     let b = hashing::bucket(seed, hashing::VARIANT_TAG, unit_id);

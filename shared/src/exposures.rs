@@ -62,6 +62,10 @@ struct Group<'a> {
     exposures: Vec<(&'a RawValue, &'a RawValue)>,
 }
 
+/// The most exposures one group may stand for: a request answers at most this many experiments
+/// (the edge's own limit is far lower), and [`nth_id`] keeps ids apart up to 4096.
+pub const MAX_GROUP_EXPOSURES: usize = 1000;
+
 const SHAPE: &str = r#"an exposure group is {"id","unit_id","ts","attributes"?,"exposures":[[experiment, variant_key],...]}"#;
 
 fn is_string(raw: &RawValue) -> bool {
@@ -85,7 +89,18 @@ fn read(text: &str) -> Result<Checked<'_>, ConfigError> {
             return Err(ConfigError::new(name, "must be a string"));
         }
     }
+    // Limits before anything is built: expanded, a group copies its unit and attributes into
+    // every event, so an unchecked one could ask for far more memory than its own size.
+    if group.exposures.len() > MAX_GROUP_EXPOSURES {
+        return Err(ConfigError::new("exposures", format!("at most {MAX_GROUP_EXPOSURES} exposures per group")));
+    }
+    if group.unit_id.get().len() > 2 * crate::validate::MAX_UNIT_ID_BYTES + 2 {
+        return Err(ConfigError::new("unit_id", "is too long"));
+    }
     let attributes = match group.attributes.map(RawValue::get) {
+        Some(a) if a.len() > crate::validate::MAX_ATTRIBUTES_BYTES => {
+            return Err(ConfigError::new("attributes", format!("must be at most {} bytes of JSON", crate::validate::MAX_ATTRIBUTES_BYTES)));
+        }
         Some("null") | None => None,
         Some(a) if a.starts_with('{') => Some(a),
         Some(_) => return Err(ConfigError::new("attributes", "must be an object")),
@@ -116,6 +131,12 @@ fn fault(text: &str) -> ConfigError {
 /// read is refused as a whole; [`expand`] names the pair at fault.
 pub fn count(text: &str) -> Result<usize, ConfigError> {
     read(text).map(|g| g.pairs.len())
+}
+
+/// [`count`], or [`expand`]'s refusal naming the member at fault: what a reader that expands
+/// later checks first.
+pub fn expand_count(text: &str) -> Result<usize, ConfigError> {
+    count(text).map_err(|e| if e.path.is_empty() { fault(text) } else { e })
 }
 
 /// A group's exposure events, in order, each as the JSON text the batch endpoint takes in
@@ -244,6 +265,12 @@ mod tests {
         assert_eq!(fault(json!({"exposures": [["a", "b"]]})), "");
         assert_eq!(fault(json!("text")), "");
         assert_eq!(count(&with("exposures", json!([])).to_string()), Ok(0));
+        // Limits hold before expansion: too many pairs, attributes or a unit id too large.
+        let many: Vec<Value> = (0..=MAX_GROUP_EXPOSURES).map(|i| json!([format!("e{i}"), "b"])).collect();
+        assert_eq!(fault(with("exposures", Value::Array(many.clone()))), "exposures");
+        assert_eq!(count(&with("exposures", Value::Array(many[1..].to_vec())).to_string()), Ok(MAX_GROUP_EXPOSURES));
+        assert_eq!(fault(with("attributes", json!({"a": "x".repeat(5000)}))), "attributes");
+        assert_eq!(fault(with("unit_id", json!("u".repeat(2000)))), "unit_id");
         // The quiet readers refuse the same groups, without naming the pair.
         for bad in [json!([["a", "b"], ["a"]]), json!([["a", "b", "c"]]), json!([["a", 1]]), json!(["ab"])] {
             let text = with("exposures", bad).to_string();

@@ -9,6 +9,8 @@
 //! - [`assign()`]: the single entry point.
 //! - [`validate`]: the rules an event must meet, applied alike by the edge and the control plane.
 //! - [`sticky`]: sticky assignments, a unit keeping its first variant while weights move.
+//! - [`signing`]: signed assignments and sticky documents, so that events and documents a client
+//!   sends back can be told from forgeries.
 //! - [`exposures`]: exposure groups, the exposures of one request as the edge forwards them.
 
 pub mod assign;
@@ -16,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod exposures;
 pub mod hashing;
+pub mod signing;
 pub mod sticky;
 pub mod targeting;
 pub mod validate;

@@ -35,7 +35,7 @@ const MIN_TS_MICROS: i64 = 946_684_800 * 1_000_000;
 const MAX_TS_BYTES: usize = 64;
 /// The metric a conversion without `metric` counts under.
 pub const DEFAULT_CONVERSION_METRIC: &str = "conversion";
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 11] = [
     "kind",
     "experiment",
     "unit_id",
@@ -46,6 +46,7 @@ pub const FIELDS: [&str; 10] = [
     "ts",
     "attributes",
     "assignment_id",
+    "signature",
 ];
 
 /// A refused event: the field (relative to the event; empty = the event itself), a code, and a
@@ -116,6 +117,9 @@ pub struct Event {
     pub ts: Option<Timestamp>,
     /// Exposures only; `None` when absent or empty.
     pub attributes: Option<Map<String, Value>>,
+    /// The `signature` of the answer the event reports on (`crate::signing`), as sent; checked
+    /// where events arrive without a key (the public edge).
+    pub signature: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +228,9 @@ pub fn event(v: &Value, forced: Option<Kind>, now_micros: i64) -> Result<Event, 
         }
         Some(_) => return Err(Invalid::new("attributes", "must be an object")),
     };
+    let signature = string(obj, "signature", crate::signing::MAX_TOKEN_BYTES)?.map(str::to_owned);
     Ok(Event {
+        signature,
         kind,
         experiment: experiment.to_owned(),
         unit_id: unit.to_owned(),

@@ -45,12 +45,16 @@ async fn assign(State(state): State<AppState>, Json(req): Json<AssignRequest>) -
         })?),
     };
     let wanted = given.is_some() || experiment.is_sticky();
-    let mut doc = StickyDoc::for_unit(given, &req.unit_id);
-    let (answer, _) = litmus_shared::assign_sticky(&experiment, &req.unit_id, &req.attributes, &groups, &mut doc);
+    // Only a document this deployment signed counts; anything else is as if none was sent.
+    let keys = &state.config.signing_keys;
+    let mut doc = StickyDoc::for_unit(given.and_then(|d| d.verified(keys)), &req.unit_id);
+    let (mut answer, _) = litmus_shared::assign_sticky(&experiment, &req.unit_id, &req.attributes, &groups, &mut doc);
+    answer.signature = keys.sign(&experiment, &req.unit_id, &answer);
     metrics::counter!("assignments_total", "in_experiment" => answer.in_experiment.to_string()).increment(1);
     // Serialized here: the answer borrows from `experiment`.
     let mut body = serde_json::to_value(&answer).map_err(|e| ApiError::Internal(e.into()))?;
     if wanted {
+        doc.sign(keys);
         body["sticky"] = serde_json::from_str(&doc.to_json()).map_err(|e| ApiError::Internal(e.into()))?;
     }
     Ok(axum::Json(body).into_response())

@@ -115,12 +115,21 @@ struct BatchIn {
 
 async fn batch(State(state): State<AppState>, Json(body): Json<BatchIn>) -> ApiResult<(StatusCode, axum::Json<IngestResult>)> {
     let BatchIn { mut events, exposures } = body;
+    // Counted before anything is expanded: a group copies its unit and attributes into each of
+    // its events, so the size of the body says nothing about the size of its expansion.
+    let mut total = events.len();
+    for (g, group) in exposures.iter().enumerate() {
+        let n = litmus_shared::exposures::expand_count(group.get())
+            .map_err(|e| e.under(&format!("exposures[{g}]")))
+            .map_err(|e| ApiError::validation(e.path, e.message))?;
+        total = total.saturating_add(n);
+        if total > MAX_BATCH_EVENTS {
+            return Err(ApiError::PayloadTooLarge);
+        }
+    }
     // Where each group's events start: rejections name `exposures[g].exposures[j]`.
     let mut starts = Vec::with_capacity(exposures.len());
     for (g, group) in exposures.iter().enumerate() {
-        if events.len() > MAX_BATCH_EVENTS {
-            break;
-        }
         // A group's shape is the sender's contract, not an event's fault: the batch is refused
         // whole, as a malformed body is.
         let expanded = litmus_shared::exposures::expand(group.get())
@@ -272,7 +281,7 @@ fn admit(index: usize, e: validate::Event, experiments: &HashMap<String, Experim
         message: err.to_string(),
     })?;
     let event_id = e.event_id.unwrap_or_else(|| Uuid::now_v7().to_string());
-    let key = event_key(&event_id);
+    let key = event_key(&e.unit_id, e.kind, &e.variant_key, e.metric.as_deref(), e.value, &event_id);
     Ok(Event {
         experiment_id: exp.id,
         kind: e.kind.into(),
@@ -287,16 +296,30 @@ fn admit(index: usize, e: validate::Event, experiments: &HashMap<String, Experim
     })
 }
 
-/// The dedup key of an event id: the id itself when it is a canonical UUID (what the edge, the
-/// SDKs and this module mint), else the MD5 of its bytes. Migration 0007 computes the same in SQL.
-fn event_key(event_id: &str) -> Uuid {
-    use md5::{Digest, Md5};
-    match Uuid::try_parse(event_id) {
-        // Only the canonical spelling: "ABC…" and "abc…" are different ids, so they must not
-        // share a key.
-        Ok(u) if u.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == event_id => u,
-        _ => Uuid::from_bytes(Md5::digest(event_id.as_bytes()).into()),
-    }
+/// The dedup key of an event: its id scoped by what it says (unit, kind, variant, metric,
+/// value). A re-sent event (same id, same content) is a duplicate; an id someone else sent first,
+/// for another unit or with other content, claims nothing. Without the scope, anyone who learnt or
+/// guessed a client's next `event_id` could send it first and have the real event dropped as a
+/// duplicate. The time and attributes are left out: a client that re-sends without `ts` gets a new
+/// receive time, and that is still the same event.
+fn event_key(unit_id: &str, kind: validate::Kind, variant_key: &str, metric: Option<&str>, value: Option<f64>, event_id: &str) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(b"litmus-edge event v1");
+    field(unit_id.as_bytes());
+    field(kind.as_str().as_bytes());
+    field(variant_key.as_bytes());
+    field(metric.unwrap_or("").as_bytes());
+    field(&value.map_or([0xff; 8], |v| v.to_bits().to_le_bytes()));
+    field(event_id.as_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
 }
 
 /// Writes a batch in one transaction and returns how many of its events were new: their keys
@@ -451,17 +474,28 @@ mod tests {
     }
 
     #[test]
-    fn event_key_is_the_canonical_uuid_itself_else_md5() {
+    fn event_keys_are_scoped_by_unit_and_content() {
+        use validate::Kind::{Conversion, Exposure, Metric};
         let id = "0193a8f2-7c4e-7b21-9f3a-5d6e7f809102";
-        assert_eq!(event_key(id).to_string(), id);
-        // MD5("abc") is RFC 1321's test vector.
-        assert_eq!(event_key("abc").simple().to_string(), "900150983cd24fb0d6963f7d28e17f72");
-        // Other spellings of the same UUID are other ids.
+        let key = |unit, kind, variant, metric, value, id| event_key(unit, kind, variant, metric, value, id);
+        let base = key("u1", Metric, "b", Some("revenue"), Some(9.5), id);
         let upper = id.to_uppercase();
-        let simple = id.replace('-', "");
-        assert_ne!(event_key(&upper), event_key(id));
-        assert_ne!(event_key(&simple), event_key(id));
-        assert_ne!(event_key(&upper), event_key(&simple));
+        // A re-sent event is the same key: counted once.
+        assert_eq!(base, key("u1", Metric, "b", Some("revenue"), Some(9.5), id));
+        // The same id from anyone saying anything else is another key: it claims nothing.
+        for other in [
+            key("u2", Metric, "b", Some("revenue"), Some(9.5), id),
+            key("u1", Conversion, "b", Some("revenue"), None, id),
+            key("u1", Metric, "a", Some("revenue"), Some(9.5), id),
+            key("u1", Metric, "b", Some("orders"), Some(9.5), id),
+            key("u1", Metric, "b", Some("revenue"), Some(0.0), id),
+            key("u1", Metric, "b", Some("revenue"), Some(9.5), &upper),
+            key("u1", Exposure, "b", None, None, id),
+        ] {
+            assert_ne!(other, base);
+        }
+        // Length prefixes: fields cannot run into each other.
+        assert_ne!(key("ab", Exposure, "c", None, None, id), key("a", Exposure, "bc", None, None, id));
     }
 
     #[test]
