@@ -62,12 +62,26 @@ fi
 PUBLISH_TOKEN=${PUBLISH_TOKEN:-$(random_token)}
 INGEST_TOKEN=${INGEST_TOKEN:-$(random_token)}
 export INGEST_API_TOKENS=${INGEST_API_TOKENS:-$INGEST_TOKEN}
+# The key that signs assignments and sticky documents, shared by the worker and the control plane
+# (README, "Trust"). Kept beside the local cluster, so that signatures and sticky cookies handed
+# out stay valid across restarts; a new one otherwise.
+if [ -z "${SIGNING_KEYS:-}" ]; then
+  keyfile=""
+  [ -n "$PGDIR" ] && keyfile="$(dirname "$PGDIR")/signing-key"
+  if [ -n "$keyfile" ] && [ -s "$keyfile" ]; then
+    SIGNING_KEYS=$(cat "$keyfile")
+  else
+    SIGNING_KEYS=$(random_token)
+    [ -n "$keyfile" ] && (umask 077; printf '%s\n' "$SIGNING_KEYS" > "$keyfile")
+  fi
+fi
+export SIGNING_KEYS
 export EDGE_PUBLISH_URL=${EDGE_PUBLISH_URL:-http://127.0.0.1:$EDGE_PORT/v1/admin/config}
 export EDGE_PUBLISH_TOKEN=$PUBLISH_TOKEN
 # The watch job (stopping rules, safe rollouts, alerts) looks every 30 s by default; locally every
 # 2 s, so a walk-through sees it act while it waits.
 export LITMUS_WATCH_EVERY=${LITMUS_WATCH_EVERY:-2s}
-printf 'PUBLISH_TOKEN=%s\nINGEST_TOKEN=%s\nCONTROL_PLANE_URL=http://%s\n' "$PUBLISH_TOKEN" "$INGEST_TOKEN" "$LITMUS_ADDR" > .dev.vars
+(umask 077; printf 'PUBLISH_TOKEN=%s\nINGEST_TOKEN=%s\nSIGNING_KEYS=%s\nCONTROL_PLANE_URL=http://%s\n' "$PUBLISH_TOKEN" "$INGEST_TOKEN" "$SIGNING_KEYS" "$LITMUS_ADDR" > .dev.vars)
 
 if [ -f dashboard/package.json ]; then
   phase "dashboard build"

@@ -234,6 +234,8 @@ pub fn prepare(
     let sticky_set = has_sticky(set);
     let doc = q.sticky.or_else(|| cookie.filter(|_| sticky_set).and_then(sticky_cookie));
     let wanted = doc.is_some() || sticky_set;
+    // Only a document this deployment signed counts: a client cannot pick its own variant.
+    let doc = doc.and_then(|d| d.verified(&vars.signing_keys));
     let mut sticky = wanted.then(|| StickyDoc::for_unit(doc, &unit_id));
     let mut sticky_changed = false;
     let assignments = evaluate(set.map(|s| &**s), keys.as_deref(), &unit_id, &q.attributes, sticky.as_mut(), &mut sticky_changed);
@@ -258,7 +260,10 @@ pub fn prepare(
     } else {
         None
     };
-    render::answer(body, &unit_id, set, &assignments, sticky.as_ref());
+    if let Some(doc) = sticky.as_mut() {
+        doc.sign(&vars.signing_keys);
+    }
+    render::answer(body, &unit_id, set, &assignments, sticky.as_ref(), &vars.signing_keys);
 
     // Answers are per unit: no shared cache may keep them.
     let mut headers = vec![("cache-control", Cow::Borrowed("private, no-store"))];
@@ -358,7 +363,7 @@ mod tests {
 
     #[test]
     fn sticky_cookies_round_trip() {
-        let doc = StickyDoc { unit_id: "ü; x=1&y".into(), assignments: vec![("five__0".to_owned(), "m 3;=&".to_owned())] };
+        let doc = StickyDoc { unit_id: "ü; x=1&y".into(), assignments: vec![("five__0".to_owned(), "m 3;=&".to_owned())], sig: Some(u64::MAX) };
         let json = doc.to_json();
         let value: String = form_urlencoded::byte_serialize(json.as_bytes()).collect();
         // Only characters a cookie value may hold.

@@ -25,6 +25,9 @@ pub const MAX_MESSAGE_BYTES: usize = 100 * 1024;
 pub enum Item {
     Event(String),
     Group(String, usize),
+    /// Events an isolate refused for their signature (`{"refused":n}`), for the control plane's
+    /// `/metrics`.
+    Refused(u64),
 }
 
 impl Item {
@@ -33,6 +36,7 @@ impl Item {
         match self {
             Item::Event(_) => 1,
             Item::Group(_, n) => *n,
+            Item::Refused(_) => 0,
         }
     }
 }
@@ -64,6 +68,13 @@ struct Envelope<'a> {
     events: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default)]
     kind: Option<&'a RawValue>,
+    #[serde(default)]
+    refused: Option<u64>,
+}
+
+/// The message reporting `n` refused events.
+pub fn refused(n: u64) -> String {
+    format!(r#"{{"refused":{n}}}"#)
 }
 
 fn is_object(raw: &RawValue) -> bool {
@@ -90,6 +101,10 @@ fn read_into(raw: &RawValue, out: &mut Vec<Item>) -> Result<(), &'static str> {
         out.extend(events.into_iter().map(|e| Item::Event(e.get().to_owned())));
         return Ok(());
     }
+    if let Some(n) = e.refused {
+        out.push(Item::Refused(n));
+        return Ok(());
+    }
     // The one-event-per-message form of earlier versions.
     if e.kind.is_some() {
         out.push(Item::Event(raw.get().to_owned()));
@@ -106,6 +121,8 @@ pub struct Chunk {
     groups: Vec<String>,
     /// Events the control plane will count: the events plus every group's exposures.
     pub count: usize,
+    /// Events refused at the edge, reported with this POST.
+    pub refused: u64,
 }
 
 impl Chunk {
@@ -116,6 +133,9 @@ impl Chunk {
             body.push_str(r#","exposures":["#);
             body.push_str(&self.groups.join(","));
             body.push(']');
+        }
+        if self.refused > 0 {
+            body.push_str(&format!(r#","refused":{}"#, self.refused));
         }
         body.push('}');
         body
@@ -144,9 +164,10 @@ pub fn chunks(items: Vec<Item>, max: usize) -> Vec<Chunk> {
         match item {
             Item::Event(e) => current.events.push(e),
             Item::Group(g, _) => current.groups.push(g),
+            Item::Refused(n) => current.refused = current.refused.saturating_add(n),
         }
     }
-    if current.count > 0 || !current.groups.is_empty() {
+    if current.count > 0 || !current.groups.is_empty() || current.refused > 0 {
         out.push(current);
     }
     out

@@ -12,7 +12,7 @@
 use litmus_shared::validate;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use worker::{Context, Fetch, Headers, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit, Response};
+use worker::{Context, Fetch, MessageBatch, MessageExt, QueueRetryOptionsBuilder, Request, Response};
 
 use crate::body;
 use crate::envelope;
@@ -96,15 +96,21 @@ pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResu
     let now_micros = (worker::Date::now().as_millis() as i64).saturating_mul(1000);
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
+    let mut unproven = 0;
     for (i, item) in items.iter().enumerate() {
-        match validate::event(item, None, now_micros) {
+        match validate::event(item, None, now_micros).and_then(|e| proven(state, e).inspect_err(|_| unproven += 1)) {
             Ok(e) => events.push(Event::from_valid(e)),
             Err(e) => rejected.push(rejection(i, &e)),
         }
     }
+    let refused = tally_refused(unproven, !events.is_empty());
     // As the control plane's batch endpoint: the good events go on, the bad are named; all bad
     // is a 422.
     if !items.is_empty() && events.is_empty() {
+        if let Some(n) = refused {
+            // Best effort: the answer is a refusal whatever happens to the tally.
+            let _ = enqueue(state, ctx, vec![envelope::refused(n)], false).await;
+        }
         let first = &rejected[0];
         let field = first["field"].as_str().unwrap_or_default().to_owned();
         let message = format!("all {} events were rejected; first: {}", rejected.len(), first["message"].as_str().unwrap_or_default());
@@ -112,12 +118,58 @@ pub async fn post(req: &mut Request, state: &AppState, ctx: &Context) -> ApiResu
     }
     let accepted = events.len();
     let texts: Vec<String> = events.iter().filter_map(|e| serde_json::to_string(e).ok()).collect();
-    enqueue(state, ctx, envelope::pack_events(&texts), true).await?;
+    let mut messages = envelope::pack_events(&texts);
+    messages.extend(refused.map(envelope::refused));
+    enqueue(state, ctx, messages, true).await?;
     let mut answer = json!({ "accepted": accepted });
     if !rejected.is_empty() {
         answer["rejected"] = Value::Array(rejected);
     }
     Ok(json_response(202, &answer))
+}
+
+/// An event from the public internet counts only when it echoes the `signature` of an answer
+/// that put its unit in its experiment under its variant (`litmus_shared::signing`): anyone can
+/// post here, and the platform acts on what it counts. Events sent with a key go to the control
+/// plane directly.
+fn proven(vars: &crate::state::Vars, e: validate::Event) -> Result<validate::Event, validate::Invalid> {
+    let Some(token) = e.signature.as_deref() else {
+        if vars.accept_unsigned {
+            return Ok(e);
+        }
+        return Err(validate::Invalid {
+            code: "signature_required",
+            field: "signature".into(),
+            message: "events sent to the edge carry the `signature` of the assignment they report (from /v1/assign); send others with a key to the control plane".into(),
+        });
+    };
+    if vars.signing_keys.verify(token, &e.experiment, &e.unit_id, &e.variant_key).is_none() {
+        return Err(validate::Invalid {
+            code: "signature_invalid",
+            field: "signature".into(),
+            message: "does not sign an assignment of this unit to this variant of this experiment".into(),
+        });
+    }
+    Ok(e)
+}
+
+thread_local! {
+    // Events this isolate refused for their signature and has not reported yet.
+    static REFUSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Refusals travel to the control plane's `/metrics` (`edge_events_refused_total`) with the
+/// next events this isolate enqueues, or alone once a hundred have gathered: a flood of forgeries
+/// is counted without costing a queue message each.
+fn tally_refused(now: u64, sending: bool) -> Option<u64> {
+    let total = REFUSED.get() + now;
+    if total > 0 && (sending || total >= 100) {
+        REFUSED.set(0);
+        Some(total)
+    } else {
+        REFUSED.set(total);
+        None
+    }
 }
 
 /// One refused event, in the control plane's `rejected[]` shape: the same code, field path and
@@ -208,15 +260,21 @@ async fn send_to_queue(queue: &worker::Queue, messages: &[String]) -> worker::Re
 async fn post_batch(base: Option<&str>, token: Option<&str>, chunk: &envelope::Chunk, messages: usize) -> Result<(u16, String), String> {
     let base = base.ok_or("CONTROL_PLANE_URL is not set")?;
     let token = token.ok_or("INGEST_TOKEN is not set")?;
-    let headers = Headers::new();
-    headers.set("content-type", "application/json").map_err(|e| e.to_string())?;
-    headers.set("authorization", &format!("Bearer {token}")).map_err(|e| e.to_string())?;
-    headers.set("x-litmus-queue-messages", &messages.to_string()).map_err(|e| e.to_string())?;
+    // web-sys's request directly: workers-rs's `RequestInit` converts its `cf` options (image
+    // resizing and all) through serde on every request, code the worker pays for in its upload
+    // (about 4 KiB gzipped, measured) and this POST never uses.
+    let headers = worker::web_sys::Headers::new().map_err(|_| "Headers")?;
+    for (name, value) in [("content-type", "application/json"), ("authorization", &format!("Bearer {token}")), ("x-litmus-queue-messages", &messages.to_string())] {
+        headers.set(name, value).map_err(|_| "Headers.set")?;
+    }
     // As bytes: a string would be decoded from wasm memory only for fetch to encode it again.
     let body = worker::js_sys::Uint8Array::from(chunk.body().as_bytes());
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
-    let req = Request::new_with_init(&format!("{base}/api/v1/events/batch"), &init).map_err(|e| e.to_string())?;
+    let init = worker::web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_body(&body);
+    let req = worker::web_sys::Request::new_with_str_and_init(&format!("{base}/api/v1/events/batch"), &init).map_err(|_| "Request")?;
+    let req = Request::from(req);
     // A hung control plane must not pin the consumer: give up and let the queue redeliver.
     let signal = worker::AbortSignal::from(worker::web_sys::AbortSignal::timeout_with_u32(FORWARD_TIMEOUT_MS));
     let mut resp = Fetch::Request(req).send_with_signal(&signal).await.map_err(|e| e.to_string())?;
@@ -259,7 +317,7 @@ pub async fn consume(batch: MessageBatch<Value>, state: &AppState) {
     }
     let chunks = envelope::chunks(items, POST_EVENTS);
     let n: usize = chunks.iter().map(|c| c.count).sum();
-    if n == 0 {
+    if n == 0 && chunks.iter().all(|c| c.refused == 0) {
         messages.iter().for_each(MessageExt::ack);
         return;
     }

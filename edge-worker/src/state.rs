@@ -75,6 +75,14 @@ pub struct Vars {
     /// `events::backoff_seconds`).
     pub retry_min_seconds: u32,
     pub retry_max_seconds: u32,
+    /// `SIGNING_KEYS` (a secret; `litmus_shared::signing`): signs answers and sticky documents,
+    /// and proves the events sent to `/v1/events`. Unset or unreadable: nothing is signed, every
+    /// sticky document and every event sent without a key is refused.
+    pub signing_keys: litmus_shared::signing::Keys,
+    /// `UNSIGNED_EVENTS=accept`: events without a `signature` are forwarded as before (a bad one
+    /// is still refused), for a deployment whose clients do not echo signatures yet. Anything
+    /// else, the default included: refused.
+    pub accept_unsigned: bool,
 }
 
 impl Vars {
@@ -94,6 +102,13 @@ impl Vars {
                 .map_or(DEFAULT_MAX_UNIT_ID_BYTES, |n: usize| n.min(DEFAULT_MAX_UNIT_ID_BYTES)),
             retry_min_seconds: seconds(env, "RETRY_MIN_SECONDS").unwrap_or(DEFAULT_RETRY_MIN_SECONDS),
             retry_max_seconds: seconds(env, "RETRY_MAX_SECONDS").unwrap_or(DEFAULT_RETRY_MAX_SECONDS),
+            accept_unsigned: text(env, "UNSIGNED_EVENTS").is_some_and(|v| v.trim() == "accept"),
+            signing_keys: text(env, "SIGNING_KEYS").map_or_else(Default::default, |k| {
+                litmus_shared::signing::Keys::parse(&k).unwrap_or_else(|e| {
+                    worker::console_error!("SIGNING_KEYS is not usable ({e}): answers go unsigned and /v1/events refuses every event");
+                    Default::default()
+                })
+            }),
         }
     }
 }

@@ -11,6 +11,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const BUILD = path.join(ROOT, "edge-worker/build");
 export const PUBLISH_TOKEN = "test-publish-token";
 export const INGEST_TOKEN = "test-ingest-token";
+/** The worker's SIGNING_KEYS in these tests (litmus_shared::signing: 32 hex digits). */
+export const TEST_SIGNING_KEY = "6c69746d75732d746573742d6b657931";
 export const QUEUE = "litmus-events";
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 /** Event ids are UUIDv7. */
@@ -52,6 +54,10 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
       CONFIG_TTL_SECONDS: "5",
       ALLOWED_ORIGINS: "*",
       RETRY_MIN_SECONDS: String(retryDelay),
+      SIGNING_KEYS: TEST_SIGNING_KEY,
+      // These tests are about transport (queueing, redelivery, limits): events go without a
+      // signature, as a deployment migrating its clients allows. trust.test.mjs runs the default.
+      UNSIGNED_EVENTS: "accept",
       ...bindings,
     },
     cf: false,

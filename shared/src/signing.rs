@@ -7,15 +7,19 @@
 //! answer for that unit and variant, so no one can report a variant they were not given. Sticky
 //! documents are signed the same way by their issuer, so no one can pick their own variant.
 //!
-//! The MAC is SipHash-2-4 with a 128-bit key and a 128-bit tag (`siphasher`): a keyed PRF built
-//! for short inputs, a few hundred bytes of wasm, and fast enough to sign 50 assignments per
-//! request at the edge without a crossing into JavaScript. HMAC-SHA256 through Web Crypto would
-//! be asynchronous (a promise per answer on a route that never waits) and HMAC in wasm would
-//! cost the worker several KiB of its 250 KiB upload. Forging a tag means guessing 128 bits.
+//! The MAC is SipHash-2-4 with a 128-bit key and its standard 64-bit tag (`siphasher`): a keyed
+//! PRF built for short inputs, a few hundred bytes of wasm, and fast enough to sign 50
+//! assignments per request at the edge without a crossing into JavaScript. HMAC-SHA256 through
+//! Web Crypto would be asynchronous (a promise per answer on a route that never waits) and HMAC
+//! in wasm would cost the worker several KiB of its 250 KiB upload. A tag is only ever checked
+//! online, one guess per event sent: forging one means about 2^63 events on average. (A
+//! 128-bit tag would add 16 bytes to each of 50 assignments per answer, and rounds to each.)
 //!
 //! Each field is length-prefixed after a domain string, so no two different inputs (nor an
-//! assignment and a document) feed the MAC the same bytes. The token a client echoes,
-//! `{version}.{bucket_version}.{tag as 32 hex digits}`, carries the two numbers the verifier
+//! assignment and a document) feed the MAC the same bytes. The unit comes last: everything
+//! before it is the same for every unit, so an issuer absorbs it once per config set
+//! ([`Signer`]) and each answer costs the unit's few blocks. The token a client echoes,
+//! `{version}.{bucket_version}.{tag as 16 hex digits}`, carries the two numbers the verifier
 //! needs: an event signed under an older version of the experiment still proves itself.
 //!
 //! Keys: one or more, comma-separated, each 32 hex digits (128 bits). The first signs; every one
@@ -26,7 +30,7 @@ use std::fmt;
 use std::hash::Hasher;
 
 use serde::{Serialize, Serializer};
-use siphasher::sip128::{Hasher128, SipHasher24};
+use siphasher::sip::SipHasher24;
 use subtle::ConstantTimeEq;
 
 use crate::assign::Assignment;
@@ -56,12 +60,14 @@ impl Keys {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let mut keys = Vec::new();
         for (i, part) in text.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
-            let key = parse_hex::<16>(part)
-                .ok_or_else(|| ConfigError::new(format!("[{i}]"), "a signing key is 32 hex digits (128 bits), e.g. from `openssl rand -hex 16`"))?;
+            let mut key = [0u8; 16];
+            if !parse_hex(part, &mut key) {
+                return Err(ConfigError::new(["[0]", "[1]", "[2]", "[3]"].get(i).copied().unwrap_or(""), "a signing key is 32 hex digits (128 bits), e.g. from `openssl rand -hex 16`"));
+            }
             keys.push(key);
         }
         if keys.len() > MAX_KEYS {
-            return Err(ConfigError::new("", format!("at most {MAX_KEYS} signing keys at once")));
+            return Err(ConfigError::new("", "at most 4 signing keys at once"));
         }
         Ok(Self { keys })
     }
@@ -72,10 +78,15 @@ impl Keys {
 
     /// The signature of `experiment`'s answer `a` to `unit_id`; `None` without keys.
     pub fn sign(&self, experiment: &Experiment, unit_id: &str, a: &Assignment) -> Option<Signature> {
+        let signer = self.signer(a.experiment, a.variant_key, a.version, experiment.bucket_version, a.in_experiment)?;
+        Some(signer.sign(unit_id))
+    }
+
+    /// What signs every answer giving `variant_key` of `experiment` (at this version and bucket
+    /// version, in the experiment or not), whichever the unit; `None` without keys.
+    pub fn signer(&self, experiment: &str, variant_key: &str, version: i64, bucket_version: i64, in_experiment: bool) -> Option<Signer> {
         let key = self.keys.first()?;
-        let bucket_version = experiment.bucket_version;
-        let tag = assignment_tag(key, a.experiment, unit_id, a.variant_key, a.version, bucket_version, a.in_experiment);
-        Some(Signature { version: a.version, bucket_version, tag })
+        Some(Signer::new(key, experiment, variant_key, version, bucket_version, in_experiment))
     }
 
     /// Whether `token` is the signature of an in-experiment answer giving `variant_key` of
@@ -85,35 +96,68 @@ impl Keys {
         let s = Signature::parse(token)?;
         let given = s.tag.to_le_bytes();
         let valid = self.keys.iter().fold(subtle::Choice::from(0), |ok, key| {
-            let tag = assignment_tag(key, experiment, unit_id, variant_key, s.version, s.bucket_version, true);
+            let tag = Signer::new(key, experiment, variant_key, s.version, s.bucket_version, true).tag(unit_id);
             ok | tag.to_le_bytes().ct_eq(&given)
         });
         bool::from(valid).then_some(s)
     }
 
     /// The tag of a sticky document's content (its unit and entries, in order); `None` without keys.
-    pub fn sign_document(&self, unit_id: &str, entries: &[(String, String)]) -> Option<u128> {
+    pub fn sign_document(&self, unit_id: &str, entries: &[(String, String)]) -> Option<u64> {
         self.keys.first().map(|key| document_tag(key, unit_id, entries))
     }
 
     /// Whether `tag` signs this content under any of the keys.
-    pub fn verify_document(&self, unit_id: &str, entries: &[(String, String)], tag: u128) -> bool {
+    pub fn verify_document(&self, unit_id: &str, entries: &[(String, String)], tag: u64) -> bool {
         let given = tag.to_le_bytes();
         let valid = self.keys.iter().fold(subtle::Choice::from(0), |ok, key| ok | document_tag(key, unit_id, entries).to_le_bytes().ct_eq(&given));
         bool::from(valid)
     }
 }
 
-/// A signed answer's `signature`: `{version}.{bucket_version}.{tag:032x}`.
+/// A signed answer's `signature`: `{version}.{bucket_version}.{tag:016x}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signature {
     pub version: i64,
     pub bucket_version: i64,
-    pub tag: u128,
+    pub tag: u64,
 }
 
-/// The longest token [`Signature::parse`] reads (two `i64`s, two dots, 32 digits).
-pub const MAX_TOKEN_BYTES: usize = 20 + 1 + 20 + 1 + 32;
+/// The longest token [`Signature::parse`] reads (two `i64`s, two dots, 16 digits).
+pub const MAX_TOKEN_BYTES: usize = 20 + 1 + 20 + 1 + 16;
+
+/// The MAC of one (experiment, variant, version, bucket version, in or out) with everything but
+/// the unit absorbed: cloned per answer, it costs the unit's blocks and the finalization.
+#[derive(Clone)]
+pub struct Signer {
+    state: SipHasher24,
+    version: i64,
+    bucket_version: i64,
+}
+
+impl Signer {
+    fn new(key: &[u8; 16], experiment: &str, variant_key: &str, version: i64, bucket_version: i64, in_experiment: bool) -> Self {
+        let mut h = SipHasher24::new_with_key(key);
+        field(&mut h, ASSIGNMENT_DOMAIN);
+        field(&mut h, experiment.as_bytes());
+        field(&mut h, variant_key.as_bytes());
+        absorb(&mut h, &version.to_le_bytes());
+        absorb(&mut h, &bucket_version.to_le_bytes());
+        absorb(&mut h, &[u8::from(in_experiment)]);
+        Self { state: h, version, bucket_version }
+    }
+
+    /// The tag for `unit_id`.
+    pub fn tag(&self, unit_id: &str) -> u64 {
+        let mut h = self.state.clone();
+        field(&mut h, unit_id.as_bytes());
+        h.finish()
+    }
+
+    pub fn sign(&self, unit_id: &str) -> Signature {
+        Signature { version: self.version, bucket_version: self.bucket_version, tag: self.tag(unit_id) }
+    }
+}
 
 impl Signature {
     /// From its text; `None` unless it is exactly what [`fmt::Display`] writes.
@@ -126,21 +170,14 @@ impl Signature {
         if parts.next().is_some() {
             return None;
         }
-        let s = Self { version: parse_i64(version)?, bucket_version: parse_i64(bucket)?, tag: u128::from_be_bytes(parse_hex::<16>(tag)?) };
-        Some(s)
+        Some(Self { version: parse_i64(version)?, bucket_version: parse_i64(bucket)?, tag: parse_tag(tag)? })
     }
 
-    /// Its text into `out` (the edge writes answers as bytes).
-    pub fn write(&self, out: &mut Vec<u8>) {
-        use std::io::Write;
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "{self}");
-    }
 }
 
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{:032x}", self.version, self.bucket_version, self.tag)
+        write!(f, "{}.{}.{:016x}", self.version, self.bucket_version, self.tag)
     }
 }
 
@@ -151,61 +188,71 @@ impl Serialize for Signature {
 }
 
 /// Integers as `Display` writes them: no `+`, no leading zeros, so one signature has one text.
+/// By hand: `str::parse` brought 600 bytes of generic radix code into the worker for this.
 fn parse_i64(s: &str) -> Option<i64> {
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    let canonical = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0')) && s != "-0";
-    canonical.then(|| s.parse().ok()).flatten()
-}
-
-/// Exactly `2 × N` lowercase hex digits.
-fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 2 * N {
+    let (negative, digits) = s.strip_prefix('-').map_or((false, s), |d| (true, d));
+    if digits.is_empty() || digits.len() > 19 || (digits.len() > 1 && digits.starts_with('0')) || (negative && digits == "0") {
         return None;
     }
-    let digit = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = digit(bytes[2 * i])? << 4 | digit(bytes[2 * i + 1])?;
+    // Accumulated below zero, so that i64::MIN reads too.
+    let mut n: i64 = 0;
+    for c in digits.bytes() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
     }
-    Some(out)
+    if negative { Some(n) } else { n.checked_neg() }
 }
 
-fn mac(key: &[u8; 16]) -> SipHasher24 {
-    SipHasher24::new_with_key(key)
+/// A 64-bit tag as written: exactly 16 lowercase hex digits.
+pub fn parse_tag(s: &str) -> Option<u64> {
+    let mut bytes = [0u8; 8];
+    parse_hex(s, &mut bytes).then(|| u64::from_be_bytes(bytes))
 }
 
+/// Fills `out` (zeroed) from exactly `2 × out.len()` lowercase hex digits; `false` for anything
+/// else. One plain loop, never inlined: the keys and every tag read through it.
+#[inline(never)]
+fn parse_hex(s: &str, out: &mut [u8]) -> bool {
+    let bytes = s.as_bytes();
+    if bytes.len() != 2 * out.len() {
+        return false;
+    }
+    for (i, c) in bytes.iter().enumerate() {
+        let nibble = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return false,
+        };
+        out[i / 2] = out[i / 2] << 4 | nibble;
+    }
+    true
+}
+
+/// Length, then bytes. Never inlined, and every write goes through [`absorb`]: SipHash's rounds
+/// inlined at each call cost the worker kilobytes of its upload (measured: 6.5 KiB gzipped).
+#[inline(never)]
 fn field(h: &mut SipHasher24, bytes: &[u8]) {
-    h.write(&(bytes.len() as u64).to_le_bytes());
+    absorb(h, &(bytes.len() as u64).to_le_bytes());
+    absorb(h, bytes);
+}
+
+#[inline(never)]
+fn absorb(h: &mut SipHasher24, bytes: &[u8]) {
     h.write(bytes);
 }
 
-fn assignment_tag(key: &[u8; 16], experiment: &str, unit_id: &str, variant_key: &str, version: i64, bucket_version: i64, in_experiment: bool) -> u128 {
-    let mut h = mac(key);
-    field(&mut h, ASSIGNMENT_DOMAIN);
-    field(&mut h, experiment.as_bytes());
-    field(&mut h, unit_id.as_bytes());
-    field(&mut h, variant_key.as_bytes());
-    h.write(&version.to_le_bytes());
-    h.write(&bucket_version.to_le_bytes());
-    h.write(&[u8::from(in_experiment)]);
-    h.finish128().as_u128()
-}
-
-fn document_tag(key: &[u8; 16], unit_id: &str, entries: &[(String, String)]) -> u128 {
-    let mut h = mac(key);
+fn document_tag(key: &[u8; 16], unit_id: &str, entries: &[(String, String)]) -> u64 {
+    let mut h = SipHasher24::new_with_key(key);
     field(&mut h, DOCUMENT_DOMAIN);
     field(&mut h, unit_id.as_bytes());
-    h.write(&(entries.len() as u64).to_le_bytes());
+    absorb(&mut h, &(entries.len() as u64).to_le_bytes());
     for (k, v) in entries {
         field(&mut h, k.as_bytes());
         field(&mut h, v.as_bytes());
     }
-    h.finish128().as_u128()
+    h.finish()
 }
 
 #[cfg(test)]
@@ -231,14 +278,14 @@ mod tests {
 
     #[test]
     fn siphash_matches_the_reference_vectors() {
-        // SipHash-2-4-128 of the empty message and of the byte 0x00 under key 00..0f, from the
-        // reference implementation's vectors_sip128 (Aumasson & Bernstein).
-        let key = parse_hex::<16>(K1).expect("hex");
-        let h = mac(&key);
-        assert_eq!(h.finish128().as_bytes(), [0xa3, 0x81, 0x7f, 0x04, 0xba, 0x25, 0xa8, 0xe6, 0x6d, 0xf6, 0x72, 0x14, 0xc7, 0x55, 0x02, 0x93]);
-        let mut h = mac(&key);
+        // SipHash-2-4 of the empty message and of the byte 0x00 under key 00..0f, from the
+        // reference implementation's vectors_sip64 (Aumasson & Bernstein), little-endian.
+        let mut key = [0u8; 16];
+        assert!(parse_hex(K1, &mut key));
+        assert_eq!(SipHasher24::new_with_key(&key).finish().to_le_bytes(), [0x31, 0x0e, 0x0e, 0xdd, 0x47, 0xdb, 0x6f, 0x72]);
+        let mut h = SipHasher24::new_with_key(&key);
         h.write(&[0]);
-        assert_eq!(h.finish128().as_bytes(), [0xda, 0x87, 0xc1, 0xd8, 0x6b, 0x99, 0xaf, 0x44, 0x34, 0x76, 0x59, 0x11, 0x9b, 0x22, 0xfc, 0x45]);
+        assert_eq!(h.finish().to_le_bytes(), [0xfd, 0x67, 0xdc, 0x93, 0xc5, 0x39, 0xf8, 0x74]);
     }
 
     #[test]
@@ -249,7 +296,7 @@ mod tests {
         let s = k.sign(&e, "u1", &a).expect("signed");
         let token = s.to_string();
         assert_eq!((s.version, s.bucket_version), (7, 2));
-        assert!(token.starts_with("7.2.") && token.len() == 4 + 32, "{token}");
+        assert!(token.starts_with("7.2.") && token.len() == 4 + 16, "{token}");
         assert_eq!(k.verify(&token, "checkout", "u1", a.variant_key), Some(s));
         let other = if a.variant_key == "control" { "treatment" } else { "control" };
         for (exp, unit, variant) in [("checkout", "u2", a.variant_key), ("checkout", "u1", other), ("other", "u1", a.variant_key)] {
@@ -308,8 +355,10 @@ mod tests {
     #[test]
     fn fields_cannot_run_into_each_other() {
         // ("ab", "c") and ("a", "bc") would feed a MAC without length prefixes the same bytes.
-        let key = parse_hex::<16>(K1).expect("hex");
-        assert_ne!(assignment_tag(&key, "ab", "c", "v", 1, 0, true), assignment_tag(&key, "a", "bc", "v", 1, 0, true));
+        let mut key = [0u8; 16];
+        assert!(parse_hex(K1, &mut key));
+        assert_ne!(Signer::new(&key, "ab", "c", 1, 0, true).tag("u"), Signer::new(&key, "a", "bc", 1, 0, true).tag("u"));
+        assert_ne!(Signer::new(&key, "e", "v", 1, 0, true).tag("u"), Signer::new(&key, "e", "v", 1, 0, false).tag("u"));
         let doc = |u: &str, e: &[(&str, &str)]| document_tag(&key, u, &e.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect::<Vec<_>>());
         assert_ne!(doc("u", &[("ab", "c")]), doc("u", &[("a", "bc")]));
         assert_ne!(doc("u", &[("a", "b"), ("c", "d")]), doc("u", &[("c", "d"), ("a", "b")]));
@@ -317,14 +366,11 @@ mod tests {
 
     #[test]
     fn tokens_read_back_exactly() {
-        for s in [Signature { version: 0, bucket_version: 0, tag: 0 }, Signature { version: i64::MIN, bucket_version: i64::MAX, tag: u128::MAX }] {
+        for s in [Signature { version: 0, bucket_version: 0, tag: 0 }, Signature { version: i64::MIN, bucket_version: i64::MAX, tag: u64::MAX }, Signature { version: -7, bucket_version: 10, tag: 1 }] {
             assert_eq!(Signature::parse(&s.to_string()), Some(s));
             assert!(s.to_string().len() <= MAX_TOKEN_BYTES);
-            let mut out = Vec::new();
-            s.write(&mut out);
-            assert_eq!(out, s.to_string().into_bytes());
         }
-        for bad in ["+1.0.00000000000000000000000000000000", "-0.0.00000000000000000000000000000000", "1..00000000000000000000000000000000", "1.0.0"] {
+        for bad in ["+1.0.0000000000000000", "-0.0.0000000000000000", "1..0000000000000000", "1.0.0", "1.0.00000000000000000", "9223372036854775808.0.0000000000000000", "1.-.0000000000000000", "1.0x.0000000000000000"] {
             assert_eq!(Signature::parse(bad), None, "{bad}");
         }
     }

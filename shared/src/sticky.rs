@@ -38,9 +38,9 @@ pub struct StickyDoc {
     pub unit_id: String,
     /// `("{experiment key}__{bucket version}", variant key)`, oldest first, keys unique.
     pub assignments: Vec<(String, String)>,
-    /// The issuer's signature over the unit and the entries (`sig`, 32 hex digits); `None` when
+    /// The issuer's signature over the unit and the entries (`sig`, 16 hex digits); `None` when
     /// unsigned or unreadable.
-    pub sig: Option<u128>,
+    pub sig: Option<u64>,
 }
 
 impl Experiment {
@@ -69,7 +69,7 @@ impl StickyDoc {
         };
         // A signature that does not read is no signature: the document is then ignored by a
         // verifier, not refused (an old or mangled cookie must not break a page).
-        let sig = obj.get("sig").and_then(Value::as_str).filter(|t| t.len() == 32).and_then(|t| u128::from_str_radix(t, 16).ok());
+        let sig = obj.get("sig").and_then(Value::as_str).and_then(crate::signing::parse_tag);
         Some(StickyDoc { unit_id, assignments, sig })
     }
 
@@ -89,7 +89,7 @@ impl StickyDoc {
     pub fn to_json(&self) -> String {
         let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let entries: Vec<String> = self.assignments.iter().map(|(k, v)| format!("{}:{}", text(k), text(v))).collect();
-        let sig = self.sig.map(|t| format!(r#","sig":"{t:032x}""#)).unwrap_or_default();
+        let sig = self.sig.map(|t| format!(r#","sig":"{t:016x}""#)).unwrap_or_default();
         format!(r#"{{"unit_id":{},"assignments":{{{}}}{sig}}}"#, text(&self.unit_id), entries.join(","))
     }
 

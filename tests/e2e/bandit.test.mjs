@@ -34,7 +34,7 @@ async function assignService(unit, sticky) {
   });
   assert.equal(res.status, 200);
   const body = await res.json();
-  return { variant: body.assignments[0].variant_key, reason: body.assignments[0].reason, sticky: body.sticky };
+  return { variant: body.assignments[0].variant_key, reason: body.assignments[0].reason, sticky: body.sticky, signature: body.assignments[0].signature };
 }
 
 /** GET /v1/assign as a browser does: no unit id, cookies kept between calls. */
@@ -49,14 +49,14 @@ async function assignBrowser(jar) {
     else jar.push(pair);
   }
   const body = await res.json();
-  return { unit: body.unit_id, variant: body.assignments[0].variant_key };
+  return { unit: body.unit_id, variant: body.assignments[0].variant_key, signature: body.assignments[0].signature };
 }
 
 /** Rewards: each unit converts with its arm's hidden rate, logged through the edge. */
 async function reward(assigned) {
   const events = assigned
     .filter(({ variant }) => random() < RATES[variant])
-    .map(({ unit, variant }) => ({ kind: "conversion", experiment: "five_models", unit_id: unit, variant_key: variant, metric: "click" }));
+    .map(({ unit, variant, signature }) => ({ kind: "conversion", experiment: "five_models", unit_id: unit, variant_key: variant, metric: "click", signature }));
   for (let i = 0; i < events.length; i += 500) {
     const res = await fetch(`${edge.url}/v1/events`, {
       method: "POST",

@@ -50,7 +50,7 @@ function loadgen(url, { seconds, file }) {
 test("control plane down for 30 s behind the edge: every event lands exactly once", { timeout: 180000 }, async () => {
   const databaseUrl = freshDatabase("e2e_outage");
   const [cpPort, edgePort] = [await freePort(), await freePort()];
-  const edge = await startEdge({ controlPlaneUrl: `http://127.0.0.1:${cpPort}`, port: edgePort });
+  const edge = await startEdge({ controlPlaneUrl: `http://127.0.0.1:${cpPort}`, port: edgePort, acceptUnsigned: true });
   const cp = await startControlPlane({ databaseUrl, port: cpPort });
   try {
     await launch(cp);

@@ -37,7 +37,7 @@ async function assign(key, n) {
     });
     assert.equal(res.status, 200);
     const a = (await res.json()).assignments[0];
-    out.push({ unit, in_experiment: a.in_experiment, variant: a.variant_key });
+    out.push({ unit, in_experiment: a.in_experiment, variant: a.variant_key, signature: a.signature });
   }
   return out;
 }
@@ -46,7 +46,7 @@ async function assign(key, n) {
 async function errors(key, assigned, rates) {
   const events = assigned
     .filter((a) => a.in_experiment && random() < rates[a.variant])
-    .map(({ unit, variant }) => ({ kind: "conversion", experiment: key, unit_id: unit, variant_key: variant, metric: "errors" }));
+    .map(({ unit, variant, signature }) => ({ kind: "conversion", experiment: key, unit_id: unit, variant_key: variant, metric: "errors", signature }));
   if (!events.length) return;
   const res = await fetch(`${edge.url}/v1/events`, {
     method: "POST",

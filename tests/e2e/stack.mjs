@@ -3,7 +3,7 @@
 import { spawn, execFileSync } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
-import { ROOT, startWorker, waitFor, PUBLISH_TOKEN, INGEST_TOKEN } from "../../edge-worker/test/helpers.mjs";
+import { ROOT, startWorker, waitFor, PUBLISH_TOKEN, INGEST_TOKEN, TEST_SIGNING_KEY } from "../../edge-worker/test/helpers.mjs";
 
 export { waitFor, sleep } from "../../edge-worker/test/helpers.mjs";
 export const ADMIN = "e2e-admin-token";
@@ -49,6 +49,7 @@ export async function startControlPlane({ databaseUrl, port, env = {} }) {
         LITMUS_ADDR: `127.0.0.1:${port}`,
         ADMIN_API_TOKENS: ADMIN,
         INGEST_API_TOKENS: INGEST_TOKEN,
+        SIGNING_KEYS: TEST_SIGNING_KEY,
         RUST_LOG: "warn",
         ...env,
       },
@@ -77,13 +78,15 @@ export async function startControlPlane({ databaseUrl, port, env = {} }) {
   return { url, api, start, stop, logs };
 }
 
-/** The worker in workerd, serving on a port, publishing target and event sink wired to `controlPlaneUrl`. */
-export async function startEdge({ controlPlaneUrl, port }) {
+/** The worker in workerd, serving on a port, publishing target and event sink wired to `controlPlaneUrl`,
+ * signing with the control plane's key. Events without a signature are refused, as in a deployment,
+ * unless `acceptUnsigned` (a transport test that sends made-up events). */
+export async function startEdge({ controlPlaneUrl, port, acceptUnsigned = false }) {
   return startWorker({
     port,
     retryDelay: 1,
     maxRetries: 100,
-    bindings: { CONTROL_PLANE_URL: controlPlaneUrl, CONFIG_TTL_SECONDS: "2" },
+    bindings: { CONTROL_PLANE_URL: controlPlaneUrl, CONFIG_TTL_SECONDS: "2", UNSIGNED_EVENTS: acceptUnsigned ? "accept" : undefined },
   });
 }
 

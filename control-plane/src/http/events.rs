@@ -111,10 +111,17 @@ struct BatchIn {
     /// one exposure event per pair, numbered after `events`, group by group.
     #[serde(default)]
     exposures: Vec<Box<RawValue>>,
+    /// Events the edge refused for their signature since its last report (`/metrics`:
+    /// `edge_events_refused_total`).
+    #[serde(default)]
+    refused: u64,
 }
 
 async fn batch(State(state): State<AppState>, Json(body): Json<BatchIn>) -> ApiResult<(StatusCode, axum::Json<IngestResult>)> {
-    let BatchIn { mut events, exposures } = body;
+    let BatchIn { mut events, exposures, refused } = body;
+    if refused > 0 {
+        metrics::counter!("edge_events_refused_total").increment(refused);
+    }
     // Counted before anything is expanded: a group copies its unit and attributes into each of
     // its events, so the size of the body says nothing about the size of its expansion.
     let mut total = events.len();

@@ -9,6 +9,9 @@ export interface Assignment {
   variant_key: string | null;
   config_json: unknown;
   assignment_id?: string;
+  /** The issuer's signature of this answer (edge and control plane): events about it echo it, and
+   * the edge counts no event from a browser without one. Absent from local evaluation. */
+  signature?: string;
   version?: number;
   in_experiment: boolean;
   reason: string;
@@ -32,6 +35,7 @@ export interface Variant {
   /** The edge's reason, or `fail_safe` when it could not be reached. */
   reason: string;
   assignmentId?: string;
+  signature?: string;
   version?: number;
 }
 
@@ -79,6 +83,9 @@ export interface EdgeEvent {
   event_id: string;
   ts: string;
   attributes?: Attributes;
+  /** Echoed from the assignment the event reports on: what makes the edge count it. */
+  assignment_id?: string;
+  signature?: string;
 }
 
 const MAX_EVENTS_PER_REQUEST = 1000;
@@ -101,6 +108,7 @@ function toVariant(a: Assignment, fallback: string): Variant {
     reason: a.reason,
   };
   if (a.assignment_id !== undefined) v.assignmentId = a.assignment_id;
+  if (a.signature !== undefined) v.signature = a.signature;
   if (a.version !== undefined) v.version = a.version;
   return v;
 }
@@ -342,7 +350,7 @@ export class LitmusClient {
   // --- internals --------------------------------------------------------------------------------
 
   private event(kind: EdgeEvent["kind"], a: Assignment): EdgeEvent {
-    return {
+    const e: EdgeEvent = {
       kind,
       experiment: a.experiment,
       unit_id: this.unitId as string,
@@ -350,6 +358,9 @@ export class LitmusClient {
       event_id: uuid(),
       ts: new Date().toISOString(),
     };
+    if (a.assignment_id !== undefined) e.assignment_id = a.assignment_id;
+    if (a.signature !== undefined) e.signature = a.signature;
+    return e;
   }
 
   private enqueue(e: EdgeEvent): void {

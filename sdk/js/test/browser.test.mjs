@@ -17,7 +17,7 @@ let w, sink, site, browser;
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing (scripts/setup-toolchain.sh installs Debian's chromium)`);
   sink = await startSink();
-  w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+  w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, UNSIGNED_EVENTS: undefined } });
   const pub = await w.publish({
     version: 1,
     experiments: [experiment("checkout_cta", {

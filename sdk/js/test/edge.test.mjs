@@ -43,7 +43,7 @@ function countingFetch() {
 
 before(async () => {
   sink = await startSink();
-  w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } });
+  w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, UNSIGNED_EVENTS: undefined } });
   const pub = await w.publish(CONFIG);
   assert.equal(pub.status, 200, JSON.stringify(pub.body));
 });

@@ -82,6 +82,9 @@ class ExperimentClient:
         self._edge = Transport(self.edge_url, timeout=self.timeout, retries=self.retries) if self.edge_url else None
         self._cache: TTLCache[Assignment] = TTLCache(cache_ttl_seconds, max_cache_entries)
         self._sticky: TTLCache[Dict[str, Any]] = TTLCache(STICKY_TTL_SECONDS, max_cache_entries)
+        # (experiment, unit, variant) -> (assignment_id, signature) of the last answer: events about
+        # it echo them (the edge counts no event sent without a key unless it carries its signature).
+        self._signed: TTLCache[Tuple[Optional[str], str]] = TTLCache(STICKY_TTL_SECONDS, max_cache_entries)
         # experiment (as the caller names it, and by key) -> (control variant key, its config)
         self._controls: Dict[str, Tuple[str, Any]] = {}
         # The longest a send can take: every attempt timing out, plus the backoffs between.
@@ -138,6 +141,10 @@ class ExperimentClient:
             return self._fallback(experiment_id, FAIL_SAFE, LitmusError(f"unexpected {type(e).__name__}: {e}"))
         self._learn_control(experiment_id, answer)
         self._cache.set(key, answer)
+        if answer.signature and answer.in_experiment:
+            self._signed.set((answer.experiment, unit_id, answer.variant_key), (answer.assignment_id, answer.signature))
+            if answer.experiment != experiment_id:
+                self._signed.set((experiment_id, unit_id, answer.variant_key), (answer.assignment_id, answer.signature))
         return answer
 
     def _assign_at_control_plane(self, experiment_id: str, unit_id: str, attrs: Dict[str, Any]) -> Assignment:
@@ -252,6 +259,12 @@ class ExperimentClient:
             ts=_now_rfc3339(),
             event_id=event_id,
         )
+        signed = self._signed.get((experiment_id, unit_id, variant_key))
+        if signed is not None:
+            assignment_id, signature = signed
+            if assignment_id:
+                event["assignment_id"] = assignment_id
+            event["signature"] = signature
         if not self._batcher.add(event):
             return self._refuse(f"{event['kind']} event after close(): not sent")
         return event_id
@@ -409,12 +422,14 @@ def _parse_assignment(experiment_id: str, data: Any) -> Assignment:
         raise LitmusProtocolError(f"not an assignment (variant_key, in_experiment): {str(data)[:200]}")
     version = data.get("version")
     assignment_id = data.get("assignment_id")
+    signature = data.get("signature")
     reason = data.get("reason")
     experiment = data.get("experiment")
     return Assignment(
         variant_key=variant,
         config_json=data.get("config_json"),
         assignment_id=assignment_id if isinstance(assignment_id, str) else None,
+        signature=signature if isinstance(signature, str) else None,
         version=version if isinstance(version, int) and not isinstance(version, bool) else None,
         in_experiment=in_experiment,
         reason=reason if isinstance(reason, str) else ("assigned" if in_experiment else "not_in_experiment"),

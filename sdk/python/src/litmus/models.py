@@ -25,6 +25,8 @@ class Assignment:
     variant_key: str
     config_json: Any = None
     assignment_id: Optional[str] = None
+    #: The issuer's signature of this answer; events about it carry it (the SDK does that).
+    signature: Optional[str] = None
     version: Optional[int] = None
     in_experiment: bool = False
     reason: str = FAIL_SAFE
