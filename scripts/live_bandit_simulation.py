@@ -121,21 +121,22 @@ def main():
         status, answer = call("GET", f"{edge}/v1/assign?experiment={key}&unit_id={unit}")
         if status != 200:
             return None
-        variant = answer["assignments"][0]["variant_key"]
-        return unit, variant
+        a = answer["assignments"][0]
+        # The click echoes the answer's signature: the edge counts no event without one.
+        return unit, a["variant_key"], a.get("signature")
 
     start, sent, last_snapshot, converged = time.time(), 0, 0.0, False
     with ThreadPoolExecutor(max_workers=8) as pool:
         while time.time() - start < args.max_seconds and sent < args.max_requests:
             served = [r for r in pool.map(one_request, range(sent, sent + args.requests_per_round)) if r]
             sent += args.requests_per_round
-            clicks = [{"kind": "conversion", "experiment": key, "unit_id": u, "variant_key": v, "metric": "click"}
-                      for u, v in served if rng.random() < rates[MODELS.index(v)]]
+            clicks = [{"kind": "conversion", "experiment": key, "unit_id": u, "variant_key": v, "metric": "click", "signature": sig}
+                      for u, v, sig in served if rng.random() < rates[MODELS.index(v)]]
             for i in range(0, len(clicks), 500):
                 status, answer = call("POST", f"{edge}/v1/events", None, {"events": clicks[i:i + 500]})
                 if status != 202:
                     fail(f"logging clicks answered {status}: {answer}")
-            share = {m: sum(1 for _, v in served if v == m) / max(len(served), 1) for m in MODELS}
+            share = {m: sum(1 for _, v, _ in served if v == m) / max(len(served), 1) for m in MODELS}
             if time.time() - last_snapshot >= 2:
                 last_snapshot = time.time()
                 status, b = call("GET", f"{base}/api/v1/experiments/{key}/bandit", args.token)

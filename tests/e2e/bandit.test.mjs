@@ -103,8 +103,8 @@ test("a bandit converges at the edge without moving exposed units", { timeout: 2
     const batch = [];
     for (let i = 0; i < 200; i++) {
       const unit = `r${round}-${i}`;
-      const { variant } = await assignService(unit);
-      batch.push({ unit, variant });
+      const { variant, signature } = await assignService(unit);
+      batch.push({ unit, variant, signature });
     }
     await reward(batch);
     served = Object.fromEntries(ARMS.map((a) => [a, batch.filter((b) => b.variant === a).length]));

@@ -68,6 +68,7 @@ test("the control plane, the edge, the Python SDK and the JS SDK (remote and loc
   edgeConfig.config.version = edgeConfig.publish.version;
 
   const units = pairs(1000);
+  const signed = { controlPlane: new Map(), edge: new Map(), "JS SDK remote": new Map(), "Python SDK": new Map() };
   const key = (u, e) => `${u.unit}\u0000${e}`;
 
   // The control plane, one experiment at a time.
@@ -77,6 +78,7 @@ test("the control plane, the edge, the Python SDK and the JS SDK (remote and loc
       const r = await cp.api("POST", "/assign", { experiment: e, unit_id: u.unit, attributes: u.attributes });
       assert.equal(r.status, 200, JSON.stringify(r.body));
       controlPlane.set(key(u, e), answer(r.body));
+      signed.controlPlane.set(key(u, e), r.body.signature);
     }
   }
 
@@ -86,7 +88,10 @@ test("the control plane, the edge, the Python SDK and the JS SDK (remote and loc
     const r = await fetch(`${edge.url}/v1/assign`, { method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ unit_id: u.unit, attributes: u.attributes, experiments: EXPERIMENTS, expose: false }) });
     const b = await r.json();
-    for (const a of b.assignments) edgeAnswers.set(key(u, a.experiment), answer(a));
+    for (const a of b.assignments) {
+      edgeAnswers.set(key(u, a.experiment), answer(a));
+      signed.edge.set(key(u, a.experiment), a.signature);
+    }
   }
 
   // The JS SDK against the edge.
@@ -94,7 +99,10 @@ test("the control plane, the edge, the Python SDK and the JS SDK (remote and loc
   for (const u of units) {
     const client = createClient({ edgeUrl: edge.url, unitId: u.unit, attributes: u.attributes });
     const b = await client.getAssignments(EXPERIMENTS);
-    for (const a of b.assignments) remote.set(key(u, a.experiment), answer(a));
+    for (const a of b.assignments) {
+      remote.set(key(u, a.experiment), answer(a));
+      signed["JS SDK remote"].set(key(u, a.experiment), a.signature);
+    }
     await client.close();
   }
 
@@ -116,14 +124,17 @@ with ExperimentClient(sys.argv[1], sys.argv[2], fail_safe_enabled=False) as clie
     for p in pairs:
         for e in experiments:
             a = client.get_variant(e, p["unit"], p["attributes"])
-            out.append([p["unit"], e, [a.variant_key, a.in_experiment, a.reason, a.assignment_id]])
+            out.append([p["unit"], e, [a.variant_key, a.in_experiment, a.reason, a.assignment_id], a.signature])
 json.dump(out, sys.stdout)
 `;
   const python = new Map();
   const printed = execFileSync(path.join(venv, "bin/python"), ["-c", script, cp.url, ADMIN], {
     input: JSON.stringify([units, EXPERIMENTS]), encoding: "utf8", maxBuffer: 64 << 20,
   });
-  for (const [unit, e, a] of JSON.parse(printed)) python.set(`${unit}\u0000${e}`, a);
+  for (const [unit, e, a, signature] of JSON.parse(printed)) {
+    python.set(`${unit}\u0000${e}`, a);
+    signed["Python SDK"].set(`${unit}\u0000${e}`, signature);
+  }
 
   const sources = { edge: edgeAnswers, "JS SDK remote": remote, "JS SDK local": local, "Python SDK": python };
   for (const [name, got] of Object.entries(sources)) {
@@ -131,6 +142,14 @@ json.dump(out, sys.stdout)
     const differ = [...controlPlane].filter(([k, v]) => JSON.stringify(got.get(k)) !== JSON.stringify(v));
     assert.deepEqual(differ.slice(0, 5).map(([k, v]) => [k, v, got.get(k)]), [], `${name} differs on ${differ.length} of ${controlPlane.size}`);
   }
+  // Signatures too: the edge and the control plane sign with the same key, byte for byte, and the
+  // SDKs hand them on (the local evaluator holds no key: it has none).
+  assert.ok([...signed.controlPlane.values()].every((s) => /^\d+\.\d+\.[0-9a-f]{16}$/.test(s)), "every control plane answer is signed");
+  for (const name of ["edge", "JS SDK remote", "Python SDK"]) {
+    const differ = [...signed.controlPlane].filter(([k, v]) => signed[name].get(k) !== v);
+    assert.deepEqual(differ.slice(0, 5).map(([k, v]) => [k, v, signed[name].get(k)]), [], `${name}: ${differ.length} signatures differ`);
+  }
+  assert.ok([...local.values()].length > 0 && evaluator.assign(EXPERIMENTS[0], "u", {}).signature === undefined);
   // Every kind of answer is there, so agreeing means something.
   const reasons = new Set([...controlPlane.values()].map((a) => a[2]));
   for (const r of ["assigned", "targeting", "ramp"]) assert.ok(reasons.has(r), `no ${r} answer among ${[...reasons]}`);

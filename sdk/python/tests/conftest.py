@@ -93,6 +93,8 @@ class ControlPlane:
             "DATABASE_URL": self.database_url,
             "LITMUS_ADDR": f"127.0.0.1:{self.port}",
             "ADMIN_API_TOKENS": ADMIN,
+            # Answers and sticky documents signed, as `make run` and a deployment do.
+            "SIGNING_KEYS": "6c69746d75732d746573742d6b657931",
             "RUST_LOG": "warn",
         }
         log = open(self.log_path, "ab")

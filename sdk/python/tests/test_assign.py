@@ -6,7 +6,7 @@ import logging
 import time
 
 import pytest
-from conftest import ControlPlane
+from conftest import ASSIGNED, ControlPlane
 from litmus import Assignment, LitmusApiError, LitmusTransportError
 
 ASSIGN = "/api/v1/assign"
@@ -24,6 +24,7 @@ def test_answers_what_the_control_plane_answers(server: ControlPlane, make_clien
             variant_key=direct["variant_key"],
             config_json=direct["config_json"],
             assignment_id=direct["assignment_id"],
+            signature=direct["signature"],
             version=direct["version"],
             in_experiment=True,
             reason="assigned",
@@ -148,3 +149,23 @@ def test_sticky_documents_are_kept_and_sent_back(server: ControlPlane, make_clie
     assert doc and doc["unit_id"] == "u1" and any(k.startswith(f"{key}__") for k in doc["assignments"])
     again = client.get_variant(key, "u1")
     assert (again.variant_key, again.reason) == (first.variant_key, "sticky")
+
+
+def test_events_echo_the_signature_of_the_answer_they_report_on(stub, make_client) -> None:
+    # The edge counts an event from a client without a key only when it carries the signature of
+    # the assignment it reports on; the SDK keeps each answer's signature and sends it along.
+    signed = {**ASSIGNED, "signature": "2.0.0123456789abcdef"}
+    s = stub([(200, signed), (202, {"accepted": 3, "duplicates": 0})])
+    client = make_client(s.url, "t", flush_interval_seconds=60)
+    a = client.get_variant("exp", "u1")
+    assert a.signature == "2.0.0123456789abcdef"
+    client.log_exposure("exp", "u1", "treatment")
+    client.log_metric("exp", "u1", "treatment", "order_value", 5)
+    client.log_conversion("exp", "u2", "treatment")  # another unit: no answer, no signature
+    client.flush()
+    events = s.requests[-1][2]["events"]
+    assert [(e["unit_id"], e.get("signature"), e.get("assignment_id")) for e in events] == [
+        ("u1", "2.0.0123456789abcdef", "0123456789abcdef"),
+        ("u1", "2.0.0123456789abcdef", "0123456789abcdef"),
+        ("u2", None, None),
+    ]
