@@ -87,7 +87,17 @@ pub async fn run(url: &str, token: &str, args: &Options) -> anyhow::Result<()> {
         bail!("bounds: events ≤ 50M, 1 ≤ batch ≤ 10000, 1 ≤ concurrency ≤ 256");
     }
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).pool_max_idle_per_host(args.concurrency).build()?;
-    let variants = if args.variants.is_empty() { fetch_variants(&client, base, token, args).await? } else { args.variants.clone() };
+    // The edge counts an event only with the signature of the answer it reports on: its units are
+    // assigned there first, and each event echoes its unit's answer.
+    let signed = match args.target {
+        Target::Edge => Some(Arc::new(assign_at_edge(&client, base, args).await?)),
+        Target::ControlPlane => None,
+    };
+    let variants = match (&signed, args.variants.is_empty()) {
+        (Some(_), _) => Vec::new(),
+        (None, true) => fetch_variants(&client, base, token, args).await?,
+        (None, false) => args.variants.clone(),
+    };
     let endpoint = match args.target {
         Target::ControlPlane => format!("{base}/api/v1/events/batch"),
         Target::Edge => format!("{base}/v1/events"),
@@ -113,7 +123,7 @@ pub async fn run(url: &str, token: &str, args: &Options) -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let (client, next, stats, acked, bar) = (client.clone(), next.clone(), stats.clone(), acked.clone(), bar.clone());
-        let (endpoint, token, experiment, variants) = (endpoint.clone(), token.to_owned(), args.experiment.clone(), variants.clone());
+        let (endpoint, token, experiment, variants, signed) = (endpoint.clone(), token.to_owned(), args.experiment.clone(), variants.clone(), signed.clone());
         let (batch, total, units) = (args.batch, args.events, args.units);
         workers.push(tokio::spawn(async move {
             loop {
@@ -131,7 +141,10 @@ pub async fn run(url: &str, token: &str, args: &Options) -> anyhow::Result<()> {
                     if k > 0 {
                         body.push(',');
                     }
-                    event(&mut body, i, id, &experiment, &variants, units);
+                    match &signed {
+                        Some(pool) => signed_event(&mut body, i, id, &experiment, pool),
+                        None => event(&mut body, i, id, &experiment, &variants, units),
+                    }
                 }
                 body.push_str("]}");
                 let sent = Instant::now();
@@ -205,10 +218,61 @@ fn event(out: &mut String, i: u64, id: &str, experiment: &str, variants: &[Strin
     };
 }
 
-async fn fetch_variants(client: &reqwest::Client, base: &str, token: &str, args: &Options) -> anyhow::Result<Vec<String>> {
-    if matches!(args.target, Target::Edge) {
-        bail!("--variants is required with --target edge");
+/// A unit assigned at the edge: its id, its variant and the answer's signature.
+struct Signed {
+    unit: String,
+    variant: String,
+    signature: String,
+}
+
+/// The units of `--units` (at most 20 000 with `--target edge`) assigned through the edge's
+/// `POST /v1/assign` (`expose=false`), keeping those in the experiment.
+async fn assign_at_edge(client: &reqwest::Client, base: &str, args: &Options) -> anyhow::Result<Vec<Signed>> {
+    if args.units > 20_000 {
+        bail!("--units is at most 20000 with --target edge (each unit is assigned at the edge first)");
     }
+    let url = format!("{base}/v1/assign");
+    let mut out = Vec::new();
+    let units: Vec<u64> = (0..args.units).collect();
+    for chunk in units.chunks(args.concurrency.max(1)) {
+        let mut set = tokio::task::JoinSet::new();
+        for &u in chunk {
+            let body = serde_json::json!({"unit_id": format!("lg-{u}"), "experiments": [args.experiment], "expose": false});
+            let req = client.post(&url).json(&body);
+            set.spawn(async move { (u, async { req.send().await?.error_for_status()?.json::<Value>().await }.await) });
+        }
+        let mut answers = set.join_all().await;
+        answers.sort_by_key(|(u, _)| *u);
+        for (u, answer) in answers {
+            let answer = answer.with_context(|| format!("assigning lg-{u} at the edge"))?;
+            let a = &answer["assignments"][0];
+            if let (Some(true), Some(variant), Some(signature)) = (a["in_experiment"].as_bool(), a["variant_key"].as_str(), a["signature"].as_str()) {
+                out.push(Signed { unit: format!("lg-{u}"), variant: variant.to_owned(), signature: signature.to_owned() });
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("no unit is in experiment {} at the edge (is it running, and does the edge hold SIGNING_KEYS?)", args.experiment);
+    }
+    Ok(out)
+}
+
+/// [`event`] for a unit assigned at the edge, echoing its answer's signature.
+fn signed_event(out: &mut String, i: u64, id: &str, experiment: &str, pool: &[Signed]) {
+    use std::fmt::Write as _;
+    let s = &pool[(i % pool.len() as u64) as usize];
+    let head = format_args!(
+        r#""experiment":"{experiment}","unit_id":"{}","variant_key":"{}","event_id":"{id}","signature":"{}""#,
+        s.unit, s.variant, s.signature
+    );
+    let _ = match (i / pool.len() as u64, i % 10) {
+        (0, _) => write!(out, r#"{{"kind":"exposure",{head}}}"#),
+        (_, 0) => write!(out, r#"{{"kind":"conversion",{head},"metric":"purchase"}}"#),
+        _ => write!(out, r#"{{"kind":"metric",{head},"metric":"order_value","value":{}}}"#, ((i * 7919) % 20_000) as f64 / 100.0),
+    };
+}
+
+async fn fetch_variants(client: &reqwest::Client, base: &str, token: &str, args: &Options) -> anyhow::Result<Vec<String>> {
     let url = format!("{base}/api/v1/experiments/{}", args.experiment);
     let v: Value = client.get(&url).bearer_auth(token).send().await?.error_for_status()?.json().await?;
     let keys: Vec<String> = v["variants"].as_array().into_iter().flatten().filter_map(|x| x["key"].as_str().map(str::to_owned)).collect();

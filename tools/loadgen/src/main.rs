@@ -3,7 +3,7 @@
 //! errors. Loopback only, bounded in count and time.
 //!
 //!     loadgen --url http://127.0.0.1:8000 --token $ADMIN --experiment demo --events 1000000
-//!     loadgen --target edge --url http://127.0.0.1:8787 --experiment demo --variants a,b ...
+//!     loadgen --target edge --url http://127.0.0.1:8787 --experiment demo --units 5000 ...   (units assigned at the edge first: events echo their signatures)
 
 use clap::Parser;
 
