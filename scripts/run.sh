@@ -81,7 +81,10 @@ export EDGE_PUBLISH_TOKEN=$PUBLISH_TOKEN
 # The watch job (stopping rules, safe rollouts, alerts) looks every 30 s by default; locally every
 # 2 s, so a walk-through sees it act while it waits.
 export LITMUS_WATCH_EVERY=${LITMUS_WATCH_EVERY:-2s}
-(umask 077; printf 'PUBLISH_TOKEN=%s\nINGEST_TOKEN=%s\nSIGNING_KEYS=%s\nCONTROL_PLANE_URL=http://%s\n' "$PUBLISH_TOKEN" "$INGEST_TOKEN" "$SIGNING_KEYS" "$LITMUS_ADDR" > .dev.vars)
+# CLIENT_ATTRIBUTES=trust: locally no one stands between the client and the worker to say where a
+# request comes from (wrangler dev makes up a location), so the attributes the caller sends are
+# used; deployed, the request's own country, city, asn... replace them (README, "Trust").
+(umask 077; printf 'PUBLISH_TOKEN=%s\nINGEST_TOKEN=%s\nSIGNING_KEYS=%s\nCLIENT_ATTRIBUTES=trust\nCONTROL_PLANE_URL=http://%s\n' "$PUBLISH_TOKEN" "$INGEST_TOKEN" "$SIGNING_KEYS" "$LITMUS_ADDR" > .dev.vars)
 
 if [ -f dashboard/package.json ]; then
   phase "dashboard build"

@@ -123,7 +123,7 @@ impl Config {
 pub const TEST_SIGNING_KEY: &str = "6c69746d75732d746573742d6b657931";
 
 fn parse_keys(s: &str) -> Result<Keys, String> {
-    Keys::parse(s).map_err(|e| format!("SIGNING_KEYS{}: {}", if e.path.is_empty() { String::new() } else { e.path }, e.message))
+    Keys::parse(s).map_err(|e| format!("SIGNING_KEYS: {e}"))
 }
 
 /// `90`, `90s`, `15m`, `24h`, `7d`.

@@ -91,6 +91,12 @@ const mf = new Miniflare(convertV4MiniflareOptions({
         CONTROL_PLANE_URL: `http://127.0.0.1:${sink.address().port}`,
         CONFIG_TTL_SECONDS: "5",
         ALLOWED_ORIGINS: "*",
+        // Signing on, as deployed: every answer carries its signature (50 per request at 50
+        // experiments), and the bench measures what that costs.
+        SIGNING_KEYS: "62656e63682d7369676e696e672d6b31",
+        // The peer targets on the attributes each request sends (its countries vary); so does
+        // ours here, rather than on Miniflare's one made-up request.cf location.
+        CLIENT_ATTRIBUTES: "trust",
       },
       unsafeDirectSockets: [socket],
     },

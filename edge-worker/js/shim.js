@@ -69,6 +69,7 @@ function isAssign(url, queryAt) {
 // Mirrors of src/fast.rs's constants.
 const NEW_HEAD = 1 << 16;
 const NEED_HEADERS = 1;
+const NEED_CF = 2;
 const REFRESH = 1 << 17;
 const ABSENT = -1;
 const NOT_READ = -2;
@@ -105,8 +106,8 @@ function put(s, at) {
 }
 
 /** One call of src/fast.rs's fast_assign. `cookie` and `origin`: a string, null (the request has
- * none) or undefined (not read). */
-function callFast(query, cookie, origin, https, bound) {
+ * none) or undefined (not read); `cf`: the request's `cf`, null (none) or undefined (not read). */
+function callFast(query, cookie, origin, https, bound, cf) {
   const room = 3 * (query.length + (cookie?.length ?? 0) + (origin?.length ?? 0));
   if (room > inputCap) {
     inputCap = Math.max(room, 2 * inputCap, 4096);
@@ -121,13 +122,15 @@ function callFast(query, cookie, origin, https, bound) {
   let o = NOT_READ;
   if (origin === null) o = ABSENT;
   else if (origin !== undefined) o = put(origin, at);
-  return imports.fast_assign(q, c, o, https, Date.now(), bound);
+  return imports.fast_assign(q, c, o, https, Date.now(), bound, cf);
 }
 
 let lastInit = null;
 // Set once a request that named its unit still needed its headers (ALLOWED_ORIGINS is a list, or
 // a sticky experiment reads its cookie): from then on they are read up front, not on a second call.
 let headersWanted = false;
+// Set once an answer needed `request.cf` (targeting on country, asn…): then it is passed up front.
+let cfWanted = false;
 
 function fastAssign(request, env, ctx) {
   const url = request.url;
@@ -137,18 +140,22 @@ function fastAssign(request, env, ctx) {
   const https = url.startsWith("https:");
   const bound = env.EVENTS !== undefined;
   // Most service calls name their unit: then the engine says whether the cookie (the browser's
-  // unit id, sticky assignments) or the origin (a CORS list) matter, and the headers are read
-  // only if they do. A browser's call without a unit id reads them at once.
+  // unit id, sticky assignments), the origin (a CORS list) or `request.cf` (targeting on country
+  // and the like) matter, and they are read only if they do. A browser's call without a unit id reads them at once.
   let answer = NEED_HEADERS;
   if (!headersWanted && query.includes("unit_id=")) {
-    answer = callFast(query, undefined, undefined, https, bound);
+    answer = callFast(query, undefined, undefined, https, bound, cfWanted ? (request.cf ?? null) : undefined);
+    if (answer === NEED_CF) {
+      cfWanted = true;
+      answer = callFast(query, undefined, undefined, https, bound, request.cf ?? null);
+    }
     if (answer === NEED_HEADERS) headersWanted = true;
   }
   if (answer === NEED_HEADERS) {
     const headers = request.headers;
-    answer = callFast(query, headers.get("cookie"), headers.get("origin"), https, bound);
+    answer = callFast(query, headers.get("cookie"), headers.get("origin"), https, bound, request.cf ?? null);
   }
-  if (answer === 0 || answer === NEED_HEADERS) return undefined;
+  if (answer === 0 || answer === NEED_HEADERS || answer === NEED_CF) return undefined;
   // The set is past its TTL: this request re-reads it after answering, the others go on from it.
   if (answer & REFRESH) ctx.waitUntil(imports.fast_refresh(env));
   if (answer & NEW_HEAD) {

@@ -16,6 +16,21 @@ use crate::events;
 use crate::render::{self, Entry};
 use crate::state::{AppState, Vars};
 
+/// Attributes the platform knows about a request itself: Cloudflare's `request.cf` name, and the
+/// attribute name targeting uses. Behind Cloudflare these come from the request, never from the
+/// client (`CLIENT_ATTRIBUTES=trust` says otherwise): a client could claim any country.
+pub const PLATFORM_ATTRIBUTES: [(&str, &str); 9] = [
+    ("country", "country"),
+    ("continent", "continent"),
+    ("region", "region"),
+    ("regionCode", "region_code"),
+    ("city", "city"),
+    ("postalCode", "postal_code"),
+    ("timezone", "timezone"),
+    ("asn", "asn"),
+    ("colo", "colo"),
+];
+
 const COOKIE: &str = "litmus_uid";
 /// A browser's sticky assignments (`litmus_shared::sticky`), percent-encoded JSON.
 const STICKY_COOKIE: &str = "litmus_sticky";
@@ -43,6 +58,48 @@ impl Default for Query {
     fn default() -> Self {
         Self { unit_id: None, attributes: Attributes::new(), experiments: None, expose: true, sticky: None }
     }
+}
+
+impl Query {
+    /// Replaces the client's values of [`PLATFORM_ATTRIBUTES`] with the request's own (`read`:
+    /// the `request.cf` member of that name); a member the request lacks removes the client's
+    /// value too: on Cloudflare, absent means unknown, not "ask the client".
+    pub fn use_platform_attributes(&mut self, read: impl Fn(&str) -> Option<Value>) {
+        for (member, name) in PLATFORM_ATTRIBUTES {
+            match read(member) {
+                Some(v) => {
+                    self.attributes.insert(name.to_owned(), v);
+                }
+                None => {
+                    self.attributes.remove(name);
+                }
+            }
+        }
+    }
+}
+
+/// Whether any experiment of `set` targets on a platform attribute: only then does an answer
+/// read the request's own (the fast route then reads `request.cf`, which costs a little).
+/// Computed once per set, with its rendered fragments.
+pub fn reads_platform(set: Option<&Rc<ConfigSet>>, keys: &litmus_shared::signing::Keys) -> bool {
+    set.is_some_and(|s| render::Fragments::of(s, keys).reads_platform)
+}
+
+/// Whether a targeting condition names one of [`PLATFORM_ATTRIBUTES`] anywhere (as a key: both
+/// dialects name attributes by object keys).
+pub fn names_platform(condition: &Value) -> bool {
+    match condition {
+        Value::Object(map) => map.iter().any(|(k, v)| PLATFORM_ATTRIBUTES.iter().any(|(_, name)| k == name) || names_platform(v)),
+        Value::Array(items) => items.iter().any(names_platform),
+        _ => false,
+    }
+}
+
+/// The `request.cf` member `name` as an attribute.
+pub fn cf_member(cf: &worker::wasm_bindgen::JsValue, name: &str) -> Option<Value> {
+    let v = worker::js_sys::Reflect::get(cf, &name.into()).ok()?;
+    // Every member read is text but `asn`, a whole number.
+    v.as_string().map(Value::String).or_else(|| v.as_f64().map(|n| Value::from(n as i64)))
 }
 
 fn parse_expose(value: &str) -> ApiResult<bool> {
@@ -159,10 +216,17 @@ pub struct Prepared {
     pub headers: Vec<(&'static str, Cow<'static, str>)>,
 }
 
-async fn respond(req: &Request, state: &AppState, ctx: &Context, q: Query) -> ApiResult<Response> {
+async fn respond(req: &Request, state: &AppState, ctx: &Context, mut q: Query) -> ApiResult<Response> {
     let cookie = req.headers().get("cookie").ok().flatten();
     let https = req.inner().url().starts_with("https:");
     let set = config_cache::current(state).await;
+    if state.platform_attributes && reads_platform(set.as_ref(), &state.signing_keys) {
+        let cf = worker::js_sys::Reflect::get(req.inner(), &"cf".into()).unwrap_or_default();
+        // No `cf` at all: not behind Cloudflare, the client's values stand.
+        if cf.is_object() {
+            q.use_platform_attributes(|name| cf_member(&cf, name));
+        }
+    }
     let mut body = Vec::new();
     let prepared = prepare(state, set.as_ref(), q, cookie.as_deref(), https, events::now_ms(), &mut body)?;
     if let Some(message) = prepared.exposures {
@@ -401,6 +465,25 @@ mod tests {
             let theirs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
             assert_eq!(ours, theirs, "{q:?}");
         }
+    }
+
+    #[test]
+    fn platform_attributes_replace_the_clients() {
+        let mut q = parse_query("unit_id=u&country=US&country=CA&city=Paris&plan=pro").expect("parses");
+        let cf = serde_json::json!({"country": "DE", "asn": 3320});
+        q.use_platform_attributes(|name| cf.get(name).cloned());
+        // The request's country and asn; the client's city dropped (the request has none); the
+        // rest is the client's.
+        assert_eq!(Value::Object(q.attributes), serde_json::json!({"country": "DE", "asn": 3320, "plan": "pro"}));
+    }
+
+    #[test]
+    fn conditions_naming_platform_attributes() {
+        use serde_json::json;
+        assert!(names_platform(&json!({"country": {"in": ["US"]}})));
+        assert!(names_platform(&json!({"$and": [{"plan": "pro"}, {"$or": [{"asn": 3320}, {"city": {"$regex": "^B"}}]}]})));
+        assert!(!names_platform(&json!({"plan": "country", "tags": ["country"]})), "a value is not an attribute");
+        assert!(!names_platform(&json!({})));
     }
 
     #[test]

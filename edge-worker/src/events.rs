@@ -140,14 +140,14 @@ fn proven(vars: &crate::state::Vars, e: validate::Event) -> Result<validate::Eve
         return Err(validate::Invalid {
             code: "signature_required",
             field: "signature".into(),
-            message: "events sent to the edge carry the `signature` of the assignment they report (from /v1/assign); send others with a key to the control plane".into(),
+            message: "must be the `signature` of the assignment the event reports (from /v1/assign)".into(),
         });
     };
     if vars.signing_keys.verify(token, &e.experiment, &e.unit_id, &e.variant_key).is_none() {
         return Err(validate::Invalid {
             code: "signature_invalid",
             field: "signature".into(),
-            message: "does not sign an assignment of this unit to this variant of this experiment".into(),
+            message: "does not sign an assignment of this unit to this variant".into(),
         });
     }
     Ok(e)

@@ -46,6 +46,9 @@ pub const NEW_HEAD: u32 = 1 << 16;
 /// [`fast_assign`]'s result when it was not given the cookie or the origin and the answer depends
 /// on them: the shim reads them and calls again.
 pub const NEED_HEADERS: u32 = 1;
+/// [`fast_assign`]'s result when it was not given `request.cf` and targeting reads what the
+/// platform knows (`assign::PLATFORM_ATTRIBUTES`): the shim passes it and calls again.
+pub const NEED_CF: u32 = 2;
 /// Set in [`fast_assign`]'s result when the shim should start the background re-read of the
 /// config ([`fast_refresh`]) after answering from a set past its TTL.
 pub const REFRESH: u32 = 1 << 17;
@@ -74,10 +77,11 @@ pub fn fast_out() -> usize {
 
 /// Answers `GET /v1/assign?{query}`, the strings being in the [`fast_input`] buffer: the query's
 /// `query_len` bytes, then the cookie's and the origin's (a length of [`ABSENT`] or [`NOT_READ`]
-/// takes no bytes). Returns `0` = take the workers-rs road, [`NEED_HEADERS`], or the status plus
+/// takes no bytes), and `cf` (`undefined`: not read, `null`: none). Returns `0` = take the
+/// workers-rs road, [`NEED_HEADERS`], [`NEED_CF`], or the status plus
 /// [`NEW_HEAD`] when the head changed; the body is then where `OUT` says.
 #[wasm_bindgen]
-pub fn fast_assign(query_len: usize, cookie_len: i32, origin_len: i32, https: bool, now_ms: f64, queue_bound: bool) -> u32 {
+pub fn fast_assign(query_len: usize, cookie_len: i32, origin_len: i32, https: bool, now_ms: f64, queue_bound: bool, cf: wasm_bindgen::JsValue) -> u32 {
     INPUT.with_borrow(|input| {
         let mut at = 0;
         let mut take = |len: i32| -> Result<Option<Option<&str>>, ()> {
@@ -96,18 +100,27 @@ pub fn fast_assign(query_len: usize, cookie_len: i32, origin_len: i32, https: bo
         else {
             return 0;
         };
-        answer(query, cookie, origin, https, now_ms, queue_bound)
+        answer(query, cookie, origin, https, now_ms, queue_bound, &cf)
     })
 }
 
-/// `cookie` and `origin`: `None` = not read; `Some(None)` = the request has none.
-fn answer(query: &str, cookie: Option<Option<&str>>, origin: Option<Option<&str>>, https: bool, now_ms: f64, queue_bound: bool) -> u32 {
+/// `cookie` and `origin`: `None` = not read; `Some(None)` = the request has none. `cf`: the
+/// request's `cf`, `undefined` when not read, `null` when it has none.
+fn answer(query: &str, cookie: Option<Option<&str>>, origin: Option<Option<&str>>, https: bool, now_ms: f64, queue_bound: bool, cf: &wasm_bindgen::JsValue) -> u32 {
     let Some(vars) = state::vars() else { return 0 };
     let Some((set, stale)) = config_cache::usable(now_ms, vars.config_ttl_ms) else { return 0 };
-    let q = match assign::parse_query(query) {
+    let mut q = match assign::parse_query(query) {
         Ok(q) => q,
         Err(e) => return render(Err(e), &vars.allowed_origins.headers_for(origin.flatten())),
     };
+    if vars.platform_attributes && assign::reads_platform(set.as_ref(), &vars.signing_keys) {
+        if cf.is_undefined() {
+            return NEED_CF;
+        }
+        if cf.is_object() {
+            q.use_platform_attributes(|name| assign::cf_member(cf, name));
+        }
+    }
     if q.expose && !queue_bound {
         return 0;
     }

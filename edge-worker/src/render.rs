@@ -36,6 +36,9 @@ pub struct Fragments {
     signers: Vec<Vec<[Option<Signer>; 2]>>,
     suffixes: Vec<[String; REASONS.len()]>,
     keys: Keys,
+    /// Whether some targeting of the set names an attribute the platform knows itself
+    /// (`assign::PLATFORM_ATTRIBUTES`).
+    pub reads_platform: bool,
 }
 
 /// Every reason, in the order of [`reason_index`].
@@ -129,7 +132,8 @@ impl Fragments {
                 })
             })
             .collect();
-        Self { set, prefixes, signature_heads, signers, suffixes, keys: keys.clone() }
+        let reads_platform = set.experiments.iter().any(|e| crate::assign::names_platform(e.targeting.as_json()));
+        Self { set, prefixes, signature_heads, signers, suffixes, keys: keys.clone(), reads_platform }
     }
 
     fn write_assignment(&self, out: &mut Vec<u8>, index: usize, a: &Assignment, unit_id: &str) {

@@ -83,6 +83,9 @@ pub struct Vars {
     /// is still refused), for a deployment whose clients do not echo signatures yet. Anything
     /// else, the default included: refused.
     pub accept_unsigned: bool,
+    /// Unless `CLIENT_ATTRIBUTES=trust`: behind Cloudflare, the attributes the request itself
+    /// carries (`assign::PLATFORM_ATTRIBUTES`: country, city, asn…) replace the client's.
+    pub platform_attributes: bool,
 }
 
 impl Vars {
@@ -103,6 +106,7 @@ impl Vars {
             retry_min_seconds: seconds(env, "RETRY_MIN_SECONDS").unwrap_or(DEFAULT_RETRY_MIN_SECONDS),
             retry_max_seconds: seconds(env, "RETRY_MAX_SECONDS").unwrap_or(DEFAULT_RETRY_MAX_SECONDS),
             accept_unsigned: text(env, "UNSIGNED_EVENTS").is_some_and(|v| v.trim() == "accept"),
+            platform_attributes: text(env, "CLIENT_ATTRIBUTES").is_none_or(|v| v.trim() != "trust"),
             signing_keys: text(env, "SIGNING_KEYS").map_or_else(Default::default, |k| {
                 litmus_shared::signing::Keys::parse(&k).unwrap_or_else(|e| {
                     worker::console_error!("SIGNING_KEYS is not usable ({e}): answers go unsigned and /v1/events refuses every event");

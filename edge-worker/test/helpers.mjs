@@ -42,7 +42,7 @@ export function workerModules() {
  * `retryDelay` is the shortest redelivery delay in seconds (the worker backs off from there).
  * `deadLetterSink`: a URL to which a second (JS) worker POSTs what reaches the dead-letter queue,
  * as `{"events":[...]}`, so that tests can see it. */
-export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5, port, deadLetterSink } = {}) {
+export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5, port, deadLetterSink, cf = false } = {}) {
   const options = {
     modulesRoot: BUILD,
     modules: workerModules(),
@@ -58,9 +58,13 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
       // These tests are about transport (queueing, redelivery, limits): events go without a
       // signature, as a deployment migrating its clients allows. trust.test.mjs runs the default.
       UNSIGNED_EVENTS: "accept",
+      // Miniflare gives every request a made-up `request.cf` (Austin, US); tests that send their
+      // own country mean it. trust.test.mjs runs the default, with a `cf` of its own.
+      CLIENT_ATTRIBUTES: "trust",
       ...bindings,
     },
-    cf: false,
+    // `false`: Miniflare's placeholder `request.cf`; an object: every request's.
+    cf,
   };
   if (port !== undefined) {
     options.host = "127.0.0.1";

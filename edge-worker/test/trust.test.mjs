@@ -131,3 +131,58 @@ describe("signed assignments, proven events", () => {
     assert.deepEqual([again.variant_key, again.reason], [kept, "sticky"]);
   });
 });
+
+describe("attributes the platform knows itself", () => {
+  const CF = { country: "DE", continent: "EU", city: "Berlin", asn: 3320, colo: "FRA", timezone: "Europe/Berlin" };
+  const set = {
+    version: 1,
+    experiments: [
+      experiment("us_only", { targeting: { country: { in: ["US"] } } }),
+      experiment("de_telekom", { targeting: { $and: [{ country: "DE" }, { asn: 3320 }] } }),
+      experiment("by_region", { targeting: { region_code: "BE" } }),
+    ],
+  };
+  const keys = ["us_only", "de_telekom", "by_region"];
+  const reasons = (body) => body.assignments.map((a) => a.reason);
+
+  test("behind Cloudflare the request's country, asn and region replace what the client claims, on both routes", async () => {
+    const bindings = { UNSIGNED_EVENTS: undefined, CLIENT_ATTRIBUTES: undefined };
+    const [fast, slow] = [await startWorker({ cf: CF, bindings }), await startWorker({ cf: CF, bindings: { ...bindings, ASSIGN_FAST_PATH: "off" } })];
+    try {
+      for (const w of [fast, slow]) assert.equal((await w.publish(set)).status, 200);
+      const q = `/v1/assign?unit_id=u1&${keys.map((k) => `experiment=${k}`).join("&")}&expose=false&country=US&asn=1&region_code=BE`;
+      for (const w of [fast, slow]) {
+        // The client says US, asn 1, region BE; the request is from Telekom in Germany, no region.
+        assert.deepEqual(reasons((await w.json(q)).body), ["targeting", "assigned", "targeting"]);
+        const post = await w.assign({ unit_id: "u1", experiments: keys, expose: false, attributes: { country: "US", asn: 1, region_code: "BE" } });
+        assert.deepEqual(reasons(post.body), ["targeting", "assigned", "targeting"]);
+      }
+      assert.deepEqual((await fast.json(q)).body, (await slow.json(q)).body);
+    } finally {
+      await fast.dispose();
+      await slow.dispose();
+    }
+  });
+
+  test("CLIENT_ATTRIBUTES=trust: the client's values", async () => {
+    const trusting = await startWorker({ cf: CF, bindings: { CLIENT_ATTRIBUTES: "trust" } });
+    try {
+      assert.equal((await trusting.publish(set)).status, 200);
+      const got = await trusting.json(`/v1/assign?unit_id=u1&${keys.map((k) => `experiment=${k}`).join("&")}&expose=false&country=US&asn=1&region_code=BE`);
+      assert.deepEqual(reasons(got.body), ["assigned", "targeting", "assigned"]);
+    } finally {
+      await trusting.dispose();
+    }
+  });
+
+  test("a set that targets on nothing the platform knows keeps the client's attributes (and reads no request.cf)", async () => {
+    const w = await startWorker({ cf: CF, bindings: { CLIENT_ATTRIBUTES: undefined } });
+    try {
+      assert.equal((await w.publish({ version: 1, experiments: [experiment("plan_only", { targeting: { plan: "pro" } })] })).status, 200);
+      const got = await w.json("/v1/assign?unit_id=u1&experiment=plan_only&plan=pro&country=US");
+      assert.equal(got.body.assignments[0].reason, "assigned");
+    } finally {
+      await w.dispose();
+    }
+  });
+});

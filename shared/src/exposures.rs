@@ -92,14 +92,15 @@ fn read(text: &str) -> Result<Checked<'_>, ConfigError> {
     // Limits before anything is built: expanded, a group copies its unit and attributes into
     // every event, so an unchecked one could ask for far more memory than its own size.
     if group.exposures.len() > MAX_GROUP_EXPOSURES {
-        return Err(ConfigError::new("exposures", format!("at most {MAX_GROUP_EXPOSURES} exposures per group")));
+        // Literal texts (the constants' values, tested): the formatter costs the worker bytes.
+        return Err(ConfigError::new("exposures", "at most 1000 exposures per group"));
     }
     if group.unit_id.get().len() > 2 * crate::validate::MAX_UNIT_ID_BYTES + 2 {
         return Err(ConfigError::new("unit_id", "is too long"));
     }
     let attributes = match group.attributes.map(RawValue::get) {
         Some(a) if a.len() > crate::validate::MAX_ATTRIBUTES_BYTES => {
-            return Err(ConfigError::new("attributes", format!("must be at most {} bytes of JSON", crate::validate::MAX_ATTRIBUTES_BYTES)));
+            return Err(ConfigError::new("attributes", "must be at most 4096 bytes of JSON"));
         }
         Some("null") | None => None,
         Some(a) if a.starts_with('{') => Some(a),
@@ -268,6 +269,10 @@ mod tests {
         // Limits hold before expansion: too many pairs, attributes or a unit id too large.
         let many: Vec<Value> = (0..=MAX_GROUP_EXPOSURES).map(|i| json!([format!("e{i}"), "b"])).collect();
         assert_eq!(fault(with("exposures", Value::Array(many.clone()))), "exposures");
+        let message = |v: Value| expand(&v.to_string()).expect_err("refused").message;
+        assert_eq!(message(with("exposures", Value::Array(many.clone()))), format!("at most {MAX_GROUP_EXPOSURES} exposures per group"));
+        let big = json!({"a": "x".repeat(5000)});
+        assert_eq!(message(with("attributes", big)), format!("must be at most {} bytes of JSON", crate::validate::MAX_ATTRIBUTES_BYTES));
         assert_eq!(count(&with("exposures", Value::Array(many[1..].to_vec())).to_string()), Ok(MAX_GROUP_EXPOSURES));
         assert_eq!(fault(with("attributes", json!({"a": "x".repeat(5000)}))), "attributes");
         assert_eq!(fault(with("unit_id", json!("u".repeat(2000)))), "unit_id");
