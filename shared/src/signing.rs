@@ -148,7 +148,7 @@ impl Signer {
 
     /// The tag for `unit_id`.
     pub fn tag(&self, unit_id: &str) -> u64 {
-        let mut h = self.state.clone();
+        let mut h = self.state;
         field(&mut h, unit_id.as_bytes());
         finish(&h)
     }
