@@ -95,7 +95,8 @@ fn read(text: &str) -> Result<Checked<'_>, ConfigError> {
         // Literal texts (the constants' values, tested): the formatter costs the worker bytes.
         return Err(ConfigError::new("exposures", "at most 1000 exposures per group"));
     }
-    if group.unit_id.get().len() > 2 * crate::validate::MAX_UNIT_ID_BYTES + 2 {
+    // As JSON text: a byte takes at most 6 (`\u0001`), and the quotes 2 more.
+    if group.unit_id.get().len() > 6 * crate::validate::MAX_UNIT_ID_BYTES + 2 {
         return Err(ConfigError::new("unit_id", "is too long"));
     }
     let attributes = match group.attributes.map(RawValue::get) {
@@ -275,7 +276,13 @@ mod tests {
         assert_eq!(message(with("attributes", big)), format!("must be at most {} bytes of JSON", crate::validate::MAX_ATTRIBUTES_BYTES));
         assert_eq!(count(&with("exposures", Value::Array(many[1..].to_vec())).to_string()), Ok(MAX_GROUP_EXPOSURES));
         assert_eq!(fault(with("attributes", json!({"a": "x".repeat(5000)}))), "attributes");
-        assert_eq!(fault(with("unit_id", json!("u".repeat(2000)))), "unit_id");
+        assert_eq!(fault(with("unit_id", json!("u".repeat(4000)))), "unit_id");
+        assert_eq!(fault(with("unit_id", json!("\u{1}".repeat(1000)))), "unit_id");
+        // The longest unit id an evaluator takes (512 bytes) in its longest JSON spelling (every
+        // byte a control character, `\u0001`: 6 bytes) still reads.
+        let longest = "\u{1}".repeat(crate::validate::MAX_UNIT_ID_BYTES);
+        assert!(crate::validate::unit_id(&longest).is_ok());
+        assert_eq!(count(&with("unit_id", json!(longest)).to_string()), Ok(1));
         // The quiet readers refuse the same groups, without naming the pair.
         for bad in [json!([["a", "b"], ["a"]]), json!([["a", "b", "c"]]), json!([["a", 1]]), json!(["ab"])] {
             let text = with("exposures", bad).to_string();
