@@ -35,7 +35,6 @@ pub struct Fragments {
     signature_heads: Vec<String>,
     signers: Vec<Vec<[Option<Signer>; 2]>>,
     suffixes: Vec<[String; REASONS.len()]>,
-    keys: Keys,
     /// Whether some targeting of the set names an attribute the platform knows itself
     /// (`assign::PLATFORM_ATTRIBUTES`).
     pub reads_platform: bool,
@@ -133,10 +132,10 @@ impl Fragments {
             })
             .collect();
         let reads_platform = set.experiments.iter().any(|e| crate::assign::names_platform(e.targeting.as_json()));
-        Self { set, prefixes, signature_heads, signers, suffixes, keys: keys.clone(), reads_platform }
+        Self { set, prefixes, signature_heads, signers, suffixes, reads_platform }
     }
 
-    fn write_assignment(&self, out: &mut Vec<u8>, index: usize, a: &Assignment, unit_id: &str) {
+    fn write_assignment(&self, out: &mut Vec<u8>, index: usize, a: &Assignment, unit_id: &str, keys: &Keys) {
         // The variant is found by identity: `assign` lends its key from the experiment.
         let fragments = self.set.experiments.get(index).filter(|e| e.version == a.version && is_in(a.reason) == a.in_experiment).and_then(|e| {
             let v = e.variants.iter().position(|v| std::ptr::eq(v.key.as_str(), a.variant_key))?;
@@ -145,7 +144,7 @@ impl Fragments {
         });
         let Some((prefix, signer, suffix)) = fragments else {
             // No variant to lend (an experiment without usable variants): the general road.
-            let signature = self.set.experiments.get(index).and_then(|e| self.keys.sign(e, unit_id, a));
+            let signature = self.set.experiments.get(index).and_then(|e| keys.sign(e, unit_id, a));
             write_general(out, a, signature);
             return;
         };
@@ -183,7 +182,7 @@ pub fn answer(out: &mut Vec<u8>, unit_id: &str, set: Option<&Rc<ConfigSet>>, ent
             out.push(b',');
         }
         match (entry, &fragments) {
-            (Entry::Known(a, index), Some(f)) => f.write_assignment(out, *index, a, unit_id),
+            (Entry::Known(a, index), Some(f)) => f.write_assignment(out, *index, a, unit_id, keys),
             (Entry::Known(a, _), None) => write_general(out, a, None),
             (Entry::Missing { experiment, reason }, _) => {
                 out.extend_from_slice(br#"{"experiment":"#);
@@ -213,7 +212,7 @@ fn write_general(out: &mut Vec<u8>, a: &Assignment, signature: Option<Signature>
     out.extend_from_slice(json(a.config_json).as_bytes());
     out.extend_from_slice(br#","assignment_id":""#);
     push_hex16(out, a.assignment_id);
-    if let Some(s) = signature.or(a.signature) {
+    if let Some(s) = signature {
         out.extend_from_slice(br#"","signature":""#);
         push_i64(out, s.version);
         out.push(b'.');
@@ -407,7 +406,7 @@ mod tests {
                     continue;
                 };
                 let mut out = Vec::new();
-                f.write_assignment(&mut out, *i, a, &unit);
+                f.write_assignment(&mut out, *i, a, &unit, &keys());
                 assert!(out.starts_with(f.prefixes[*i][v].as_bytes()), "{out:?}");
                 assert!(out.ends_with(f.suffixes[*i][reason_index(a.reason)].as_bytes()), "{out:?}");
                 reasons.insert(reason(a.reason));
