@@ -334,3 +334,20 @@ async fn assignments_keep_a_units_first_variant(db: PgPool) {
     app.post("/api/v1/experiments/plain_ab/launch", json!({"ramp_pct": 100})).await;
     assert!(app.post("/api/v1/assign", json!({"experiment": "plain_ab", "unit_id": "u1"})).await.json().get("sticky").is_none());
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_readout_is_one_moment_even_when_a_reweight_commits_in_the_middle(db: PgPool) {
+    // The readout reads the experiment's row (the weights served) and then the weight history;
+    // a reweight committing between the two used to give the new weights_version beside the old
+    // weights (seen once in the console's browser test: weights_version 1, weight 0.34).
+    let app = App::new(db.clone());
+    five_models(&app, json!([])).await;
+    let id = experiment_id(&app).await;
+    now_traffic(&app, "a", [(200, 20), (200, 30), (200, 25), (200, 60), (200, 22)]).await;
+    let before = litmus_control_plane::experiments::find(&db, &id.to_string()).await.expect("the row");
+    bandit::reweight(&db, id).await.expect("reweight").expect("weights moved");
+    let r = bandit::readout(&db, &before).await.expect("readout");
+    let served: Vec<f64> = r.variants.iter().map(|a| a.weight).collect();
+    let launch: Vec<f64> = before.variants.0.iter().map(|v| v.weight).collect();
+    assert_eq!((r.weights_version, served), (0, launch), "the history as of the row that was read");
+}

@@ -181,10 +181,15 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
     let settings = settings_of(row);
     let keys: Vec<String> = row.variants.0.iter().map(|v| v.key.clone()).collect();
     let k = keys.len();
-    let versions: Vec<HistoryPoint> = sqlx::query_as("SELECT seq, computed_at AS at, weights, previous FROM bandit_weights WHERE experiment_id = $1 ORDER BY seq")
-        .bind(row.id)
-        .fetch_all(db)
-        .await?;
+    // The history as of `row`: a reweight committed since it was read must not show beside the
+    // weights it replaced (the readout is one moment, whatever commits in between).
+    let versions: Vec<HistoryPoint> = sqlx::query_as(
+        "SELECT seq, computed_at AS at, weights, previous FROM bandit_weights WHERE experiment_id = $1 AND experiment_version <= $2 ORDER BY seq",
+    )
+    .bind(row.id)
+    .bind(row.version)
+    .fetch_all(db)
+    .await?;
     let boundaries: Vec<DateTime<Utc>> = versions.iter().map(|v| v.at).collect();
     let reward = reward(db, row).await?;
     let (rewards, cells) = match &reward {
