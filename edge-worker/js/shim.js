@@ -58,9 +58,10 @@ async function flush(env) {
 }
 
 /** `/v1/assign` (trailing slashes ignored) of an absolute URL, without parsing the URL. */
-function isAssign(url, queryAt) {
+function isAssign(url) {
   const start = url.indexOf("/", url.indexOf("://") + 3);
   if (start < 0) return false;
+  const queryAt = url.indexOf("?");
   let end = queryAt < 0 ? url.length : queryAt;
   while (end > start + 1 && url.charCodeAt(end - 1) === 47) end--;
   return end - start === 10 && url.startsWith("/v1/assign", start);
@@ -105,9 +106,10 @@ function put(s, at) {
   return n;
 }
 
-/** One call of src/fast.rs's fast_assign. `cookie` and `origin`: a string, null (the request has
- * none) or undefined (not read); `cf`: the request's `cf`, null (none) or undefined (not read). */
-function callFast(query, cookie, origin, https, bound, cf) {
+/** One call of src/fast.rs's fast_assign. `query`: the query, or the body of a POST (`post`);
+ * `cookie` and `origin`: a string, null (the request has none) or undefined (not read); `cf`: the
+ * request's `cf`, null (none) or undefined (not read). */
+function callFast(query, cookie, origin, https, bound, cf, post) {
   const room = 3 * (query.length + (cookie?.length ?? 0) + (origin?.length ?? 0));
   if (room > inputCap) {
     inputCap = Math.max(room, 2 * inputCap, 4096);
@@ -122,7 +124,7 @@ function callFast(query, cookie, origin, https, bound, cf) {
   let o = NOT_READ;
   if (origin === null) o = ABSENT;
   else if (origin !== undefined) o = put(origin, at);
-  return imports.fast_assign(q, c, o, https, Date.now(), bound, cf);
+  return imports.fast_assign(q, c, o, https, Date.now(), bound, cf, post);
 }
 
 let lastInit = null;
@@ -132,28 +134,29 @@ let headersWanted = false;
 // Set once an answer needed `request.cf` (targeting on country, asn…): then it is passed up front.
 let cfWanted = false;
 
-function fastAssign(request, env, ctx) {
+/** The answer to /v1/assign from src/fast.rs, or undefined: the workers-rs road. `body`: a POST's
+ * text (undefined for a GET, whose query is read from the URL). */
+function fastAssign(request, env, ctx, body) {
   const url = request.url;
-  const queryAt = url.indexOf("?");
-  if (!isAssign(url, queryAt)) return undefined;
-  const query = queryAt < 0 ? "" : url.slice(queryAt + 1);
+  const post = body !== undefined;
+  const query = post ? body : url.slice(url.indexOf("?") + 1 || url.length);
   const https = url.startsWith("https:");
   const bound = env.EVENTS !== undefined;
   // Most service calls name their unit: then the engine says whether the cookie (the browser's
   // unit id, sticky assignments), the origin (a CORS list) or `request.cf` (targeting on country
   // and the like) matter, and they are read only if they do. A browser's call without a unit id reads them at once.
   let answer = NEED_HEADERS;
-  if (!headersWanted && query.includes("unit_id=")) {
-    answer = callFast(query, undefined, undefined, https, bound, cfWanted ? (request.cf ?? null) : undefined);
+  if (!headersWanted && query.includes(post ? '"unit_id"' : "unit_id=")) {
+    answer = callFast(query, undefined, undefined, https, bound, cfWanted ? (request.cf ?? null) : undefined, post);
     if (answer === NEED_CF) {
       cfWanted = true;
-      answer = callFast(query, undefined, undefined, https, bound, request.cf ?? null);
+      answer = callFast(query, undefined, undefined, https, bound, request.cf ?? null, post);
     }
     if (answer === NEED_HEADERS) headersWanted = true;
   }
   if (answer === NEED_HEADERS) {
     const headers = request.headers;
-    answer = callFast(query, headers.get("cookie"), headers.get("origin"), https, bound, request.cf ?? null);
+    answer = callFast(query, headers.get("cookie"), headers.get("origin"), https, bound, request.cf ?? null, post);
   }
   if (answer === 0 || answer === NEED_HEADERS || answer === NEED_CF) return undefined;
   // The set is past its TTL: this request re-reads it after answering, the others go on from it.
@@ -180,11 +183,27 @@ function fastAssign(request, env, ctx) {
   return new Response(bytes.subarray(at, at + words[OUT + 1]), lastInit);
 }
 
+/** src/assign.rs's MAX_BODY_BYTES: a longer POST takes the workers-rs road, which refuses it. */
+const MAX_BODY_BYTES = 64 * 1024;
+
+/** POST /v1/assign: the body is read here (bounded by its declared length: one without, e.g.
+ * chunked, goes to workers-rs unread) and answered like a GET. */
+async function assignPost(request, env, ctx) {
+  const declared = Number(request.headers.get("content-length") ?? NaN);
+  if (!(declared <= MAX_BODY_BYTES)) return imports.fetch(request, env, ctx);
+  const body = await request.text();
+  const response = fastAssign(request, env, ctx, body);
+  // The body is spent: workers-rs gets a request carrying the text read.
+  return response ?? imports.fetch(new Request(request, { body }), env, ctx);
+}
+
 export default {
   fetch(request, env, ctx) {
     // ASSIGN_FAST_PATH=off sends everything through workers-rs (same answers, slower): an
     // operator's switch should the two roads ever be suspected of differing.
-    if (request.method === "GET" && env.ASSIGN_FAST_PATH !== "off") {
+    const method = request.method;
+    if ((method === "GET" || method === "POST") && env.ASSIGN_FAST_PATH !== "off" && isAssign(request.url)) {
+      if (method === "POST") return assignPost(request, env, ctx);
       const response = fastAssign(request, env, ctx);
       if (response !== undefined) return response;
     }

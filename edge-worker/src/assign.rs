@@ -52,11 +52,14 @@ pub struct Query {
     pub expose: bool,
     /// `sticky` of `POST /v1/assign`: the unit's sticky assignments, kept by the caller.
     sticky: Option<StickyDoc>,
+    /// `min_version`: the `config_version` of an answer this client already had. It is not
+    /// answered from an older set if this isolate can help it (`config_cache::at_least`).
+    pub min_version: Option<i64>,
 }
 
 impl Default for Query {
     fn default() -> Self {
-        Self { unit_id: None, attributes: Attributes::new(), experiments: None, expose: true, sticky: None }
+        Self { unit_id: None, attributes: Attributes::new(), experiments: None, expose: true, sticky: None, min_version: None }
     }
 }
 
@@ -102,6 +105,19 @@ pub fn cf_member(cf: &worker::wasm_bindgen::JsValue, name: &str) -> Option<Value
     v.as_string().map(Value::String).or_else(|| v.as_f64().map(|n| Value::from(n as i64)))
 }
 
+fn version_error() -> ApiError {
+    ApiError::validation("min_version", "must be a non-negative integer: the config_version of an earlier answer")
+}
+
+/// Decimal digits only (no sign, no `+`), as an `i64`: by hand, since `str::parse` brings its
+/// own integer parser into the upload for this one field.
+fn parse_version(value: &str) -> Option<i64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.bytes().try_fold(0i64, |n, b| if b.is_ascii_digit() { n.checked_mul(10)?.checked_add(i64::from(b - b'0')) } else { None })
+}
+
 fn parse_expose(value: &str) -> ApiResult<bool> {
     match value {
         "true" | "1" => Ok(true),
@@ -126,6 +142,7 @@ pub fn parse_query(query: &str) -> ApiResult<Query> {
             "experiment" => keys.push(value.into_owned()),
             "unit_id" => q.unit_id = Some(value.into_owned()),
             "expose" => q.expose = parse_expose(&value)?,
+            "min_version" => q.min_version = Some(parse_version(&value).ok_or_else(version_error)?),
             "" => {}
             // Repeated attributes become a list, which the targeting language treats as "any of".
             attr => match q.attributes.get_mut(attr) {
@@ -202,7 +219,11 @@ pub fn parse_body(body: Value) -> ApiResult<Query> {
             ApiError::validation("sticky", "must be the `sticky` document of an earlier answer: {\"unit_id\": …, \"assignments\": {…}}")
         })?),
     };
-    Ok(Query { unit_id, attributes, experiments, expose, sticky })
+    let min_version = match obj.remove("min_version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().filter(|v| *v >= 0).ok_or_else(version_error)?),
+    };
+    Ok(Query { unit_id, attributes, experiments, expose, sticky, min_version })
 }
 
 /// An answer, ready to send: what both the workers-rs route and the JavaScript fast path
@@ -219,7 +240,7 @@ pub struct Prepared {
 async fn respond(req: &Request, state: &AppState, ctx: &Context, mut q: Query) -> ApiResult<Response> {
     let cookie = req.headers().get("cookie").ok().flatten();
     let https = req.inner().url().starts_with("https:");
-    let set = config_cache::current(state).await;
+    let set = config_cache::at_least(state, q.min_version).await;
     if state.platform_attributes && reads_platform(set.as_ref(), &state.signing_keys) {
         let cf = worker::js_sys::Reflect::get(req.inner(), &"cf".into()).unwrap_or_default();
         // No `cf` at all: not behind Cloudflare, the client's values stand.
@@ -484,6 +505,23 @@ mod tests {
         assert!(names_platform(&json!({"$and": [{"plan": "pro"}, {"$or": [{"asn": 3320}, {"city": {"$regex": "^B"}}]}]})));
         assert!(!names_platform(&json!({"plan": "country", "tags": ["country"]})), "a value is not an attribute");
         assert!(!names_platform(&json!({})));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("0"), Some(0));
+        assert_eq!(parse_version("0042"), Some(42));
+        assert_eq!(parse_version(&i64::MAX.to_string()), Some(i64::MAX));
+        for bad in ["", "-1", "+1", "1.5", "1e3", " 1", "9223372036854775808", "x"] {
+            assert_eq!(parse_version(bad), None, "{bad}");
+        }
+        assert_eq!(parse_query("min_version=7").expect("parses").min_version, Some(7));
+        assert_eq!(parse_query("min_version=-7").expect_err("refused").field.as_deref(), Some("min_version"));
+        assert_eq!(parse_body(serde_json::json!({"min_version": 7})).expect("parses").min_version, Some(7));
+        assert_eq!(parse_body(serde_json::json!({"min_version": null})).expect("parses").min_version, None);
+        for bad in [serde_json::json!(-1), serde_json::json!("7"), serde_json::json!(7.5)] {
+            assert_eq!(parse_body(serde_json::json!({"min_version": bad})).expect_err("refused").field.as_deref(), Some("min_version"));
+        }
     }
 
     #[test]

@@ -11,6 +11,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use worker::js_sys::{Promise, Reflect};
+use worker::wasm_bindgen::prelude::wasm_bindgen;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+
 use litmus_shared::{ConfigSet, Experiment, SavedGroups, Targeting};
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,7 +32,18 @@ struct Cache {
     text: Option<(u64, usize)>,
     /// When the fast route's background re-read started: one at a time.
     refreshing_since: Option<f64>,
+    /// The KV read in flight, which every caller that needs one joins (a JavaScript promise can
+    /// be awaited any number of times): a burst arriving as the TTL runs out, or behind a
+    /// client's version, costs one read, not one per request.
+    reading: Option<Promise>,
+    /// When the last re-read asked by a client ahead of this isolate started ([`at_least`]).
+    forced_at: Option<f64>,
 }
+
+/// Re-reads asked by clients ahead of this isolate start at most this often: a `min_version`
+/// no publish ever reached (forged, or from another deployment) must not turn every request
+/// into a KV read.
+const FORCED_GAP_MS: f64 = 100.0;
 
 // Workers run one request at a time per JS turn and wasm has no threads: a thread-local RefCell
 // is the isolate-wide cache. Borrows never span an `.await`.
@@ -42,6 +58,32 @@ pub async fn current(state: &AppState) -> Option<Rc<ConfigSet>> {
         return cached;
     }
     reload(state, now).await;
+    CACHE.with_borrow(|c| c.set.clone())
+}
+
+/// The set to answer a client from that has already been answered from version `min` (it sends
+/// `min_version`): when this isolate holds an older one, KV is read again at once (joining a read
+/// in flight) instead of waiting for the TTL. The per-client half of monotonicity: a client that
+/// was answered by an isolate holding a newer set (in production a location runs several, each
+/// with its own cache) is not answered from an older one by the next. Still older afterwards
+/// (KV at this location lags the write, up to ~60 s in production; or `min` was never published),
+/// the newest set this isolate can read: the answer's `config_version` says so.
+pub async fn at_least(state: &AppState, min: Option<i64>) -> Option<Rc<ConfigSet>> {
+    let held = current(state).await;
+    if min.is_none_or(|m| held.as_ref().is_some_and(|s| s.version >= m)) {
+        return held;
+    }
+    let now = now_ms();
+    let read = CACHE.with_borrow_mut(|c| {
+        let go = c.reading.is_some() || c.forced_at.is_none_or(|t| !(0.0..FORCED_GAP_MS).contains(&(now - t)));
+        if go && c.reading.is_none() {
+            c.forced_at = Some(now);
+        }
+        go
+    });
+    if read {
+        reload(state, now).await;
+    }
     CACHE.with_borrow(|c| c.set.clone())
 }
 
@@ -125,15 +167,50 @@ fn install(c: &mut Cache, set: ConfigSet) -> bool {
     newer
 }
 
+/// The KV text, through the read in flight if there is one.
 async fn read(state: &AppState) -> Option<String> {
-    let kv = state.kv()?;
-    match kv.get(CONFIG_KEY).text().await {
-        Ok(text) => text,
+    let promise = match CACHE.with_borrow(|c| c.reading.clone()) {
+        Some(p) => p,
+        None => {
+            let p = start_read(state)?;
+            CACHE.with_borrow_mut(|c| c.reading = Some(p.clone()));
+            p
+        }
+    };
+    let result = JsFuture::from(promise.clone()).await;
+    CACHE.with_borrow_mut(|c| {
+        if c.reading.as_ref().is_some_and(|r| AsRef::<JsValue>::as_ref(r) == AsRef::<JsValue>::as_ref(&promise)) {
+            c.reading = None;
+        }
+    });
+    match result {
+        Ok(text) => text.as_string(),
         Err(e) => {
-            worker::console_error!("reading KV `{CONFIG_KEY}` failed: {e}");
+            worker::console_error!("reading KV `{CONFIG_KEY}` failed: {e:?}");
             None
         }
     }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The `CONFIG` binding, as JavaScript sees it: `get` hands out the bare promise (text or
+    /// null), which workers-rs's builder keeps to itself.
+    type KvNamespace;
+    #[wasm_bindgen(method)]
+    fn get(this: &KvNamespace, key: &str) -> Promise;
+}
+
+/// Starts reading the stored set's text; `None` when the binding is missing.
+fn start_read(state: &AppState) -> Option<Promise> {
+    let kv = Reflect::get(state.env().as_ref(), &"CONFIG".into()).ok().filter(|v| v.is_object())?;
+    Some(kv.unchecked_into::<KvNamespace>().get(CONFIG_KEY))
+}
+
+/// The stored set's text, read now (not through the cache's read in flight): what publishing
+/// compares its version with.
+pub async fn stored_text(state: &AppState) -> Option<String> {
+    JsFuture::from(start_read(state)?).await.ok()?.as_string()
 }
 
 fn parse_logged(text: &str) -> Option<ConfigSet> {

@@ -1,6 +1,6 @@
-//! `GET /v1/assign` without workers-rs's per-request glue: the JavaScript entry
-//! (`edge-worker/js/shim.js`) writes the request's query (and, only when the answer can depend on
-//! them, its cookie and origin) into a buffer in wasm memory, calls [`fast_assign`], and builds
+//! `/v1/assign` without workers-rs's per-request glue: the JavaScript entry
+//! (`edge-worker/js/shim.js`) writes the request's query or body (and, only when the answer can
+//! depend on them, its cookie and origin) into a buffer in wasm memory, calls [`fast_assign`], and builds
 //! the response from the body left in wasm memory. Profiled under the bench's load, the glue
 //! cost more than the assignment: a class instance and proxies per request, the URL copied into
 //! wasm and parsed twice, a `Headers` and a `Response` built through a dozen crossings, promise
@@ -10,8 +10,9 @@
 //!
 //! The answer is the one the workers-rs route gives, by construction: both call
 //! [`assign::prepare`]. Whatever needs I/O or is not warmed up yet (the first request of an
-//! isolate, which reads the vars; a config due for its KV re-read; exposures with no queue bound,
-//! which are posted to the control plane directly) answers 0, and the shim hands the
+//! isolate, which reads the vars; a config due for its KV re-read, or older than the client's
+//! `min_version`; exposures with no queue bound, which are posted to the control plane directly;
+//! a POST body that is not JSON) answers 0, and the shim hands the
 //! request to workers-rs.
 
 use std::cell::RefCell;
@@ -81,7 +82,7 @@ pub fn fast_out() -> usize {
 /// workers-rs road, [`NEED_HEADERS`], [`NEED_CF`], or the status plus
 /// [`NEW_HEAD`] when the head changed; the body is then where `OUT` says.
 #[wasm_bindgen]
-pub fn fast_assign(query_len: usize, cookie_len: i32, origin_len: i32, https: bool, now_ms: f64, queue_bound: bool, cf: wasm_bindgen::JsValue) -> u32 {
+pub fn fast_assign(query_len: usize, cookie_len: i32, origin_len: i32, https: bool, now_ms: f64, queue_bound: bool, cf: wasm_bindgen::JsValue, post: bool) -> u32 {
     INPUT.with_borrow(|input| {
         let mut at = 0;
         let mut take = |len: i32| -> Result<Option<Option<&str>>, ()> {
@@ -100,19 +101,32 @@ pub fn fast_assign(query_len: usize, cookie_len: i32, origin_len: i32, https: bo
         else {
             return 0;
         };
-        answer(query, cookie, origin, https, now_ms, queue_bound, &cf)
+        answer(query, cookie, origin, https, now_ms, queue_bound, &cf, post)
     })
 }
 
 /// `cookie` and `origin`: `None` = not read; `Some(None)` = the request has none. `cf`: the
 /// request's `cf`, `undefined` when not read, `null` when it has none.
-fn answer(query: &str, cookie: Option<Option<&str>>, origin: Option<Option<&str>>, https: bool, now_ms: f64, queue_bound: bool, cf: &wasm_bindgen::JsValue) -> u32 {
+/// `post`: `query` is the body of `POST /v1/assign` (text that is not JSON takes the workers-rs
+/// road, which says why).
+#[allow(clippy::too_many_arguments)]
+fn answer(query: &str, cookie: Option<Option<&str>>, origin: Option<Option<&str>>, https: bool, now_ms: f64, queue_bound: bool, cf: &wasm_bindgen::JsValue, post: bool) -> u32 {
     let Some(vars) = state::vars() else { return 0 };
     let Some((set, stale)) = config_cache::usable(now_ms, vars.config_ttl_ms) else { return 0 };
-    let mut q = match assign::parse_query(query) {
+    let parsed = if post {
+        let Ok(body) = serde_json::from_slice(query.as_bytes()) else { return 0 };
+        assign::parse_body(body)
+    } else {
+        assign::parse_query(query)
+    };
+    let mut q = match parsed {
         Ok(q) => q,
         Err(e) => return render(Err(e), &vars.allowed_origins.headers_for(origin.flatten())),
     };
+    // A client ahead of this isolate: the road that reads KV first (`config_cache::at_least`).
+    if q.min_version.is_some_and(|m| set.as_ref().is_none_or(|s| s.version < m)) {
+        return 0;
+    }
     if vars.platform_attributes && assign::reads_platform(set.as_ref(), &vars.signing_keys) {
         if cf.is_undefined() {
             return NEED_CF;

@@ -35,7 +35,7 @@ pub async fn put(req: &mut Request, state: &AppState) -> ApiResult<worker::Respo
     let value = body::json(req, MAX_BODY_BYTES).await?;
     let mut set = parse_strict(value)?;
 
-    let stored = stored_version(&kv).await;
+    let stored = stored_version(state).await;
     if let Some(stored) = stored.filter(|s| *s > set.version) {
         return Ok(json_response(200, &json!({"stale": true, "version": set.version, "stored_version": stored})));
     }
@@ -112,12 +112,12 @@ fn parse_strict(value: Value) -> ApiResult<ConfigSet> {
 }
 
 /// The version currently in KV; `None` when there is nothing usable there (then any set wins).
-async fn stored_version(kv: &worker::KvStore) -> Option<i64> {
+async fn stored_version(state: &AppState) -> Option<i64> {
     #[derive(Deserialize)]
     struct VersionOnly {
         version: i64,
     }
-    let text = kv.get(CONFIG_KEY).text().await.ok()??;
+    let text = config_cache::stored_text(state).await?;
     serde_json::from_str::<VersionOnly>(&text).ok().map(|v| v.version)
 }
 

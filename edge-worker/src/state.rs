@@ -40,6 +40,10 @@ impl AppState {
         Self { env: env.clone(), vars }
     }
 
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
     /// `None` when the binding is missing: the worker still answers, with the safe default.
     pub fn kv(&self) -> Option<KvStore> {
         self.env.kv("CONFIG").ok()

@@ -41,6 +41,39 @@ describe("config cache and safe defaults", () => {
     }
   });
 
+  test("min_version: a client ahead of the isolate's cached set is answered from KV's newer one at once", async () => {
+    const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, CONFIG_TTL_SECONDS: "60" } });
+    try {
+      assert.equal((await w.publish({ version: 4, experiments: [experiment("checkout")] })).status, 200);
+      // A KV-only update (how production publishes): this isolate keeps its set for the TTL...
+      await w.kv.put("configs", JSON.stringify({ version: 5, experiments: [experiment("checkout"), experiment("launched")] }));
+      const q = "/v1/assign?unit_id=u1&experiment=launched&expose=false";
+      const plain = await w.json(q);
+      assert.equal(plain.body.config_version, 4);
+      assert.equal(plain.body.assignments[0].reason, "unknown_experiment");
+      // ...unless the client says it was answered from version 5 already, on either road.
+      for (const res of [await w.json(`${q}&min_version=5`), await w.assign({ unit_id: "u1", experiments: ["launched"], expose: false, min_version: 5 })]) {
+        assert.equal(res.status, 200);
+        assert.equal(res.body.config_version, 5);
+        assert.equal(res.body.assignments[0].in_experiment, true);
+      }
+      // From then on the isolate holds 5 for everyone.
+      assert.equal((await w.json(q)).body.config_version, 5);
+      // A version nothing published: the newest set there is, which says which it is.
+      const ahead = await w.json(`${q}&min_version=99`);
+      assert.equal(ahead.status, 200);
+      assert.equal(ahead.body.config_version, 5);
+      for (const bad of ["-1", "x", "1.5", ""]) {
+        const res = await w.json(`${q}&min_version=${bad}`);
+        assert.equal(res.status, 422, bad);
+        assert.equal(res.body.error.field, "min_version");
+      }
+      assert.equal((await w.assign({ unit_id: "u1", min_version: "5" })).body.error.field, "min_version");
+    } finally {
+      await w.dispose();
+    }
+  });
+
   test("garbage in KV: safe default, no 5xx", async () => {
     const w = await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, CONFIG_TTL_SECONDS: "0" } });
     try {
@@ -351,6 +384,42 @@ describe("the fast route (GET /v1/assign in the JavaScript entry) answers exactl
       assert.deepEqual(a.body, b.body, q);
       assert.deepEqual(headersOf(a), headersOf(b), q);
     }
+  });
+
+  test("POST /v1/assign: bodies, statuses and headers agree over 300 varied bodies, errors and refusals included", async () => {
+    const countries = ["US", "CA", "GB", "", "Zürich", 7, null];
+    const bodies = [];
+    for (let i = 0; i < 300; i++) {
+      const b = { unit_id: `p-${i}-ü`, attributes: { country: countries[i % countries.length], age: 10 + (i % 40) } };
+      if (i % 3 === 0) b.attributes.tags = ["beta"];
+      if (i % 7 === 0) b.experiments = ["paused_one", "nope", "checkout"];
+      if (i % 2 === 0) b.expose = false;
+      if (i % 11 === 0) b.min_version = 9;
+      if (i % 13 === 0) delete b.unit_id; // the cookie's unit
+      bodies.push(JSON.stringify(b));
+    }
+    bodies.push("", "not json", "[1,2]", '{"unit_id":""}', '{"unit_id":7}', '{"unit_id":"u","attributes":[]}', '{"unit_id":"u","experiments":"a"}',
+      '{"unit_id":"u","expose":"no"}', '{"unit_id":"u","min_version":-1}', '{"unit_id":"u","min_version":"9"}', '{"unit_id":"u","min_version":1.5}',
+      '{"unit_id":"u","sticky":{"assignments":[]}}', `{"unit_id":"${"x".repeat(600)}"}`, '{"unit_id":"a\\u0000b"}',
+      JSON.stringify({ unit_id: "big", attributes: { pad: "x".repeat(70 * 1024) } }), '{"unit_id":"u"} trailing');
+    const headersOf = (res) =>
+      ["content-type", "cache-control", "access-control-allow-origin", "set-cookie", "vary"].map((h) => [h, res.headers.get(h)]);
+    for (const body of bodies) {
+      const init = () => ({ method: "POST", headers: { origin: "https://shop.example", cookie: "litmus_uid=cookie-unit-1", "content-type": "text/plain" }, body });
+      const [a, b] = [await fast.json("/v1/assign", init()), await slow.json("/v1/assign", init())];
+      const what = body.slice(0, 120);
+      assert.equal(a.status, b.status, what);
+      assert.deepEqual(a.body, b.body, what);
+      assert.deepEqual(headersOf(a), headersOf(b), what);
+    }
+  });
+
+  test("a body sent in chunks, without a declared length, is answered alike", async () => {
+    const text = JSON.stringify({ unit_id: "chunked", experiments: ["checkout"], expose: false });
+    const stream = () => new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode(text.slice(0, 10))); c.enqueue(new TextEncoder().encode(text.slice(10))); c.close(); } });
+    const [a, b] = [await fast.json("/v1/assign", { method: "POST", body: stream(), duplex: "half" }), await slow.json("/v1/assign", { method: "POST", body: stream(), duplex: "half" })];
+    assert.equal(a.status, 200);
+    assert.deepEqual(a.body, b.body);
   });
 
   test("with any origin allowed the fast route reads no headers it needs not, and still agrees", async () => {

@@ -106,6 +106,36 @@ export async function startWorker({ bindings = {}, queue = true, retryDelay = 0,
   return { mf, url, kv, call, json, publish, assign, dispose: () => mf.dispose() };
 }
 
+/** `count` isolates of the worker, as a Cloudflare location runs several: one workerd, one script
+ * under `count` names, each with its own memory (its own cached config set) and its own loopback
+ * socket, all bound to the same CONFIG namespace. A set published through one reaches the others
+ * only through KV, as a KV-only update reaches every isolate in production. The first consumes
+ * the queue. Returns their URLs, the KV namespace and `dispose`. */
+export async function startIsolates({ count = 2, bindings = {} } = {}) {
+  const socket = { host: "127.0.0.1", port: 0 };
+  const namespace = "config-" + Math.random().toString(16).slice(2);
+  const workers = Array.from({ length: count }, (_, i) => ({
+    name: `edge-${i}`,
+    modulesRoot: BUILD,
+    modules: workerModules(),
+    compatibilityDate: "2026-11-01",
+    kvNamespaces: { CONFIG: namespace },
+    queueProducers: { EVENTS: QUEUE, EVENTS_DLQ: `${QUEUE}-dlq` },
+    ...(i === 0 ? { queueConsumers: { [QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 0.2, maxRetries: 100, retryDelay: 1 } } } : {}),
+    bindings: Object.fromEntries(Object.entries({
+      PUBLISH_TOKEN, INGEST_TOKEN, CONFIG_TTL_SECONDS: "5", ALLOWED_ORIGINS: "*", SIGNING_KEYS: TEST_SIGNING_KEY,
+      CLIENT_ATTRIBUTES: "trust", ...bindings,
+    }).filter(([, v]) => v !== undefined)),
+    unsafeDirectSockets: [socket],
+  }));
+  const mf = new Miniflare(convertV4MiniflareOptions({ host: "127.0.0.1", port: 0, cf: false, workers }));
+  await mf.ready;
+  const urls = [];
+  for (let i = 0; i < count; i++) urls.push((await mf.unsafeGetDirectURL(`edge-${i}`)).toString().replace(/\/$/, ""));
+  const kv = await mf.getKVNamespace("CONFIG", "edge-0");
+  return { mf, urls, kv, dispose: () => mf.dispose() };
+}
+
 /** A stand-in for the control plane: records POST /api/v1/events/batch; `statuses` are answered
  * in order (then 202). */
 /** A worker that consumes the dead-letter queue and POSTs each batch to `sink`. */
