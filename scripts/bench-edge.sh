@@ -80,6 +80,8 @@ for n in $SIZES; do
   for u in "$ours" "$peer"; do
     got=$(curl -fsS "$u$probe" | count)
     [ "$got" = "$n" ] || { echo "bench-edge.sh: $u answered $got assignments, expected $n" >&2; exit 1; }
+    got=$(curl -fsS -X POST -d '{"unit_id":"probe","attributes":{"country":"US","age":30},"expose":false}' "$u/v1/assign" | count)
+    [ "$got" = "$n" ] || { echo "bench-edge.sh: POST to $u answered $got assignments, expected $n" >&2; exit 1; }
   done
 
   # Warm every isolate (JIT, wasm tier-up) before measuring.
@@ -90,12 +92,13 @@ for n in $SIZES; do
   # Each round starts one worker further along, so that every worker follows every other as
   # often (what one leaves behind, a collector's background work or a consumer still draining,
   # lands on the next), after a pause that lets such work finish.
-  runs=("ceiling $ceiling" "growthbook $peer" "litmus $ours expose=false" "litmus+exposures $ours")
+  runs=("ceiling $ceiling" "growthbook $peer" "litmus $ours expose=false" "litmus+exposures $ours"
+    "ceiling-post $ceiling post" "growthbook-post $peer post" "litmus-post $ours post expose=false")
   for round in $(seq 1 "$ROUNDS"); do
-    for i in 0 1 2 3; do
+    for i in $(seq 0 $((${#runs[@]} - 1))); do
       sleep 1
       # shellcheck disable=SC2086
-      measure ${runs[$(((i + round - 1) % 4))]}
+      measure ${runs[$(((i + round - 1) % ${#runs[@]}))]}
     done
   done
   # Let the consumer drain, then count the queue messages those requests produced.
@@ -113,6 +116,8 @@ done
 echo
 echo "== edge /v1/assign, wrk -t2 -c8, $ROUNDS interleaved rounds of ${SECONDS_PER_RUN}s per worker, Miniflare (workerd) on loopback, 2 cores shared with wrk"
 echo "   peer: @growthbook/growthbook $gb_version; litmus = ours with expose=false; litmus+exposures = ours logging every exposure"
+echo "   *-post: POST /v1/assign with the same unit and attributes as a JSON body (as SDKs send it), ours with expose=false;"
+echo "   vs growthbook-post and ceiling-post (the do-nothing worker reading the body: the runtime's own cost of a POST)"
 echo "   req/s, p50, p99: the median round's; vs peer, vs ceiling: the median of the rounds' own ratios [lowest-highest]"
 node - "$work/rows" "$work/queue" <<'JS'
 const fs = require("fs");
@@ -142,8 +147,10 @@ console.log(`${pad("N", 4)}${pad("worker", 18)}${lpad("req/s", 8)}${lpad("p50", 
 for (const g of groups.values()) {
   const r = [...g].sort((a, b) => a.rps - b.rps)[Math.floor(g.length / 2)];
   const msgs = r.label === "litmus+exposures" ? queue[r.n]?.toFixed(0) ?? "?" : "";
-  const vsPeer = r.label === "growthbook" ? "1.00" : ratio(g, "growthbook");
-  const vsCeiling = r.label === "ceiling" ? "1.00" : ratio(g, "ceiling");
+  // POST rows against the peer and the ceiling answering the same bodies by POST.
+  const post = r.label.endsWith("-post") ? "-post" : "";
+  const vsPeer = r.label === `growthbook${post}` ? "1.00" : ratio(g, `growthbook${post}`);
+  const vsCeiling = r.label === `ceiling${post}` ? "1.00" : ratio(g, `ceiling${post}`);
   console.log(`${pad(r.n, 4)}${pad(r.label, 18)}${lpad(r.rps.toFixed(0), 8)}${lpad(r.p50, 10)}${lpad(r.p99, 10)}${lpad(vsPeer, 18)}${lpad(vsCeiling, 18)}${lpad(msgs, 15)}`);
 }
 JS

@@ -2,12 +2,13 @@
 // $SNIPPET_* placeholders and bundles this with wasm-bindgen's glue into build/worker/shim.mjs).
 //
 // Two things happen here rather than in Rust, because they are cheaper on this side:
-// - GET /v1/assign, the hot route, calls the engine directly (src/fast.rs) with the query (and the
-//   cookie and the origin when they matter) written into wasm memory, and builds the response from
-//   the body left there: no class instance, proxy, Headers-by-crossing, string or promise per
-//   request. Anything else, and any request the fast
-//   path declines (cold isolate, config due for its KV re-read, no queue bound), goes to the
-//   workers-rs handler, which answers identically.
+// - /v1/assign, the hot route (GET from browsers, POST from SDKs and services), calls the engine
+//   directly (src/fast.rs) with the query or the body (and the cookie and the origin when they
+//   matter) written into wasm memory, and builds the response from the body left there: no class
+//   instance, proxy, Headers-by-crossing or string per request, and no promise but a POST's body
+//   read. Anything else, and any request the fast path declines (cold isolate, config due for its
+//   KV re-read or older than the client's min_version, no queue bound, a body that is not JSON),
+//   goes to the workers-rs handler, which answers identically.
 // - Exposures of several requests travel in one queue message: each answer's message is held for
 //   at most FLUSH_MS in this isolate and sent with the others as one text message, one envelope
 //   per line (the consumer, src/events.rs, reads every line). The request that starts a batch
@@ -106,17 +107,22 @@ function put(s, at) {
   return n;
 }
 
-/** One call of src/fast.rs's fast_assign. `query`: the query, or the body of a POST (`post`);
- * `cookie` and `origin`: a string, null (the request has none) or undefined (not read); `cf`: the
- * request's `cf`, null (none) or undefined (not read). */
-function callFast(query, cookie, origin, https, bound, cf, post) {
-  const room = 3 * (query.length + (cookie?.length ?? 0) + (origin?.length ?? 0));
+/** One call of src/fast.rs's fast_assign. `query`: the query (a string), or the body of a POST
+ * (its bytes); `cookie` and `origin`: a string, null (the request has none) or undefined (not
+ * read); `cf`: the request's `cf`, null (none) or undefined (not read). */
+function callFast(query, cookie, origin, https, bound, cf) {
+  const post = typeof query !== "string";
+  const room = (post ? query.length : 3 * query.length) + 3 * ((cookie?.length ?? 0) + (origin?.length ?? 0));
   if (room > inputCap) {
     inputCap = Math.max(room, 2 * inputCap, 4096);
     inputAt = imports.fast_input(inputCap);
   }
   fresh();
-  const q = put(query, inputAt);
+  let q;
+  if (post) {
+    bytes.set(query, inputAt);
+    q = query.length;
+  } else q = put(query, inputAt);
   let at = inputAt + q;
   let c = NOT_READ;
   if (cookie === null) c = ABSENT;
@@ -135,7 +141,7 @@ let headersWanted = false;
 let cfWanted = false;
 
 /** The answer to /v1/assign from src/fast.rs, or undefined: the workers-rs road. `body`: a POST's
- * text (undefined for a GET, whose query is read from the URL). */
+ * bytes (undefined for a GET, whose query is read from the URL). */
 function fastAssign(request, env, ctx, body) {
   const url = request.url;
   const post = body !== undefined;
@@ -146,17 +152,19 @@ function fastAssign(request, env, ctx, body) {
   // unit id, sticky assignments), the origin (a CORS list) or `request.cf` (targeting on country
   // and the like) matter, and they are read only if they do. A browser's call without a unit id reads them at once.
   let answer = NEED_HEADERS;
-  if (!headersWanted && query.includes(post ? '"unit_id"' : "unit_id=")) {
-    answer = callFast(query, undefined, undefined, https, bound, cfWanted ? (request.cf ?? null) : undefined, post);
+  // (A body is not searched for its unit: it is tried as if it named one, and a body that did
+  // not leaves `headersWanted` as it was.)
+  if (!headersWanted && (post || query.includes("unit_id="))) {
+    answer = callFast(query, undefined, undefined, https, bound, cfWanted ? (request.cf ?? null) : undefined);
     if (answer === NEED_CF) {
       cfWanted = true;
-      answer = callFast(query, undefined, undefined, https, bound, request.cf ?? null, post);
+      answer = callFast(query, undefined, undefined, https, bound, request.cf ?? null);
     }
-    if (answer === NEED_HEADERS) headersWanted = true;
+    if (answer === NEED_HEADERS && !post) headersWanted = true;
   }
   if (answer === NEED_HEADERS) {
     const headers = request.headers;
-    answer = callFast(query, headers.get("cookie"), headers.get("origin"), https, bound, request.cf ?? null, post);
+    answer = callFast(query, headers.get("cookie"), headers.get("origin"), https, bound, request.cf ?? null);
   }
   if (answer === 0 || answer === NEED_HEADERS || answer === NEED_CF) return undefined;
   // The set is past its TTL: this request re-reads it after answering, the others go on from it.
@@ -186,15 +194,17 @@ function fastAssign(request, env, ctx, body) {
 /** src/assign.rs's MAX_BODY_BYTES: a longer POST takes the workers-rs road, which refuses it. */
 const MAX_BODY_BYTES = 64 * 1024;
 
-/** POST /v1/assign: the body is read here (bounded by its declared length: one without, e.g.
- * chunked, goes to workers-rs unread) and answered like a GET. */
-async function assignPost(request, env, ctx) {
+/** POST /v1/assign: the body is read here as bytes, which go into wasm memory as they are
+ * (bounded by its declared length: one without, e.g. chunked, goes to workers-rs unread), and
+ * answered like a GET. */
+function assignPost(request, env, ctx) {
   const declared = Number(request.headers.get("content-length") ?? NaN);
   if (!(declared <= MAX_BODY_BYTES)) return imports.fetch(request, env, ctx);
-  const body = await request.text();
-  const response = fastAssign(request, env, ctx, body);
-  // The body is spent: workers-rs gets a request carrying the text read.
-  return response ?? imports.fetch(new Request(request, { body }), env, ctx);
+  return request.arrayBuffer().then((buffer) => {
+    const body = new Uint8Array(buffer);
+    // The body is spent: workers-rs gets a request carrying the bytes read.
+    return fastAssign(request, env, ctx, body) ?? imports.fetch(new Request(request, { body }), env, ctx);
+  });
 }
 
 export default {

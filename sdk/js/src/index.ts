@@ -167,6 +167,10 @@ export class LitmusClient {
   private sending: Promise<void> = Promise.resolve();
   private readonly onHide: () => void;
   private lastAnswer: AssignResponse | null = null;
+  /** The newest config version the edge answered this client from, sent back as `min_version`:
+   * an edge isolate holding an older set (a location runs several, and each learns of a publish
+   * in its own time) re-reads it before answering, so answers never go back a version. */
+  private configVersion: number | null = null;
 
   constructor(options: ClientOptions) {
     this.edgeUrl = String(options.edgeUrl ?? "").replace(/\/+$/, "");
@@ -454,6 +458,7 @@ export class LitmusClient {
     try {
       const answer = await this.assignRequest(asked);
       this.lastAnswer = answer;
+      if (typeof answer.config_version === "number" && answer.config_version > (this.configVersion ?? -1)) this.configVersion = answer.config_version;
       if (answer.unit_id && !this.unitId) this.rememberUnit(answer.unit_id);
       if (answer.sticky !== undefined) this.sticky = answer.sticky;
       for (const a of answer.assignments) this.cache.set(a.experiment, a);
@@ -478,6 +483,7 @@ export class LitmusClient {
     if (this.unitId !== undefined) body.unit_id = this.unitId;
     if (experiments !== null) body.experiments = experiments;
     if (this.sticky !== undefined && this.sticky !== null) body.sticky = this.sticky;
+    if (this.configVersion !== null) body.min_version = this.configVersion;
     const res = await this.call("/v1/assign", JSON.stringify(body), { credentials: this.credentials });
     const text = await res.text();
     if (!res.ok) throw new Error(`POST /v1/assign: ${res.status} ${text}`);

@@ -57,6 +57,38 @@ after(async () => {
   await sink?.close();
 });
 
+test("the client sends back the newest config version it was answered from (min_version), and an isolate behind it catches up", async () => {
+  const { f, calls } = countingFetch();
+  const client = createClient({ edgeUrl: w.url, unitId: "user-mv", fetch: f });
+  assert.equal((await client.getVariant("checkout")).inExperiment, true);
+  assert.equal(JSON.parse(calls[0].body).min_version, undefined, "nothing seen yet");
+  await client.getVariant("hero");
+  assert.equal(JSON.parse(calls[1].body).min_version, CONFIG.version);
+  // Two isolates behind one address, as a location runs several: one was pushed the newer set,
+  // the other holds the older one and finds the newer only in KV (a KV-only update).
+  const newer = { ...CONFIG, version: CONFIG.version + 1, experiments: [...CONFIG.experiments, experiment("fresh_one")] };
+  const [ahead, behind] = [await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url } }), await startWorker({ bindings: { CONTROL_PLANE_URL: sink.url, CONFIG_TTL_SECONDS: "60" } })];
+  try {
+    assert.equal((await ahead.publish(newer)).status, 200);
+    assert.equal((await behind.publish(CONFIG)).status, 200);
+    await behind.kv.put("configs", JSON.stringify(newer));
+    // A load balancer: the client's n-th request goes to the n-th of `order`.
+    const balanced = (order) => {
+      let n = 0;
+      return (url, init) => fetch(url.replace(w.url, order[n++ % order.length].url), init);
+    };
+    const fresh = createClient({ edgeUrl: w.url, unitId: "user-mv", fetch: balanced([behind]) });
+    assert.equal((await fresh.getVariant("fresh_one")).reason, "unknown_experiment", "nothing to send back: the isolate's cached set");
+    const roaming = createClient({ edgeUrl: w.url, unitId: "user-mv", fetch: balanced([ahead, behind]) });
+    assert.equal((await roaming.getVariant("checkout")).inExperiment, true);
+    const v = await roaming.getVariant("fresh_one");
+    assert.equal(v.reason, "assigned", "answered from the version the client had seen, not the isolate's older one");
+  } finally {
+    await ahead.dispose();
+    await behind.dispose();
+  }
+});
+
 test("getAssignments is the edge's own answer, from one request, then from cache", async () => {
   const attributes = { country: "US", age: 41 };
   const { f, calls } = countingFetch();

@@ -150,6 +150,11 @@ def test_the_edge_answer_is_read(stub, make_client) -> None:
     method, path, body = edge.requests[0]
     assert (method, path) == ("POST", "/v1/assign")
     assert body == {"unit_id": "u1", "attributes": {"country": "US"}, "experiments": ["exp"], "expose": False}
+    # The version it was answered from goes back with the next request (min_version), so that an
+    # edge isolate holding an older set re-reads it before answering.
+    edge.replies = [(200, {"unit_id": "u2", "config_version": 7, "assignments": [dict(ASSIGNED, experiment="exp")]})]
+    client.get_variant("exp", "u2")
+    assert edge.requests[1][2]["min_version"] == 7
     # An experiment the edge does not serve, and an edge without config: the control.
     edge.replies = [(200, {"unit_id": "u1", "config_version": 7, "assignments": [
         {"experiment": "nope", "variant_key": None, "config_json": None, "in_experiment": False, "reason": "unknown_experiment"}]})]

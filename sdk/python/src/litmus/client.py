@@ -87,6 +87,9 @@ class ExperimentClient:
         self._signed: TTLCache[Tuple[Optional[str], str]] = TTLCache(STICKY_TTL_SECONDS, max_cache_entries)
         # experiment (as the caller names it, and by key) -> (control variant key, its config)
         self._controls: Dict[str, Tuple[str, Any]] = {}
+        # The newest config version the edge answered from, sent back as `min_version`: an edge
+        # isolate still holding an older set re-reads it first, so answers never go back a version.
+        self._config_version: Optional[int] = None
         # The longest a send can take: every attempt timing out, plus the backoffs between.
         worst_send = (self.retries + 1) * self.timeout + self.retries * self._api.backoff_max
         self._batcher = Batcher(
@@ -169,7 +172,13 @@ class ExperimentClient:
         sticky = self._sticky.get(unit_id)
         if sticky is not None:
             body["sticky"] = sticky
+        seen = self._config_version
+        if seen is not None:
+            body["min_version"] = seen
         _, data = self._edge.request("POST", "/v1/assign", body)
+        version = data.get("config_version") if isinstance(data, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and (seen is None or version > seen):
+            self._config_version = version
         entries = data.get("assignments") if isinstance(data, dict) else None
         if not isinstance(entries, list) or not entries:
             raise LitmusProtocolError(f"the edge's answer has no assignments: {str(data)[:200]}")
