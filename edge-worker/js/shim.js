@@ -18,11 +18,19 @@ import * as imports from "./index_bg.js";
 import wasmModule from "./index.wasm";
 $SNIPPET_JS_IMPORTS
 
-const instance = new WebAssembly.Instance(wasmModule, {
+const wasmImports = () => ({
   "./index_bg.js": imports,
   $SNIPPET_WASM_IMPORTS
 });
+const instance = new WebAssembly.Instance(wasmModule, wasmImports());
 imports.__wbg_set_wasm(instance.exports);
+// After a trap (a Rust panic) workers-rs has wasm-bindgen's glue make a new instance on its next
+// call, through these three globals, which worker-build's own entry defines. Without them that
+// call throws a ReferenceError, and so does every later one: the isolate would answer 500 to
+// everything until replaced (test/reinit.test.mjs).
+globalThis.wasmModule = wasmModule;
+globalThis.wasmInstance = instance;
+globalThis.__wbg_get_imports = wasmImports;
 instance.exports.__wbindgen_start?.();
 
 /** How long an exposure waits for others to share its queue message. */
@@ -77,7 +85,7 @@ const ABSENT = -1;
 const NOT_READ = -2;
 
 // Views on wasm memory, made again when it grows (growing detaches the old buffer).
-const memory = instance.exports.memory;
+let memory = instance.exports.memory;
 let bytes = new Uint8Array(memory.buffer);
 let words = new Uint32Array(memory.buffer);
 function fresh() {
@@ -87,7 +95,25 @@ function fresh() {
   }
 }
 /** Word index of src/fast.rs's OUT: body address, body length, exposures address, length. */
-const OUT = imports.fast_out() >>> 2;
+let OUT = imports.fast_out() >>> 2;
+
+// After a trap (a Rust panic) workers-rs has wasm-bindgen's glue replace the instance on its next
+// call, and the new instance counts itself in __worker_init_state. Answers are then written into
+// the new instance's memory: views on the old one would hand out the last answer of the old
+// instance, another unit's, to every request. `replaced()` notices, takes the new memory, and
+// sends the request at hand to workers-rs.
+const initState = globalThis.__worker_init_state;
+let instanceSeen = initState?.instanceId;
+function replaced() {
+  if (initState?.instanceId === instanceSeen) return false;
+  instanceSeen = initState?.instanceId;
+  memory = imports.fast_memory();
+  bytes = new Uint8Array(memory.buffer);
+  words = new Uint32Array(memory.buffer);
+  OUT = imports.fast_out() >>> 2;
+  inputCap = 0;
+  return true;
+}
 let inputAt = 0;
 let inputCap = 0;
 const encoder = new TextEncoder();
@@ -117,6 +143,7 @@ function callFast(query, cookie, origin, https, bound, cf) {
     inputCap = Math.max(room, 2 * inputCap, 4096);
     inputAt = imports.fast_input(inputCap);
   }
+  if (replaced()) return 0;
   fresh();
   let q;
   if (post) {
@@ -130,7 +157,8 @@ function callFast(query, cookie, origin, https, bound, cf) {
   let o = NOT_READ;
   if (origin === null) o = ABSENT;
   else if (origin !== undefined) o = put(origin, at);
-  return imports.fast_assign(q, c, o, https, Date.now(), bound, cf, post);
+  const answer = imports.fast_assign(q, c, o, https, Date.now(), bound, cf, post);
+  return replaced() ? 0 : answer;
 }
 
 let lastInit = null;
@@ -140,10 +168,10 @@ let headersWanted = false;
 // Set once an answer needed `request.cf` (targeting on country, asn…): then it is passed up front.
 let cfWanted = false;
 
-/** The answer to /v1/assign from src/fast.rs, or undefined: the workers-rs road. `body`: a POST's
- * bytes (undefined for a GET, whose query is read from the URL). */
-function fastAssign(request, env, ctx, body) {
-  const url = request.url;
+/** The answer to /v1/assign from src/fast.rs, or undefined: the workers-rs road. `url`: the
+ * request's (read once: each read of `request.url` makes a new string); `body`: a POST's bytes
+ * (undefined for a GET, whose query is read from the URL). */
+function fastAssign(request, url, env, ctx, body) {
   const post = body !== undefined;
   const query = post ? body : url.slice(url.indexOf("?") + 1 || url.length);
   const https = url.startsWith("https:");
@@ -197,13 +225,13 @@ const MAX_BODY_BYTES = 64 * 1024;
 /** POST /v1/assign: the body is read here as bytes, which go into wasm memory as they are
  * (bounded by its declared length: one without, e.g. chunked, goes to workers-rs unread), and
  * answered like a GET. */
-function assignPost(request, env, ctx) {
+function assignPost(request, url, env, ctx) {
   const declared = Number(request.headers.get("content-length") ?? NaN);
   if (!(declared <= MAX_BODY_BYTES)) return imports.fetch(request, env, ctx);
   return request.arrayBuffer().then((buffer) => {
     const body = new Uint8Array(buffer);
     // The body is spent: workers-rs gets a request carrying the bytes read.
-    return fastAssign(request, env, ctx, body) ?? imports.fetch(new Request(request, { body }), env, ctx);
+    return fastAssign(request, url, env, ctx, body) ?? imports.fetch(new Request(request, { body }), env, ctx);
   });
 }
 
@@ -212,9 +240,11 @@ export default {
     // ASSIGN_FAST_PATH=off sends everything through workers-rs (same answers, slower): an
     // operator's switch should the two roads ever be suspected of differing.
     const method = request.method;
-    if ((method === "GET" || method === "POST") && env.ASSIGN_FAST_PATH !== "off" && isAssign(request.url)) {
-      if (method === "POST") return assignPost(request, env, ctx);
-      const response = fastAssign(request, env, ctx);
+    if (method !== "GET" && method !== "POST") return imports.fetch(request, env, ctx);
+    const url = request.url;
+    if (env.ASSIGN_FAST_PATH !== "off" && isAssign(url)) {
+      if (method === "POST") return assignPost(request, url, env, ctx);
+      const response = fastAssign(request, url, env, ctx);
       if (response !== undefined) return response;
     }
     return imports.fetch(request, env, ctx);

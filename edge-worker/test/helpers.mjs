@@ -25,11 +25,11 @@ export function uuid7Millis(id) {
 
 /** The built worker's modules, as Miniflare takes them (the layout scripts/build-worker.sh makes:
  * index.js re-exports worker/shim.mjs, our entry, which instantiates worker/index.wasm). */
-export function workerModules() {
+export function workerModules(build = BUILD) {
   const modules = [
-    { type: "ESModule", path: path.join(BUILD, "index.js") },
-    { type: "ESModule", path: path.join(BUILD, "worker/shim.mjs") },
-    { type: "CompiledWasm", path: path.join(BUILD, "worker/index.wasm") },
+    { type: "ESModule", path: path.join(build, "index.js") },
+    { type: "ESModule", path: path.join(build, "worker/shim.mjs") },
+    { type: "CompiledWasm", path: path.join(build, "worker/index.wasm") },
   ];
   for (const m of modules) {
     if (!existsSync(m.path)) throw new Error(`${m.path} is missing: run scripts/build-worker.sh first`);
@@ -41,11 +41,12 @@ export function workerModules() {
  * also serves it on 127.0.0.1:port (for callers outside this process, e.g. the control plane).
  * `retryDelay` is the shortest redelivery delay in seconds (the worker backs off from there).
  * `deadLetterSink`: a URL to which a second (JS) worker POSTs what reaches the dead-letter queue,
- * as `{"events":[...]}`, so that tests can see it. */
-export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5, port, deadLetterSink, cf = false } = {}) {
+ * as `{"events":[...]}`, so that tests can see it. `build`: another build's directory, laid out
+ * as edge-worker/build. */
+export async function startWorker({ bindings = {}, queue = true, retryDelay = 0, maxRetries = 5, port, deadLetterSink, cf = false, build = BUILD } = {}) {
   const options = {
-    modulesRoot: BUILD,
-    modules: workerModules(),
+    modulesRoot: build,
+    modules: workerModules(build),
     compatibilityDate: "2026-11-01",
     kvNamespaces: { CONFIG: "config-" + Math.random().toString(16).slice(2) },
     bindings: {
