@@ -6,8 +6,10 @@
 #
 # For 1, 10 and 50 experiments it prints req/s, p50 and p99 per worker, our ratio to the peer and
 # to the ceiling, for ours answering only (expose=false) and ours logging exposures through the
-# queue to a stand-in control plane (with queue messages per 1000 requests). The load generator
-# shares the 2 cores with workerd: compare within a run, not across machines.
+# queue to a stand-in control plane (with queue messages per 1000 requests), and the same for
+# POST /v1/assign with a JSON body (ours, the peer, and the ceiling reading the body: the
+# runtime's own cost of a POST). The load generator shares the 2 cores with workerd: compare
+# within a run, not across machines.
 #
 # The machine's speed drifts between runs and within one (a shared host: the ceiling has moved
 # from 8k to 20k req/s from one minute to the next), so each ratio is taken within a round, from
