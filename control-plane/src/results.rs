@@ -393,14 +393,13 @@ pub async fn compute_with(db: &PgPool, row: &ExperimentRow, settings: &Settings,
     // period by period, not in today's weights.
     if row.kind == "bandit" && filter.is_empty() {
         let readout = crate::bandit::readout(db, row).await?;
-        if let Some(expected) = &readout.expected_shares {
-            let observed: Vec<u64> = doc.variants.iter().map(|v| v.exposures.max(0) as u64).collect();
-            doc.srm = stats::srm::srm(expected, &observed);
+        if readout.srm.is_some() {
+            doc.srm = readout.srm.clone();
         }
         if readout.periods > 1 {
             doc.note = Some(format!(
                 "the bandit's weights moved ({} periods): lifts and tests here pool every unit, which favours arms served more in \
-                 better periods; `bandit` weighs each period by its units (its weighted_mean and win_probability)",
+                 better periods; `bandit` nets out each period's effect (its weighted_mean and win_probability)",
                 readout.periods
             ));
         }

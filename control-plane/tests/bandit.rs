@@ -209,7 +209,10 @@ async fn reweighting_serves_the_policy_and_keeps_a_history(db: PgPool) {
     // Unchanged evidence: the same weights, nothing new.
     assert!(bandit::reweight(&db, id).await.expect("reweight").is_none());
     // The readout now weighs two periods (units exposed after the reweight form the second).
-    now_traffic(&app, "c", [(20, 1), (20, 1), (200, 80), (20, 1), (20, 1)]).await;
+    // As served: 300 units at the new weights.
+    let c: Vec<usize> = served.iter().map(|w| (300.0 * w).round() as usize).collect();
+    let c_units: usize = c.iter().sum();
+    now_traffic(&app, "c", [(c[0], 1), (c[1], 1), (c[2], c[2] * 2 / 5), (c[3], 1), (c[4], 1)]).await;
     let v = app.get("/api/v1/experiments/five_models/bandit").await.json();
     assert_eq!((v["periods"].as_u64(), v["weights_version"].as_i64()), (Some(2), Some(1)), "{v}");
     assert_eq!(v["variants"][2]["weight"].as_f64(), Some(served[2]));
@@ -221,10 +224,22 @@ async fn reweighting_serves_the_policy_and_keeps_a_history(db: PgPool) {
     assert!(results["note"].as_str().is_some_and(|n| n.contains("2 periods")), "{}", results["note"]);
     // The results' sample-ratio check expects each period's units at that period's weights.
     let srm = &results["srm"];
-    let expected: Vec<f64> = (0..5).map(|a| (1000.0 * 0.2 + 280.0 * served[a]) / 1280.0).collect();
+    let n = 1000.0 + c_units as f64;
+    let expected: Vec<f64> = (0..5).map(|a| (1000.0 * 0.2 + c_units as f64 * served[a]) / n).collect();
     let got: Vec<f64> = srm["expected"].as_array().expect("expected").iter().map(|x| x.as_f64().unwrap_or(-1.0)).collect();
     assert!(got.iter().zip(&expected).all(|(g, e)| (g - e).abs() < 1e-12), "{got:?} vs {expected:?}");
     assert_eq!(srm["flagged"], false, "{srm}");
+    // Then 20 units each for the four arms served 1 %: a mismatch a chi-square against the
+    // averaged shares (which assumes more spread than moving weights leave) lets through, and
+    // the check against each period's weights does not.
+    now_traffic(&app, "c2", [(20, 1), (20, 1), (200, 80), (20, 1), (20, 1)]).await;
+    let results = app.get("/api/v1/experiments/five_models/results").await.json();
+    let srm = &results["srm"];
+    assert_eq!(srm["flagged"], true, "{srm}");
+    let observed: Vec<u64> = srm["observed"].as_array().expect("observed").iter().map(|x| x.as_u64().unwrap_or(0)).collect();
+    let shares: Vec<f64> = srm["expected"].as_array().expect("expected").iter().map(|x| x.as_f64().unwrap_or(-1.0)).collect();
+    let pooled = litmus_control_plane::stats::srm::srm(&shares, &observed).expect("data");
+    assert!(!pooled.flagged && srm["p_value"].as_f64().unwrap_or(1.0) < pooled.p_value, "{srm} vs {pooled:?}");
     let history = app.get("/api/v1/experiments/five_models/bandit/history").await.json();
     assert_eq!(history[0]["previous"], json!({"m1": 0.2, "m2": 0.2, "m3": 0.2, "m4": 0.2, "m5": 0.2}));
 

@@ -12,6 +12,8 @@
 //! - [`periods`]: the period-weighted reward per arm.
 //! - [`scheduler`]: the background job, one leader among control planes.
 
+#[cfg(test)]
+mod closed_loop;
 pub mod periods;
 pub mod policy;
 pub mod scheduler;
@@ -31,7 +33,7 @@ pub use policy::{Policy, Settings, Stage};
 use crate::error::{ApiError, ApiResult};
 use crate::experiments::{COLUMNS, ExperimentRow, find_for_update, record};
 use crate::results::{Direction, MetricKind, Role};
-use crate::stats::bayes::{self, BetaPrior};
+use crate::stats::bayes;
 use periods::ArmReward;
 
 /// P(best) at which the leading arm is called the winner.
@@ -71,10 +73,10 @@ pub struct Readout {
     /// Every weight version served: `{seq, at, weights, previous}` (with the evidence:
     /// `.../bandit/history`).
     pub weight_history: Vec<HistoryPoint>,
-    /// The share of exposed units each arm should have, given the weights it was served at
-    /// period by period (the results' sample-ratio check); `None` while the weights never moved.
+    /// The sample-ratio check against the weights each period served (the results' `srm`);
+    /// `None` while the weights never moved.
     #[serde(skip)]
-    pub expected_shares: Option<Vec<f64>>,
+    pub srm: Option<crate::stats::srm::Srm>,
     /// How the estimates are made, for whoever reads the numbers.
     pub method: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,7 +211,7 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
 
     let probs = match &reward {
         None => Err("no metric or conversion events yet".to_owned()),
-        Some(r) => win_probabilities(r, &rewards, &estimates, used_periods),
+        Some(r) => win_probabilities(r, &rewards, &estimates),
     };
     let (probs, note) = match probs {
         Ok(p) => (p, None),
@@ -219,8 +221,8 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
     let serving: Vec<f64> = row.variants.0.iter().map(|v| v.weight).collect();
     let proposal = policy::propose(&settings, &estimates, note.is_none().then_some(probs.as_slice()), &serving, elapsed);
     let top = note.is_none().then(|| probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, p)| (i, *p))).flatten();
-    let regret = regret(&keys, &estimates);
-    let expected_shares = versions.first().and_then(|first| {
+    let regret = top.and_then(|(best, _)| regret(&keys, &rewards, &estimates, best));
+    let srm = versions.first().and_then(|first| {
         let mut period_units = vec![0.0; versions.len() + 1];
         for c in &cells {
             if let Some(n) = period_units.get_mut(c.period) {
@@ -229,7 +231,8 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
         }
         let as_vec = |w: &BTreeMap<String, f64>| keys.iter().map(|k| w.get(k).copied().unwrap_or(0.0)).collect::<Vec<f64>>();
         let period_weights: Vec<Vec<f64>> = std::iter::once(as_vec(&first.previous.0)).chain(versions.iter().map(|v| as_vec(&v.weights.0))).collect();
-        periods::expected_shares(&period_units, &period_weights)
+        let observed: Vec<u64> = rewards.iter().map(|r| r.units.max(0.0) as u64).collect();
+        crate::stats::srm::srm_periods(&period_units, &period_weights, &observed)
     });
     Ok(Readout {
         experiment: row.key.clone(),
@@ -261,40 +264,35 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
         weights_version: versions.last().map_or(0, |v| v.seq),
         reweighted_at: versions.last().map(|v| v.at),
         weight_history: versions,
-        expected_shares,
-        method: "each reweighting period weighs in proportion to its units (as GrowthBook's bandits); \
-                 P(best) exact under Beta(1, 1) posteriors for rates within one period, else Gaussian on the weighted means",
+        srm,
+        method: "reward = arm effect × period effect shared by all arms (fitted by alternating updates), each unit \
+                 counting as its period's effect (effective exposure); P(best) exact under Beta(1 + x, 1 + e − x) \
+                 posteriors for rates over any number of periods, Gaussian on the arm effects for means",
         note,
     })
 }
 
-/// P(each arm is best), higher being better: exact under Beta posteriors for rates while the
-/// weights never moved (the results page's numbers), else Gaussian on the period-weighted
-/// estimates.
-fn win_probabilities(reward: &Reward, rewards: &[ArmReward], estimates: &[policy::Estimate], periods: usize) -> Result<Vec<f64>, String> {
-    if reward.kind == MetricKind::Proportion && periods == 1 {
-        let lower_is_better = reward.direction == Direction::Decrease;
-        let posteriors: Result<Vec<bayes::BetaArm>, _> = rewards
-            .iter()
-            .map(|a| {
-                let x = a.pooled_mean.unwrap_or(0.0) * a.units;
-                // P(lowest rate) is P(highest failure rate): the same posterior, mirrored.
-                let x = if lower_is_better { a.units - x } else { x };
-                bayes::beta_posterior(x.round(), a.units, BetaPrior::default(), 0.05)
-            })
-            .collect();
-        return posteriors.map(|p| bayes::beta_prob_best(&p)).map_err(|e| e.reason);
+/// P(each arm is best), higher being better: exact under Beta posteriors on the effective
+/// exposure for rates (with one period, the results page's numbers), Gaussian on the arm effects
+/// for means.
+fn win_probabilities(reward: &Reward, rewards: &[ArmReward], estimates: &[policy::Estimate]) -> Result<Vec<f64>, String> {
+    if reward.kind == MetricKind::Proportion {
+        let posteriors = periods::rate_posteriors(rewards, reward.direction == Direction::Decrease)?;
+        return Ok(bayes::beta_prob_best(&posteriors));
     }
     let arms: Option<Vec<(f64, f64)>> = estimates.iter().map(|e| Some((e.mean?, e.se?))).collect();
     let arms = arms.ok_or("every arm needs a reward mean with a spread")?;
     bayes::normal_prob_best(&arms).map_err(|e| e.reason)
 }
 
-fn regret(keys: &[String], estimates: &[policy::Estimate]) -> Option<Regret> {
+/// What serving the others instead of `best` (the arm most probably best, `top_variant`) cost:
+/// Σ over arms of their effective exposure × (θ_best − θ_arm), in the reward's units
+/// (conversions for rates, the metric's total for means), never negative.
+fn regret(keys: &[String], rewards: &[ArmReward], estimates: &[policy::Estimate], best: usize) -> Option<Regret> {
     let means: Vec<f64> = estimates.iter().map(|e| e.mean).collect::<Option<_>>()?;
-    let (best, &top) = means.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
-    let units: f64 = estimates.iter().map(|e| e.units).sum();
-    let expected: f64 = estimates.iter().zip(&means).map(|(e, m)| e.units * (top - m)).sum();
+    let top = *means.get(best)?;
+    let units: f64 = rewards.iter().map(|r| r.units).sum();
+    let expected: f64 = rewards.iter().zip(&means).map(|(r, m)| r.effective * (top - m).max(0.0)).sum();
     Some(Regret { best_variant: keys[best].clone(), expected, per_unit: if units > 0.0 { expected / units } else { 0.0 } })
 }
 
