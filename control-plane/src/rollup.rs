@@ -143,8 +143,8 @@ async fn quarantine(tx: &mut sqlx::PgConnection, n: i64, reason: &str) -> Result
                     AND e.xid IS NOT DISTINCT FROM bad.xid
                   RETURNING e.*
               )
-         INSERT INTO quarantined_events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes, received_at, reason)
-         SELECT experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes, received_at, $2 FROM moved
+         INSERT INTO quarantined_events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes, version, received_at, reason)
+         SELECT experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes, version, received_at, $2 FROM moved
          RETURNING experiment_id, unit_id, event_id",
     )
     .bind(n)

@@ -148,12 +148,21 @@ async fn only_for_bandits_and_readers(db: PgPool) {
 }
 
 async fn now_traffic(app: &App, tag: &str, per_arm: [(usize, usize); 5]) {
+    traffic_served(app, tag, per_arm, None).await;
+}
+
+/// [`now_traffic`], the exposures saying which config version served them.
+async fn traffic_served(app: &App, tag: &str, per_arm: [(usize, usize); 5], version: Option<i64>) {
     let mut events = Vec::new();
     for (i, arm) in ["m1", "m2", "m3", "m4", "m5"].iter().enumerate() {
         let (exposed, converted) = per_arm[i];
         for u in 0..exposed {
             let unit = format!("{tag}-{arm}-{u}");
-            events.push(json!({"kind": "exposure", "experiment": "five_models", "unit_id": unit, "variant_key": arm}));
+            let mut exposure = json!({"kind": "exposure", "experiment": "five_models", "unit_id": unit, "variant_key": arm});
+            if let Some(v) = version {
+                exposure["version"] = json!(v);
+            }
+            events.push(exposure);
             if u < converted {
                 events.push(json!({"kind": "conversion", "experiment": "five_models", "unit_id": unit, "variant_key": arm, "metric": "click"}));
             }
@@ -247,6 +256,42 @@ async fn reweighting_serves_the_policy_and_keeps_a_history(db: PgPool) {
     app.post("/api/v1/experiments/five_models/pause", json!({})).await;
     now_traffic(&app, "d", [(500, 400), (10, 0), (10, 0), (10, 0), (10, 0)]).await;
     assert!(bandit::reweight(&db, id).await.expect("reweight").is_none());
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_unit_belongs_to_the_weights_it_was_served_not_to_the_clock(db: PgPool) {
+    // The edge switches to new weights some time after the reweight commits: units exposed in
+    // between were served the old weights. Their exposures say so (`version`), and the
+    // sample-ratio check and the periods follow the version, not the exposure's time.
+    let app = App::new(db.clone());
+    five_models_with(&app, json!([]), Some(json!({"reweight_every_seconds": 1}))).await;
+    let id = experiment_id(&app).await;
+    let launched = app.get("/api/v1/experiments/five_models").await.json()["version"].as_i64().expect("a version");
+    traffic_served(&app, "a", [(150, 10), (150, 12), (150, 60), (150, 11), (150, 9)], Some(launched)).await;
+    let v1 = bandit::reweight(&db, id).await.expect("reweight").expect("weights moved");
+    assert_eq!(v1.seq, 1);
+    // After the commit, still at the launch's equal weights (the old version).
+    traffic_served(&app, "late", [(60, 4), (60, 5), (60, 24), (60, 4), (60, 4)], Some(launched)).await;
+    let results = app.get("/api/v1/experiments/five_models/results").await.json();
+    assert_eq!(results["srm"]["flagged"], false, "{}", results["srm"]);
+    assert_eq!(results["bandit"]["periods"], 1, "no unit was served the new weights yet");
+    // The same units without a version fall to the clock: the new weights' period, where four
+    // arms have 1 % each, and the check flags them.
+    let before: Vec<i64> = results["variants"].as_array().expect("variants").iter().map(|v| v["exposures"].as_i64().unwrap_or(0)).collect();
+    traffic_served(&app, "clock", [(60, 4), (60, 5), (60, 24), (60, 4), (60, 4)], None).await;
+    let results = app.get("/api/v1/experiments/five_models/results").await.json();
+    assert_eq!(results["srm"]["flagged"], true, "{}", results["srm"]);
+    assert_eq!(results["bandit"]["periods"], 2);
+    let after: Vec<i64> = results["variants"].as_array().expect("variants").iter().map(|v| v["exposures"].as_i64().unwrap_or(0)).collect();
+    assert!(after.iter().zip(&before).all(|(a, b)| a - b == 60), "{before:?} -> {after:?}");
+    // The version travels with the exposure as stored.
+    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE experiment_id = $1 AND kind = 1 AND version = $2")
+        .bind(id)
+        .bind(launched)
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 5 * 150 + 5 * 60);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

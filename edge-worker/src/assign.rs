@@ -327,19 +327,19 @@ pub fn prepare(
     // One message for all the exposures of this answer; the request's attributes travel with
     // them once, for segment breakdowns centrally.
     let exposures = if q.expose {
-        let exposed: Vec<[&str; 2]> = assignments
+        let (exposed, versions): (Vec<[&str; 2]>, Vec<i64>) = assignments
             .iter()
             .filter_map(|a| match a {
-                Entry::Known(a, _) if a.in_experiment => Some([a.experiment, a.variant_key]),
+                Entry::Known(a, _) if a.in_experiment => Some(([a.experiment, a.variant_key], a.version)),
                 _ => None,
             })
-            .collect();
+            .unzip();
         if exposed.is_empty() {
             None
         } else {
             let (id, ts) = (crate::ids::event_id(now_ms), crate::ids::timestamp(now_ms));
             let attributes = events::storable_segment(&q.attributes).then_some(&q.attributes);
-            let message = ExposureGroup { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed };
+            let message = ExposureGroup { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed, versions };
             Some(serde_json::to_string(&message).map_err(|e| ApiError::internal("serializing exposures", e))?)
         }
     } else {

@@ -89,6 +89,8 @@ pub fn fast_out() -> usize {
 /// workers-rs road, [`NEED_HEADERS`], [`NEED_CF`], or the status plus
 /// [`NEW_HEAD`] when the head changed; the body is then where `OUT` says.
 #[wasm_bindgen]
+// Scalars cross the wasm boundary for free; a struct would be a JS object built per request.
+#[allow(clippy::too_many_arguments)]
 pub fn fast_assign(query_len: usize, cookie_len: i32, origin_len: i32, https: bool, now_ms: f64, queue_bound: bool, cf: wasm_bindgen::JsValue, post: bool) -> u32 {
     INPUT.with_borrow(|input| {
         let mut at = 0;

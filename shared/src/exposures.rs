@@ -29,6 +29,11 @@ pub struct ExposureGroup<'a> {
     pub attributes: Option<&'a Map<String, Value>>,
     /// `[experiment, variant_key]`, in answer order.
     pub exposures: Vec<[&'a str; 2]>,
+    /// The version of each experiment's config the answer was served from, in the same order:
+    /// a bandit's reweight is a new version, so this says which weights each unit was served
+    /// (the edge switches some time after the control plane commits them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<i64>,
 }
 
 /// The id of the `i`-th exposure of a request whose id is `id` (a UUID in text form): the last
@@ -60,13 +65,16 @@ struct Group<'a> {
     /// forwards, in the isolate that also answers `/v1/assign`.
     #[serde(borrow)]
     exposures: Vec<(&'a RawValue, &'a RawValue)>,
+    /// Read only where the group is expanded, never by the edge's consumer.
+    #[serde(borrow, default)]
+    versions: Option<&'a RawValue>,
 }
 
 /// The most exposures one group may stand for: a request answers at most this many experiments
 /// (the edge's own limit is far lower), and [`nth_id`] keeps ids apart up to 4096.
 pub const MAX_GROUP_EXPOSURES: usize = 1000;
 
-const SHAPE: &str = r#"an exposure group is {"id","unit_id","ts","attributes"?,"exposures":[[experiment, variant_key],...]}"#;
+const SHAPE: &str = r#"an exposure group is {"id","unit_id","ts","attributes"?,"exposures":[[experiment, variant_key],...],"versions"?:[version,...]}"#;
 
 fn is_string(raw: &RawValue) -> bool {
     raw.get().starts_with('"')
@@ -79,6 +87,7 @@ struct Checked<'a> {
     ts: &'a str,
     attributes: Option<&'a str>,
     pairs: Vec<(&'a str, &'a str)>,
+    versions: Option<&'a str>,
 }
 
 fn read(text: &str) -> Result<Checked<'_>, ConfigError> {
@@ -113,7 +122,7 @@ fn read(text: &str) -> Result<Checked<'_>, ConfigError> {
         .enumerate()
         .map(|(i, (e, v))| if is_string(e) && is_string(v) { Ok((e.get(), v.get())) } else { Err(not_a_pair(i)) })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Checked { id, unit_id: group.unit_id.get(), ts: group.ts.get(), attributes, pairs })
+    Ok(Checked { id, unit_id: group.unit_id.get(), ts: group.ts.get(), attributes, pairs, versions: group.versions.map(RawValue::get) })
 }
 
 fn not_a_pair(i: usize) -> ConfigError {
@@ -142,7 +151,7 @@ pub fn expand_count(text: &str) -> Result<usize, ConfigError> {
 }
 
 /// A group's exposure events, in order, each as the JSON text the batch endpoint takes in
-/// `events`: `{"kind":"exposure","experiment","unit_id","variant_key","event_id","ts","attributes"?}`.
+/// `events`: `{"kind":"exposure","experiment","unit_id","variant_key","event_id","ts","version"?,"attributes"?}`.
 /// A refusal names the member at fault.
 pub fn expand(text: &str) -> Result<Vec<String>, ConfigError> {
     events(text).map_err(|e| if e.path.is_empty() { fault(text) } else { e })
@@ -152,6 +161,13 @@ pub fn expand(text: &str) -> Result<Vec<String>, ConfigError> {
 /// which keeps [`fault`]'s code out of its size budget that way).
 pub fn events(text: &str) -> Result<Vec<String>, ConfigError> {
     let g = read(text)?;
+    let versions: Vec<i64> = match g.versions {
+        None | Some("null") => Vec::new(),
+        Some(v) => serde_json::from_str(v)
+            .ok()
+            .filter(|v: &Vec<i64>| v.len() == g.pairs.len() && v.iter().all(|n| *n >= 0))
+            .ok_or_else(|| ConfigError::new("versions", "must be one non-negative integer per exposure"))?,
+    };
     g.pairs
         .iter()
         .enumerate()
@@ -161,6 +177,9 @@ pub fn events(text: &str) -> Result<Vec<String>, ConfigError> {
                 r#"{{"kind":"exposure","experiment":{experiment},"unit_id":{},"variant_key":{variant},"event_id":{event_id},"ts":{}"#,
                 g.unit_id, g.ts
             );
+            if let Some(v) = versions.get(i) {
+                event.push_str(&format!(r#","version":{v}"#));
+            }
             if let Some(a) = g.attributes {
                 event.push_str(r#","attributes":"#);
                 event.push_str(a);
@@ -207,6 +226,7 @@ mod tests {
             ts: "2026-12-01T10:00:00.000Z",
             attributes: attributes.as_object(),
             exposures: vec![["a", "control"], ["b", "green"]],
+            versions: vec![3, 41],
         };
         let text = serde_json::to_string(&group).expect("serializes");
         assert_eq!(count(&text), Ok(2));
@@ -215,9 +235,9 @@ mod tests {
             values(&text),
             vec![
                 json!({"kind":"exposure","experiment":"a","unit_id":"u1","variant_key":"control","event_id":ID,
-                       "ts":"2026-12-01T10:00:00.000Z","attributes":{"country":"US"}}),
+                       "ts":"2026-12-01T10:00:00.000Z","version":3,"attributes":{"country":"US"}}),
                 json!({"kind":"exposure","experiment":"b","unit_id":"u1","variant_key":"green","event_id":nth_id(ID, 1),
-                       "ts":"2026-12-01T10:00:00.000Z","attributes":{"country":"US"}}),
+                       "ts":"2026-12-01T10:00:00.000Z","version":41,"attributes":{"country":"US"}}),
             ]
         );
         // Read again (a redelivery), the same ids: the control plane counts each exposure once.
@@ -233,6 +253,7 @@ mod tests {
             ts: "2026-12-01T10:00:00.000Z",
             attributes: attributes.as_object(),
             exposures: vec![["exp \"q\"", "v\\1"]],
+            versions: Vec::new(),
         };
         let events = values(&serde_json::to_string(&group).expect("serializes"));
         assert_eq!(events[0]["unit_id"], "u\"1\\ü\u{1}");
@@ -241,6 +262,8 @@ mod tests {
         assert_eq!(events[0]["attributes"], attributes);
         let bare = json!({"id": ID, "unit_id": "u", "ts": "t", "attributes": null, "exposures": [["a", "b"]]});
         assert!(values(&bare.to_string())[0].get("attributes").is_none());
+        // Groups written before versions travelled (still queued) expand without one.
+        assert!(values(&bare.to_string())[0].get("version").is_none());
     }
 
     #[test]
@@ -264,6 +287,11 @@ mod tests {
         assert_eq!(fault(with("id", json!(1))), "id");
         assert_eq!(fault(with("attributes", json!([1]))), "attributes");
         assert_eq!(fault(with("extra", json!(1))), "");
+        assert_eq!(fault(with("versions", json!([1, 2]))), "versions", "one per exposure");
+        assert_eq!(fault(with("versions", json!([-1]))), "versions");
+        assert_eq!(fault(with("versions", json!(["1"]))), "versions");
+        assert_eq!(count(&with("versions", json!(["not read by the counter"])).to_string()), Ok(1));
+        assert_eq!(values(&with("versions", json!([7])).to_string())[0]["version"], 7);
         assert_eq!(fault(json!({"exposures": [["a", "b"]]})), "");
         assert_eq!(fault(json!("text")), "");
         assert_eq!(count(&with("exposures", json!([])).to_string()), Ok(0));

@@ -35,7 +35,7 @@ const MIN_TS_MICROS: i64 = 946_684_800 * 1_000_000;
 const MAX_TS_BYTES: usize = 64;
 /// The metric a conversion without `metric` counts under.
 pub const DEFAULT_CONVERSION_METRIC: &str = "conversion";
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 12] = [
     "kind",
     "experiment",
     "unit_id",
@@ -45,6 +45,7 @@ pub const FIELDS: [&str; 11] = [
     "event_id",
     "ts",
     "attributes",
+    "version",
     "assignment_id",
     "signature",
 ];
@@ -120,6 +121,10 @@ pub struct Event {
     /// The `signature` of the answer the event reports on (`crate::signing`), as sent; checked
     /// where events arrive without a key (the public edge).
     pub signature: Option<String>,
+    /// Exposures only: the version of the experiment's config the assignment was served from
+    /// (the answer's `version`), else the one its `signature` names. Which weights of a bandit
+    /// the unit was served.
+    pub version: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +144,7 @@ pub fn event(v: &Value, forced: Option<Kind>, now_micros: i64) -> Result<Event, 
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(Invalid::new(
             unknown.clone(),
-            format!("unknown field; an event has {}", FIELDS[..9].join(", ")),
+            format!("unknown field; an event has {}", FIELDS[..10].join(", ")),
         ));
     }
     let kinds = || Kind::ALL.map(Kind::as_str).join(", ");
@@ -229,8 +234,25 @@ pub fn event(v: &Value, forced: Option<Kind>, now_micros: i64) -> Result<Event, 
         Some(_) => return Err(Invalid::new("attributes", "must be an object")),
     };
     let signature = string(obj, "signature", crate::signing::MAX_TOKEN_BYTES)?.map(str::to_owned);
+    let version = match obj.get("version") {
+        None | Some(Value::Null) => None,
+        Some(_) if kind != Kind::Exposure => {
+            return Err(Invalid::new("version", "is recorded on exposure events only"));
+        }
+        Some(v) => Some(
+            v.as_i64()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| Invalid::new("version", "must be a non-negative integer: the version of the answer exposed"))?,
+        ),
+    };
+    // A signed token starts with the version it was signed under (`crate::signing`).
+    let version = version.or_else(|| {
+        let token = signature.as_deref().filter(|_| kind == Kind::Exposure)?;
+        token.split('.').next()?.parse::<i64>().ok().filter(|v| *v >= 0)
+    });
     Ok(Event {
         signature,
+        version,
         kind,
         experiment: experiment.to_owned(),
         unit_id: unit.to_owned(),
@@ -528,6 +550,27 @@ mod tests {
             e.ts.map(|t| t.micros),
             parse_rfc3339("2026-01-31T11:00:00.25Z")
         );
+    }
+
+    #[test]
+    fn an_exposure_carries_the_version_it_was_served_from() {
+        let exposure = |extra: Value| {
+            let mut e = json!({"kind": "exposure", "experiment": "e", "unit_id": "u", "variant_key": "a"});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                e[k] = v.clone();
+            }
+            event(&e, None, NOW)
+        };
+        assert_eq!(exposure(json!({"version": 12})).map(|e| e.version), Ok(Some(12)));
+        assert_eq!(exposure(json!({})).map(|e| e.version), Ok(None));
+        // The signed token names the version it was signed under.
+        assert_eq!(exposure(json!({"signature": "9.1.00000000000000ff"})).map(|e| e.version), Ok(Some(9)));
+        assert_eq!(exposure(json!({"version": 4, "signature": "9.1.00000000000000ff"})).map(|e| e.version), Ok(Some(4)));
+        assert_eq!(exposure(json!({"signature": "x.1.00"})).map(|e| e.version), Ok(None));
+        for bad in [json!(-1), json!(1.5), json!("3")] {
+            assert_eq!(exposure(json!({"version": bad})).map_err(|e| e.field), Err("version".into()));
+        }
+        assert_eq!(err(with("version", json!(3))).0, "version", "a metric has no served version");
     }
 
     #[test]

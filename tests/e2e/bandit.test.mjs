@@ -67,6 +67,14 @@ async function reward(assigned) {
   }
 }
 
+/** Once the winner's weight reached 0.8, no later version serves it one half or less. */
+function assertKeepsItsWinner(weights) {
+  const reached = weights.findIndex((w) => w >= 0.8);
+  if (reached < 0) return;
+  const later = weights.slice(reached + 1);
+  assert.ok(later.every((w) => w > 0.5), `the winner's weight after reaching 0.8: ${JSON.stringify(weights)}`);
+}
+
 test("a bandit converges at the edge without moving exposed units", { timeout: 240_000 }, async () => {
   const created = await cp.api("POST", "/experiments", {
     key: "five_models", name: "Five models", type: "bandit", unit_type: "user_id", targeting: {},
@@ -136,18 +144,16 @@ test("a bandit converges at the edge without moving exposed units", { timeout: 2
   assert.ok(readout.weights_version >= 1 && readout.periods >= 2, JSON.stringify(readout));
   assert.equal(readout.regret.best_variant, "m3");
   assert.ok(readout.regret.expected > 0, "regret is reported");
-  // Thompson's weights keep moving with the evidence: a later reweight may take m3 well below the
-  // share it was just served at (one run here went from over 0.8 to 0.485 while the others stayed
-  // at 0.12-0.14, the period-weighted variance of the arms served little being large). What holds
-  // is that m3 leads them, by far.
+  // Once the winner passed 0.8 it stays above one half: a few units of a losing arm in a heavy
+  // period no longer decide (a run here once went from over 0.8 to 0.485 when they did).
   const m3 = readout.variants.find((v) => v.key === "m3");
   const others = readout.variants.filter((v) => v.key !== "m3");
-  assert.ok(others.every((v) => 2 * v.weight < m3.weight) && Math.abs(m3.weight - m3.serving_weight) < 1e-12, JSON.stringify(readout.variants));
+  assert.ok(m3.weight > 0.5 && others.every((v) => 2 * v.weight < m3.weight) && Math.abs(m3.weight - m3.serving_weight) < 1e-12, JSON.stringify(readout.variants));
   const history = (await cp.api("GET", "/experiments/five_models/bandit/history")).body;
   assert.equal(history.length, readout.weights_version);
   assert.ok(history.every((h, i) => h.seq === i + 1 && h.policy === "thompson"), JSON.stringify(history));
-  const last = history.at(-1).weights;
-  assert.ok(history.some((h) => h.weights.m3 >= 0.7) && ARMS.every((a) => a === "m3" || 2 * last[a] < last.m3), JSON.stringify(history.map((h) => h.weights)));
+  assert.ok(history.some((h) => h.weights.m3 >= 0.7), JSON.stringify(history.map((h) => h.weights)));
+  assertKeepsItsWinner(history.map((h) => h.weights.m3));
   const audit = (await cp.api("GET", "/experiments/five_models/audit")).body;
   assert.equal(audit.filter((a) => a.action === "reweight").length, history.length, "every weight version is in the audit log");
 });
@@ -171,6 +177,8 @@ test("the brief's live tutorial: scripts/live_bandit_simulation.py converges and
     assert.ok(Math.abs(Object.values(s.weights).reduce((a, b) => a + b, 0) - 1) < 1e-3, JSON.stringify(s));
   }
   const [done] = parsed("converged");
+  const history = (await cp.api("GET", "/experiments/tutorial/bandit/history")).body;
+  assertKeepsItsWinner(history.map((h) => h.weights.model_c));
   assert.equal(done.top_variant, "model_c", out);
   assert.ok(done.win_probability >= 0.95 && done.edge_share_last_round >= 0.8, JSON.stringify(done));
   assert.ok(done.console.endsWith(`/experiments/${experiment.id}`));

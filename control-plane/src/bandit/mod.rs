@@ -9,8 +9,9 @@
 //! with its direction), else its first conversion metric, else its first mean metric.
 //!
 //! - [`policy`]: Thompson sampling, UCB1, ε-greedy; floors, minimum units, exploration. Pure.
-//! - [`periods`]: the period-weighted reward per arm.
+//! - [`periods`]: each arm's reward net of the period effects, its effective exposure.
 //! - [`scheduler`]: the background job, one leader among control planes.
+//! - `closed_loop` (tests): the bandit in a seeded closed loop, through the code above.
 
 #[cfg(test)]
 mod closed_loop;
@@ -114,6 +115,9 @@ pub struct Regret {
 pub struct HistoryPoint {
     pub seq: i32,
     pub at: DateTime<Utc>,
+    /// The experiment version that serves these weights: exposures served from it or later
+    /// belong to this period.
+    pub experiment_version: i64,
     pub weights: Db<BTreeMap<String, f64>>,
     /// The weights these replaced (the launch's, for the first).
     pub previous: Db<BTreeMap<String, f64>>,
@@ -186,22 +190,24 @@ pub async fn readout(db: &PgPool, row: &ExperimentRow) -> ApiResult<Readout> {
     // The history as of `row`: a reweight committed since it was read must not show beside the
     // weights it replaced (the readout is one moment, whatever commits in between).
     let versions: Vec<HistoryPoint> = sqlx::query_as(
-        "SELECT seq, computed_at AS at, weights, previous FROM bandit_weights WHERE experiment_id = $1 AND experiment_version <= $2 ORDER BY seq",
+        "SELECT seq, computed_at AS at, experiment_version, weights, previous FROM bandit_weights
+         WHERE experiment_id = $1 AND experiment_version <= $2 ORDER BY seq",
     )
     .bind(row.id)
     .bind(row.version)
     .fetch_all(db)
     .await?;
     let boundaries: Vec<DateTime<Utc>> = versions.iter().map(|v| v.at).collect();
+    let served: Vec<i64> = versions.iter().map(|v| v.experiment_version).collect();
     let reward = reward(db, row).await?;
     let (rewards, cells) = match &reward {
         Some(r) => {
-            let cells = periods::cells(db, row.id, &keys, r.kind, &r.name, &boundaries).await?;
+            let cells = periods::cells(db, row.id, &keys, r.kind, &r.name, &served, &boundaries).await?;
             (periods::estimates(k, r.kind, &cells), cells)
         }
         None => {
             // Exposures still count without a reward.
-            let cells = periods::cells(db, row.id, &keys, MetricKind::Proportion, "", &boundaries).await?;
+            let cells = periods::cells(db, row.id, &keys, MetricKind::Proportion, "", &served, &boundaries).await?;
             (periods::estimates(k, MetricKind::Proportion, &cells).into_iter().map(|a| ArmReward { pooled_mean: None, weighted_mean: None, se: None, ..a }).collect(), cells)
         }
     };

@@ -191,15 +191,19 @@ pub fn rate_posteriors(rewards: &[ArmReward], lower_is_better: bool) -> Result<V
         .collect()
 }
 
-/// The cells of an experiment's reward, `boundaries` being the starts of the second and later
-/// periods (ascending). Reads the per-unit aggregates the results read (`unit_metrics`), never
-/// events; `variants` gives the arms' order.
+/// The cells of an experiment's reward. A weight version `i` (0-based) starts period `i + 1`:
+/// `versions` are the experiment versions that served each (ascending), `boundaries` the times
+/// they were committed. A unit belongs to the period of the config version its first exposure
+/// was served from (the edge switches some time after the commit); exposures sent without a
+/// version fall back to the time. Reads the per-unit aggregates the results read
+/// (`unit_metrics`), never events; `variants` gives the arms' order.
 pub async fn cells(
     db: &PgPool,
     experiment: Uuid,
     variants: &[String],
     kind: MetricKind,
     metric: &str,
+    versions: &[i64],
     boundaries: &[DateTime<Utc>],
 ) -> ApiResult<Vec<Cell>> {
     let kind_code: i16 = match kind {
@@ -207,12 +211,14 @@ pub async fn cells(
         MetricKind::Proportion => 3,
     };
     let rows: Vec<(i32, String, f64, f64, f64, f64)> = sqlx::query_as(
-        "SELECT width_bucket(um.split_ts, $2::timestamptz[]) AS period, um.variant_key,
+        "SELECT coalesce(width_bucket(x.version, $5::int8[]), width_bucket(um.split_ts, $2::timestamptz[])) AS period,
+                um.variant_key,
                 count(*) FILTER (WHERE um.kind = 1)::float8,
                 count(*) FILTER (WHERE um.kind = $3 AND um.post_n > 0)::float8,
                 coalesce(sum(um.post_sum) FILTER (WHERE um.kind = $3 AND um.post_n > 0), 0)::float8,
                 coalesce(sum(um.post_sum * um.post_sum) FILTER (WHERE um.kind = $3 AND um.post_n > 0), 0)::float8
          FROM unit_metrics um
+         LEFT JOIN unit_exposures x ON x.experiment_id = um.experiment_id AND x.unit_id = um.unit_id
          WHERE um.experiment_id = $1 AND um.variant_key IS NOT NULL AND um.split_ts IS NOT NULL
            AND (um.kind = 1 OR (um.kind = $3 AND um.metric = $4))
          GROUP BY 1, 2",
@@ -221,6 +227,7 @@ pub async fn cells(
     .bind(boundaries)
     .bind(kind_code)
     .bind(metric)
+    .bind(versions)
     .fetch_all(db)
     .await?;
     Ok(rows

@@ -68,6 +68,8 @@ struct Event {
     key: Uuid,
     /// JSON text of the exposure's attributes.
     attributes: Option<String>,
+    /// Exposures: the config version the assignment was served from.
+    version: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -300,6 +302,7 @@ fn admit(index: usize, e: validate::Event, experiments: &HashMap<String, Experim
         event_id,
         key,
         attributes,
+        version: e.version,
     })
 }
 
@@ -371,31 +374,33 @@ async fn store(db: &PgPool, events: &[Event]) -> Result<u64, sqlx::Error> {
     };
     if !fresh.is_empty() {
         let mut copy = tx
-            .copy_in_raw("COPY events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes) FROM STDIN")
+            .copy_in_raw("COPY events (experiment_id, kind, unit_id, variant_key, metric, value, ts, event_id, attributes, version) FROM STDIN")
             .await?;
         copy.send(copy_text(&fresh)).await?;
         copy.finish().await?;
         let first_exposures = first_exposures(&fresh);
         if !first_exposures.is_empty() {
-            let (mut ids, mut units, mut variants, mut ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut ids, mut units, mut variants, mut ts, mut versions) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for e in first_exposures {
                 ids.push(e.experiment_id);
                 units.push(e.unit_id.as_str());
                 variants.push(e.variant_key.as_str());
                 ts.push(e.ts);
+                versions.push(e.version);
             }
             sqlx::query(
                 // Earliest exposure wins, whatever order events arrive in.
-                "INSERT INTO unit_exposures (experiment_id, unit_id, variant_key, first_ts)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
+                "INSERT INTO unit_exposures (experiment_id, unit_id, variant_key, first_ts, version)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[])
                  ON CONFLICT (experiment_id, unit_id) DO UPDATE
-                     SET variant_key = excluded.variant_key, first_ts = excluded.first_ts
+                     SET variant_key = excluded.variant_key, first_ts = excluded.first_ts, version = excluded.version
                      WHERE excluded.first_ts < unit_exposures.first_ts",
             )
             .bind(&ids)
             .bind(&units)
             .bind(&variants)
             .bind(&ts)
+            .bind(&versions)
             .execute(&mut *tx)
             .await?;
         }
@@ -442,6 +447,10 @@ fn copy_text(events: &[&Event]) -> Vec<u8> {
             Some(a) => escape_copy(&mut out, a),
             None => out.push_str("\\N"),
         }
+        match e.version {
+            Some(v) => { let _ = write!(out, "\t{v}"); }
+            None => out.push_str("\t\\N"),
+        }
         out.push('\n');
     }
     out.into_bytes()
@@ -467,6 +476,7 @@ mod tests {
         Event {
             experiment_id: Uuid::nil(), kind, unit_id: unit.into(), variant_key: "v".into(), metric: None, value: None,
             ts: DateTime::from_timestamp(ts, 0).unwrap_or_default(), event_id: "e".into(), key: Uuid::nil(), attributes: None,
+            version: None,
         }
     }
 
@@ -477,7 +487,9 @@ mod tests {
             ..event(Kind::Metric, "a\tb\\c\nd", 0)
         };
         let text = String::from_utf8(copy_text(&[&e])).unwrap_or_default();
-        assert_eq!(text, "00000000-0000-0000-0000-000000000000\t2\ta\\tb\\\\c\\nd\tv\t\\N\t0.1\t1970-01-01T00:00:00.000000Z\te\t{\"q\":\"a\\\\\"b\\\\\\\\c\"}\n");
+        assert_eq!(text, "00000000-0000-0000-0000-000000000000\t2\ta\\tb\\\\c\\nd\tv\t\\N\t0.1\t1970-01-01T00:00:00.000000Z\te\t{\"q\":\"a\\\\\"b\\\\\\\\c\"}\t\\N\n");
+        let versioned = Event { version: Some(42), kind: Kind::Exposure, ..event(Kind::Exposure, "u", 0) };
+        assert!(String::from_utf8(copy_text(&[&versioned])).unwrap_or_default().ends_with("\t\\N\t42\n"));
     }
 
     #[test]
