@@ -112,10 +112,7 @@ fn version_error() -> ApiError {
 /// Decimal digits only (no sign, no `+`), as an `i64`: by hand, since `str::parse` brings its
 /// own integer parser into the upload for this one field.
 fn parse_version(value: &str) -> Option<i64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.bytes().try_fold(0i64, |n, b| if b.is_ascii_digit() { n.checked_mul(10)?.checked_add(i64::from(b - b'0')) } else { None })
+    litmus_shared::validate::digits(value)
 }
 
 fn parse_expose(value: &str) -> ApiResult<bool> {
@@ -327,20 +324,33 @@ pub fn prepare(
     // One message for all the exposures of this answer; the request's attributes travel with
     // them once, for segment breakdowns centrally.
     let exposures = if q.expose {
-        let (exposed, versions): (Vec<[&str; 2]>, Vec<i64>) = assignments
-            .iter()
-            .filter_map(|a| match a {
-                Entry::Known(a, _) if a.in_experiment => Some(([a.experiment, a.variant_key], a.version)),
-                _ => None,
-            })
-            .unzip();
+        let (mut exposed, mut versions) = (Vec::new(), Vec::new());
+        for a in &assignments {
+            if let Entry::Known(a, _) = a
+                && a.in_experiment
+            {
+                exposed.push([a.experiment, a.variant_key]);
+                versions.push(a.version);
+            }
+        }
         if exposed.is_empty() {
             None
         } else {
             let (id, ts) = (crate::ids::event_id(now_ms), crate::ids::timestamp(now_ms));
             let attributes = events::storable_segment(&q.attributes).then_some(&q.attributes);
-            let message = ExposureGroup { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed, versions };
-            Some(serde_json::to_string(&message).map_err(|e| ApiError::internal("serializing exposures", e))?)
+            let message = ExposureGroup { id: &id, unit_id: &unit_id, ts: &ts, attributes, exposures: exposed };
+            let mut text = serde_json::to_string(&message).map_err(|e| ApiError::internal("serializing exposures", e))?.into_bytes();
+            // `"versions":[…]` by hand (see `ExposureGroup`): the config version of each exposure.
+            text.pop();
+            text.extend_from_slice(br#","versions":["#);
+            for (i, v) in versions.iter().enumerate() {
+                if i > 0 {
+                    text.push(b',');
+                }
+                crate::render::push_i64(&mut text, *v);
+            }
+            text.extend_from_slice(b"]}");
+            Some(String::from_utf8(text).map_err(|e| ApiError::internal("serializing exposures", e))?)
         }
     } else {
         None
@@ -359,10 +369,29 @@ pub fn prepare(
     if let Some(doc) = sticky.as_ref().filter(|_| sticky_changed && !from_caller) {
         let secure = if https { "; Secure" } else { "" };
         let json = doc.to_json();
-        let value: String = form_urlencoded::byte_serialize(json.as_bytes()).collect();
+        let value = form_encode(&json);
         headers.push(("set-cookie", format!("{STICKY_COOKIE}={value}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax{secure}").into()));
     }
     Ok(Prepared { status: 200, exposures, headers })
+}
+
+/// `form_urlencoded::byte_serialize`, by hand: its table of every `%XX` costs the upload a
+/// third of a KiB.
+fn form_encode(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(char::from(b)),
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }
+    }
+    out
 }
 
 fn evaluate<'a>(
@@ -451,6 +480,10 @@ mod tests {
         let doc = StickyDoc { unit_id: "ü; x=1&y".into(), assignments: vec![("five__0".to_owned(), "m 3;=&".to_owned())], sig: Some(u64::MAX) };
         let json = doc.to_json();
         let value: String = form_urlencoded::byte_serialize(json.as_bytes()).collect();
+        assert_eq!(form_encode(&json), value);
+        for text in ["", " ", "a b+c", "ü€🙂", "\u{0}\u{7f}~!'()%;=&", "{\"k\":[1,2]}"] {
+            assert_eq!(form_encode(text), form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>(), "{text}");
+        }
         // Only characters a cookie value may hold.
         assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b"%*-._+".contains(&b)), "{value}");
         assert_eq!(sticky_cookie(&format!("a=1; {STICKY_COOKIE}={value}; litmus_uid=x")), Some(doc));

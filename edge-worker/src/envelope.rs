@@ -208,7 +208,7 @@ mod tests {
     const OTHER: &str = "0192f5c4-1b2a-7c3d-8e4f-5a6b7c8d9e1f";
 
     fn group(unit: &str, id: &str, pairs: Vec<[&str; 2]>) -> String {
-        serde_json::to_string(&ExposureGroup { id, unit_id: unit, ts: "2026-12-01T10:00:00.000Z", attributes: None, exposures: pairs, versions: Vec::new() })
+        serde_json::to_string(&ExposureGroup { id, unit_id: unit, ts: "2026-12-01T10:00:00.000Z", attributes: None, exposures: pairs })
             .expect("serializes")
     }
 

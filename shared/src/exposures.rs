@@ -29,11 +29,11 @@ pub struct ExposureGroup<'a> {
     pub attributes: Option<&'a Map<String, Value>>,
     /// `[experiment, variant_key]`, in answer order.
     pub exposures: Vec<[&'a str; 2]>,
-    /// The version of each experiment's config the answer was served from, in the same order:
-    /// a bandit's reweight is a new version, so this says which weights each unit was served
-    /// (the edge switches some time after the control plane commits them).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub versions: Vec<i64>,
+    // Serialized groups may end with `"versions":[…]`: the version of each experiment's config
+    // the answer was served from, in the order of `exposures` (a bandit's reweight is a new
+    // version: it says which weights each unit was served, the edge switching some time after
+    // the control plane commits them). The edge appends it by hand (`edge-worker/src/assign.rs`):
+    // serde's integer formatting would cost its upload most of a KiB.
 }
 
 /// The id of the `i`-th exposure of a request whose id is `id` (a UUID in text form): the last
@@ -74,7 +74,7 @@ struct Group<'a> {
 /// (the edge's own limit is far lower), and [`nth_id`] keeps ids apart up to 4096.
 pub const MAX_GROUP_EXPOSURES: usize = 1000;
 
-const SHAPE: &str = r#"an exposure group is {"id","unit_id","ts","attributes"?,"exposures":[[experiment, variant_key],...],"versions"?:[version,...]}"#;
+const SHAPE: &str = r#"an exposure group is {"id","unit_id","ts","attributes"?,"exposures":[[experiment, variant_key],...]}"#;
 
 fn is_string(raw: &RawValue) -> bool {
     raw.get().starts_with('"')
@@ -154,20 +154,26 @@ pub fn expand_count(text: &str) -> Result<usize, ConfigError> {
 /// `events`: `{"kind":"exposure","experiment","unit_id","variant_key","event_id","ts","version"?,"attributes"?}`.
 /// A refusal names the member at fault.
 pub fn expand(text: &str) -> Result<Vec<String>, ConfigError> {
-    events(text).map_err(|e| if e.path.is_empty() { fault(text) } else { e })
-}
-
-/// [`expand`] with [`count`]'s refusals: for a reader that has no use for the detail (the edge,
-/// which keeps [`fault`]'s code out of its size budget that way).
-pub fn events(text: &str) -> Result<Vec<String>, ConfigError> {
-    let g = read(text)?;
-    let versions: Vec<i64> = match g.versions {
+    let g = read(text).map_err(|e| if e.path.is_empty() { fault(text) } else { e })?;
+    // Digits between commas, read as text: the events carry them as they came.
+    let versions: Vec<&str> = match g.versions {
         None | Some("null") => Vec::new(),
-        Some(v) => serde_json::from_str(v)
-            .ok()
-            .filter(|v: &Vec<i64>| v.len() == g.pairs.len() && v.iter().all(|n| *n >= 0))
+        Some(v) => Some(v)
+            .and_then(|v| v.strip_prefix('[')?.strip_suffix(']'))
+            .map(|inner| inner.split(',').map(str::trim).filter(|n| !n.is_empty()).collect::<Vec<_>>())
+            .filter(|v| v.len() == g.pairs.len() && v.iter().all(|n| n.len() <= 18 && n.bytes().all(|b| b.is_ascii_digit())))
             .ok_or_else(|| ConfigError::new("versions", "must be one non-negative integer per exposure"))?,
     };
+    render(&g, &versions)
+}
+
+/// [`expand`] with [`count`]'s refusals and without the versions: for a reader that has no use
+/// for either (the edge numbering a chunk's events, which keeps that code out of its size budget).
+pub fn events(text: &str) -> Result<Vec<String>, ConfigError> {
+    render(&read(text)?, &[])
+}
+
+fn render(g: &Checked<'_>, versions: &[&str]) -> Result<Vec<String>, ConfigError> {
     g.pairs
         .iter()
         .enumerate()
@@ -178,7 +184,8 @@ pub fn events(text: &str) -> Result<Vec<String>, ConfigError> {
                 g.unit_id, g.ts
             );
             if let Some(v) = versions.get(i) {
-                event.push_str(&format!(r#","version":{v}"#));
+                event.push_str(r#","version":"#);
+                event.push_str(v);
             }
             if let Some(a) = g.attributes {
                 event.push_str(r#","attributes":"#);
@@ -226,9 +233,10 @@ mod tests {
             ts: "2026-12-01T10:00:00.000Z",
             attributes: attributes.as_object(),
             exposures: vec![["a", "control"], ["b", "green"]],
-            versions: vec![3, 41],
         };
-        let text = serde_json::to_string(&group).expect("serializes");
+        let mut text = serde_json::to_string(&group).expect("serializes");
+        text.pop();
+        text.push_str(r#","versions":[3, 41]}"#);
         assert_eq!(count(&text), Ok(2));
         assert!(expand(&text).expect("expands")[0].starts_with(r#"{"kind":"exposure""#));
         assert_eq!(
@@ -253,7 +261,6 @@ mod tests {
             ts: "2026-12-01T10:00:00.000Z",
             attributes: attributes.as_object(),
             exposures: vec![["exp \"q\"", "v\\1"]],
-            versions: Vec::new(),
         };
         let events = values(&serde_json::to_string(&group).expect("serializes"));
         assert_eq!(events[0]["unit_id"], "u\"1\\ü\u{1}");

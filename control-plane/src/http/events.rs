@@ -302,7 +302,8 @@ fn admit(index: usize, e: validate::Event, experiments: &HashMap<String, Experim
         event_id,
         key,
         attributes,
-        version: e.version,
+        // Signed answers name their version: clients echoing the signature need not repeat it.
+        version: e.version.or_else(|| e.signature.as_deref().filter(|_| e.kind == validate::Kind::Exposure).and_then(validate::signed_version)),
     })
 }
 
