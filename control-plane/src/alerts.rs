@@ -115,7 +115,7 @@ pub async fn last_id(db: &PgPool, experiment: Uuid) -> ApiResult<i64> {
 
 /// Idempotent: acknowledging twice keeps the first acknowledgement.
 pub async fn acknowledge(db: &PgPool, id: i64, actor: &str) -> ApiResult<Alert> {
-    crate::experiments::check_text("actor", actor, 1, 200)?;
+    crate::experiments::check_text("actor", actor, 1, 400)?;
     sqlx::query_as(&format!(
         "UPDATE alerts SET acknowledged_at = coalesce(acknowledged_at, now()), acknowledged_by = coalesce(acknowledged_by, $2)
          WHERE id = $1 RETURNING {COLUMNS}"

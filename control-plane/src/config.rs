@@ -3,8 +3,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use litmus_shared::signing::Keys;
+use secrecy::SecretString;
 
-/// Every setting, as a flag or an env var (documented in `.env.example`).
+/// Every setting, as a flag or an env var (documented in `.env.example`). Secrets are
+/// `SecretString`s: `Debug` prints them redacted, and `--help` never shows their env values.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "litmus-control-plane", version, about)]
 pub struct Config {
@@ -13,23 +15,23 @@ pub struct Config {
     pub addr: SocketAddr,
 
     /// Postgres connection string.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    #[arg(long, env = "DATABASE_URL", value_parser = secret, hide_env_values = true)]
+    pub database_url: SecretString,
 
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 
     /// Comma-separated bearer tokens with full access to /api/v1.
-    #[arg(long, env = "ADMIN_API_TOKENS", value_delimiter = ',', default_value = "")]
-    pub admin_api_tokens: Vec<String>,
+    #[arg(long, env = "ADMIN_API_TOKENS", value_delimiter = ',', default_value = "", value_parser = secret, hide_env_values = true)]
+    pub admin_api_tokens: Vec<SecretString>,
 
     /// Comma-separated bearer tokens that may only read (GET).
-    #[arg(long, env = "READ_API_TOKENS", value_delimiter = ',', default_value = "")]
-    pub read_api_tokens: Vec<String>,
+    #[arg(long, env = "READ_API_TOKENS", value_delimiter = ',', default_value = "", value_parser = secret, hide_env_values = true)]
+    pub read_api_tokens: Vec<SecretString>,
 
     /// Comma-separated bearer tokens that may only send events (the edge worker's service token).
-    #[arg(long, env = "INGEST_API_TOKENS", value_delimiter = ',', default_value = "")]
-    pub ingest_api_tokens: Vec<String>,
+    #[arg(long, env = "INGEST_API_TOKENS", value_delimiter = ',', default_value = "", value_parser = secret, hide_env_values = true)]
+    pub ingest_api_tokens: Vec<SecretString>,
 
     /// Keys that sign assignments and sticky documents (`litmus_shared::signing`): comma-separated,
     /// 32 hex digits each (`openssl rand -hex 16`), the same as the worker's `SIGNING_KEYS`
@@ -44,8 +46,8 @@ pub struct Config {
     pub edge_publish_url: Option<String>,
 
     /// Bearer token for `EDGE_PUBLISH_URL` (the worker's PUBLISH_TOKEN secret).
-    #[arg(long, env = "EDGE_PUBLISH_TOKEN", default_value = "")]
-    pub edge_publish_token: String,
+    #[arg(long, env = "EDGE_PUBLISH_TOKEN", default_value = "", value_parser = secret, hide_env_values = true)]
+    pub edge_publish_token: SecretString,
 
     /// Cloudflare account id: with the two below, configs are written to Workers KV through
     /// Cloudflare's REST API (production).
@@ -56,8 +58,8 @@ pub struct Config {
     pub cf_kv_namespace_id: Option<String>,
 
     /// API token with "Workers KV Storage: Edit".
-    #[arg(long, env = "CF_API_TOKEN")]
-    pub cf_api_token: Option<String>,
+    #[arg(long, env = "CF_API_TOKEN", value_parser = secret, hide_env_values = true)]
+    pub cf_api_token: Option<SecretString>,
 
     /// How long a stopped experiment stays in the config set published to the edge, where asking
     /// for it by key still answers its control variant (`not_running`); after that it is dropped
@@ -104,12 +106,16 @@ pub struct Config {
     pub log_format: String,
 }
 
+fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(text.to_owned().into())
+}
+
 impl Config {
     /// A config for tests and embedding: defaults everywhere, the given tokens.
     pub fn for_tests(database_url: &str, admin_token: &str) -> Self {
         use clap::Parser;
         let mut c = Config::parse_from(["litmus-control-plane", "--database-url", database_url]);
-        c.admin_api_tokens = vec![admin_token.to_owned()];
+        c.admin_api_tokens = vec![admin_token.to_owned().into()];
         c.read_api_tokens.clear();
         c.ingest_api_tokens.clear();
         c.edge_publish_url = None;
@@ -157,5 +163,24 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(Config::for_tests("postgres://x", "t").stopped_grace, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_help_and_debug() {
+        use clap::CommandFactory;
+        let secret_envs = ["DATABASE_URL", "ADMIN_API_TOKENS", "READ_API_TOKENS", "INGEST_API_TOKENS", "EDGE_PUBLISH_TOKEN", "CF_API_TOKEN", "SIGNING_KEYS"];
+        let command = Config::command();
+        for env in secret_envs {
+            let arg = command.get_arguments().find(|a| a.get_env().is_some_and(|e| e == env)).unwrap_or_else(|| panic!("{env} is a setting"));
+            assert!(arg.is_hide_env_values_set(), "--help would print {env}'s value");
+        }
+        let mut c = Config::for_tests("postgres://litmus:db-password@host/db", "admin-token-value");
+        c.read_api_tokens = vec!["read-token-value".to_owned().into()];
+        c.edge_publish_token = "publish-token-value".to_owned().into();
+        c.cf_api_token = Some("cf-token-value".to_owned().into());
+        let printed = format!("{c:?}");
+        for secret in ["db-password", "admin-token-value", "read-token-value", "publish-token-value", "cf-token-value"] {
+            assert!(!printed.contains(secret), "Debug prints {secret}");
+        }
     }
 }

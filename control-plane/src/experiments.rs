@@ -122,7 +122,7 @@ async fn select_one<'e>(db: impl sqlx::PgExecutor<'e>, id_or_key: &str, lock: &s
 
 /// One audit-log entry, in the transaction that made the change.
 pub async fn record(tx: &mut Transaction<'_, Postgres>, row: &ExperimentRow, action: &str, from: Option<Status>, actor: &str, details: Value) -> ApiResult<()> {
-    check_text("actor", actor, 1, 200)?;
+    check_text("actor", actor, 1, 400)?;
     sqlx::query(
         "INSERT INTO experiment_audit (experiment_id, experiment_key, action, from_status, to_status, actor, version, details)
          VALUES ($1, $8, $2, $3, $4, $5, $6, $7)",

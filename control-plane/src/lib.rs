@@ -5,7 +5,7 @@
 //! - [`http`]: the API, one module per resource: parsing and formatting around the domain modules.
 //! - [`error`]: the crate's one error type and its JSON shape.
 //! - [`experiments`]: experiments as stored, their lookups and audit log.
-//! - [`bandit`]: bandit policies, the period-weighted readout and the reweighting job.
+//! - [`bandit`]: bandit policies, the period-effect readout and the reweighting job.
 //! - [`results`]: the readout every consumer shares (HTTP, live socket, bandits, background jobs).
 //! - [`stats`]: pure statistics over sufficient statistics (no I/O).
 //! - [`publish`]: pushes the running experiments' configs to the edge.
@@ -14,6 +14,7 @@
 //! - [`retire`]: wakes the publisher when a stopped experiment's grace period at the edge ends.
 //! - [`watch`]: stopping rules, safe rollouts and insights, acted on by a background job.
 //! - [`alerts`]: the alert feed every finding lands in, once.
+//! - [`keys`]: API keys (managed and env), their roles, authentication.
 //! - [`webhooks`]: signed delivery of alerts, retried with backoff, with a delivery log.
 
 pub mod alerts;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod experiments;
 pub mod http;
+pub mod keys;
 pub mod partitions;
 pub mod publish;
 pub mod results;

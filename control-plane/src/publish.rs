@@ -15,6 +15,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::config::Config;
 use crate::saved_groups;
 use crate::experiments::{COLUMNS, ExperimentRow};
@@ -70,8 +72,8 @@ pub async fn edge_experiments(db: &PgPool, stopped_grace: Duration) -> anyhow::R
 }
 
 enum Target {
-    Worker { url: String, token: String },
-    CloudflareKv { url: String, token: String },
+    Worker { url: String, token: SecretString },
+    CloudflareKv { url: String, token: SecretString },
 }
 
 impl Target {
@@ -99,7 +101,7 @@ impl Target {
         let (Target::Worker { url, token } | Target::CloudflareKv { url, token }) = self;
         let resp = client
             .put(url)
-            .bearer_auth(token)
+            .bearer_auth(token.expose_secret())
             .header("content-type", "application/json")
             .body(body.to_owned())
             .send()

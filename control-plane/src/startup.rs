@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
@@ -26,7 +27,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let db = connect(&config).await?;
     MIGRATOR.run(&db).await.context("applying migrations")?;
     partitions::maintain(&db, config.event_retention_days).await.context("creating event partitions")?;
-    if config.admin_api_tokens.iter().all(String::is_empty) {
+    if config.admin_api_tokens.iter().all(|t| t.expose_secret().is_empty()) {
         tracing::warn!("ADMIN_API_TOKENS is empty: every /api/v1 call will be refused");
     }
     let metrics = PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
@@ -49,7 +50,7 @@ pub fn app_state(db: PgPool, config: Config, metrics: Option<PrometheusHandle>) 
     let (live, _) = tokio::sync::broadcast::channel(1024);
     AppState {
         db, config: Arc::new(config), publisher: Publisher::default(), metrics, live, rollup: Arc::default(), watch: Arc::default(),
-        deliver: Arc::default(),
+        deliver: Arc::default(), keys: Arc::default(),
     }
 }
 
@@ -76,7 +77,7 @@ async fn connect(config: &Config) -> anyhow::Result<PgPool> {
         .acquire_timeout(Duration::from_secs(5));
     let mut last = None;
     for _ in 0..30 {
-        match options.clone().connect(&config.database_url).await {
+        match options.clone().connect(config.database_url.expose_secret()).await {
             Ok(pool) => return Ok(pool),
             Err(e) => {
                 tracing::info!(error = %e, "waiting for the database");

@@ -180,8 +180,9 @@ async fn lifecycle_and_audit(db: PgPool) {
     let rows: Vec<(String, String, String)> = audit.as_array().expect("array").iter()
         .map(|a| (a["action"].as_str().unwrap_or("").into(), a["to_status"].as_str().unwrap_or("").into(), a["actor"].as_str().unwrap_or("").into()))
         .collect();
-    let expect = [("create", "draft", "ds.user"), ("launch", "running", "ds.user"), ("ramp", "running", "ds.user"),
-                  ("pause", "paused", "oncall"), ("launch", "running", "api"), ("stop", "stopped", "ds.lead")];
+    // The key's name first (an env token's is `env:{role}`), then what the body said.
+    let expect = [("create", "draft", "env:admin (ds.user)"), ("launch", "running", "env:admin (ds.user)"), ("ramp", "running", "env:admin (ds.user)"),
+                  ("pause", "paused", "env:admin (oncall)"), ("launch", "running", "env:admin"), ("stop", "stopped", "env:admin (ds.lead)")];
     assert_eq!(rows, expect.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())));
     assert_eq!(audit[5]["version"], 6);
     assert_eq!(app.get("/api/v1/experiments/nope/audit").await.error(404).0, "not_found");

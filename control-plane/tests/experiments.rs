@@ -253,7 +253,7 @@ async fn drafts_can_be_deleted_and_the_audit_trail_stays(db: PgPool) {
         let rows: Vec<(&str, &str, &str)> = audit.as_array().expect("array").iter()
             .map(|a| (a["action"].as_str().unwrap_or(""), a["to_status"].as_str().unwrap_or(""), a["actor"].as_str().unwrap_or("")))
             .collect();
-        assert_eq!(rows, [("create", "draft", "ds.user"), ("delete", "deleted", "ds.user")], "{path}");
+        assert_eq!(rows, [("create", "draft", "env:admin (ds.user)"), ("delete", "deleted", "env:admin (ds.user)")], "{path}");
         assert_eq!(audit[1]["from_status"], "draft");
         assert_eq!(audit[1]["version"], 2);
     }

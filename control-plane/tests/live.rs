@@ -27,7 +27,7 @@ where
 /// The app on a loopback socket (a read token too), and a watch job over the same state.
 async fn serve(db: &PgPool) -> (std::net::SocketAddr, litmus_control_plane::watch::scheduler::Watch) {
     let mut config = Config::for_tests("postgres://unused", ADMIN);
-    config.read_api_tokens = vec![READER.into()];
+    config.read_api_tokens = vec![READER.to_owned().into()];
     let state = startup::app_state(db.clone(), config, None);
     let watch = startup::watcher(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -120,7 +120,7 @@ async fn rules_are_validated_stored_and_audited(db: PgPool) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["rules"], json!([{"kind": "max_sample", "units": 2000, "action": "stop"}, {"kind": "srm", "action": "notify"}]));
     let last = audit(&app, "ranker").await.last().cloned().expect("entry");
-    assert_eq!((last["action"].clone(), last["details"]["changed"].clone(), last["actor"].clone()), (json!("update"), json!(["rules"]), json!("ds")));
+    assert_eq!((last["action"].clone(), last["details"]["changed"].clone(), last["actor"].clone()), (json!("update"), json!(["rules"]), json!("env:admin (ds)")));
     // A rollout's plan is fixed once launched.
     let r = app.patch("/api/v1/experiments/ranker", json!({"rollout": {"steps": [{"ramp_pct": 10}]}})).await;
     assert_eq!(r.error(409).0, "conflict");
@@ -250,7 +250,7 @@ async fn a_safe_rollout_advances_on_healthy_data_and_rolls_back_on_a_breach(db: 
     let trail: Vec<(String, String, Value)> = audit(&app, "safe").await.iter()
         .map(|e| (e["action"].as_str().unwrap_or("").to_owned(), e["actor"].as_str().unwrap_or("").to_owned(), e["details"]["ramp_pct"].clone()))
         .collect();
-    assert_eq!(trail[1..], [("launch".into(), "api".into(), json!({"from": 0.0, "to": 5.0})),
+    assert_eq!(trail[1..], [("launch".into(), "env:admin".into(), json!({"from": 0.0, "to": 5.0})),
                             ("ramp".into(), "rollout".into(), json!({"from": 5.0, "to": 25.0})),
                             ("ramp".into(), "rollout".into(), json!({"from": 25.0, "to": 100.0})),
                             ("ramp".into(), "rollout".into(), json!({"from": 100.0, "to": 100.0}))]);
@@ -293,7 +293,7 @@ async fn the_feed_filters_acknowledges_and_refuses_bad_input(db: PgPool) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let at = r.json()["acknowledged_at"].clone();
     let again = app.post(&format!("/api/v1/alerts/{id}/acknowledge"), json!({"actor": "someone else"})).await.json();
-    assert_eq!((again["acknowledged_at"].clone(), again["acknowledged_by"].clone()), (at, json!("ds.user")));
+    assert_eq!((again["acknowledged_at"].clone(), again["acknowledged_by"].clone()), (at, json!("env:admin (ds.user)")));
     assert_eq!(alerts(&app, "acknowledged=false").await.len(), 2);
     assert_eq!(alerts(&app, "acknowledged=true").await.len(), 1);
     assert_eq!(alerts(&app, "kind=srm").await.len(), 1);

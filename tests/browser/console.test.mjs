@@ -380,7 +380,8 @@ step('stop, with a confirmation', async () => {
   await page.getByTestId('audit-table').getByRole('cell', { name: 'stop', exact: true }).waitFor();
   const audit = await api('GET', `/experiments/${experimentId}/audit`);
   assert.deepEqual(audit.map((a) => a.action), ['create', 'update', 'launch', 'update', 'pause', 'launch', 'ramp', 'stop']);
-  assert.ok(audit.slice(1).every((a) => a.actor === 'ds.tester'), 'actions carry the signed-in name');
+  // The key's name first (the console's env admin token), then the signed-in name it sends.
+  assert.ok(audit.slice(1).every((a) => a.actor === 'env:admin (ds.tester)'), `actions carry the signed-in name: ${JSON.stringify(audit.map((a) => a.actor))}`);
   assert.equal((await api('GET', `/experiments/${experimentId}`)).status, 'stopped');
   await shot('11-detail-stopped');
 });
@@ -441,7 +442,7 @@ step('delete a draft, with a confirmation; anything that ran has no delete', asy
   const gone = await fetch(`${BASE}/api/v1/experiments/${doomed.id}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
   assert.equal(gone.status, 404);
   const audit = await api('GET', `/experiments/${doomed.id}/audit`);
-  assert.deepEqual(audit.map((a) => [a.action, a.actor]), [['create', 'api'], ['delete', 'ds.tester']]);
+  assert.deepEqual(audit.map((a) => [a.action, a.actor]), [['create', 'env:admin'], ['delete', 'env:admin (ds.tester)']]);
   await page.goto(`${BASE}/experiments/${experimentId}`);
   await textIs(page.getByTestId('lifecycle').getByTestId('status'), 'STOPPED');
   assert.equal(await page.getByRole('button', { name: 'Delete draft' }).count(), 0);
@@ -615,7 +616,7 @@ step('the alert feed: filter by kind, what the platform did, acknowledge (a refu
   await item.getByRole('button', { name: 'Acknowledge' }).click();
   await textIs(item.getByTestId('alert-acknowledged'), /Acknowledged by ds\.tester/);
   const [acked] = await api('GET', `/alerts?experiment=${watched.key}&kind=rule`);
-  assert.equal(acked.acknowledged_by, 'ds.tester');
+  assert.equal(acked.acknowledged_by, 'env:admin (ds.tester)');
   assert.ok(acked.acknowledged_at);
   await shot('19-alerts');
   // A fresh look at the unacknowledged ones no longer has it.

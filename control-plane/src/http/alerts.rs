@@ -68,7 +68,12 @@ struct AckBody {
     actor: Option<String>,
 }
 
-async fn acknowledge(State(state): State<AppState>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<AckBody>) -> ApiResult<Json<Alert>> {
+async fn acknowledge(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<crate::keys::Caller>,
+    Path(id): Path<String>,
+    OptionalStrictJson(body): OptionalStrictJson<AckBody>,
+) -> ApiResult<Json<Alert>> {
     let id: i64 = id.parse().map_err(|_| ApiError::not_found("alert", &id))?;
-    Ok(Json(alerts::acknowledge(&state.db, id, body.actor.as_deref().unwrap_or("api")).await?))
+    Ok(Json(alerts::acknowledge(&state.db, id, &caller.actor(body.actor.as_deref())).await?))
 }

@@ -131,7 +131,7 @@ fn bandit_settings(kind: &str, given: Option<bandit::Settings>, arms: usize) -> 
     }
 }
 
-async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<CreateExperiment>) -> ApiResult<(StatusCode, axum::Json<ExperimentRow>)> {
+async fn create(State(state): State<AppState>, axum::Extension(caller): axum::Extension<crate::keys::Caller>, StrictJson(req): StrictJson<CreateExperiment>) -> ApiResult<(StatusCode, axum::Json<ExperimentRow>)> {
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::validation("name", "must be 1 to 200 characters"));
@@ -204,8 +204,8 @@ async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<Creat
             }
             continue;
         };
-        let actor = if req.created_by.is_empty() { "api" } else { &req.created_by };
-        record(&mut tx, &row, "create", None, actor, json!({})).await?;
+        let actor = caller.actor(Some(&req.created_by));
+        record(&mut tx, &row, "create", None, &actor, json!({})).await?;
         tx.commit().await?;
         return Ok((StatusCode::CREATED, axum::Json(row)));
     }
@@ -380,7 +380,7 @@ fn non_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resu
     }
 }
 
-async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJson(req): StrictJson<PatchExperiment>) -> ApiResult<axum::Json<ExperimentRow>> {
+async fn update(State(state): State<AppState>, axum::Extension(caller): axum::Extension<crate::keys::Caller>, Path(id): Path<String>, StrictJson(req): StrictJson<PatchExperiment>) -> ApiResult<axum::Json<ExperimentRow>> {
     let mut tx = state.db.begin().await?;
     let mut row = find_for_update(&mut tx, &id).await?;
     let status = row.status();
@@ -512,7 +512,7 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, StrictJso
     .bind(&row.rollout)
     .fetch_one(&mut *tx)
     .await?;
-    let actor = req.actor.unwrap_or_else(|| "api".into());
+    let actor = caller.actor(req.actor.as_deref());
     record(&mut tx, &updated, "update", Some(status), &actor, json!({"changed": changed})).await?;
     tx.commit().await?;
     if status == Status::Running {
@@ -537,24 +537,24 @@ struct ActorBody {
     actor: Option<String>,
 }
 
-async fn launch(State(state): State<AppState>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<LaunchBody>) -> ApiResult<axum::Json<ExperimentRow>> {
+async fn launch(State(state): State<AppState>, axum::Extension(caller): axum::Extension<crate::keys::Caller>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<LaunchBody>) -> ApiResult<axum::Json<ExperimentRow>> {
     if body.ramp_pct.is_some_and(|r| !(r.is_finite() && (0.0..=100.0).contains(&r))) {
         return Err(ApiError::validation("ramp_pct", "must be a number from 0 to 100"));
     }
-    transition(&state, &id, Status::Running, body.ramp_pct, body.actor).await
+    transition(&state, &id, Status::Running, body.ramp_pct, caller.actor(body.actor.as_deref())).await
 }
 
-async fn pause(State(state): State<AppState>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<ActorBody>) -> ApiResult<axum::Json<ExperimentRow>> {
-    transition(&state, &id, Status::Paused, None, body.actor).await
+async fn pause(State(state): State<AppState>, axum::Extension(caller): axum::Extension<crate::keys::Caller>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<ActorBody>) -> ApiResult<axum::Json<ExperimentRow>> {
+    transition(&state, &id, Status::Paused, None, caller.actor(body.actor.as_deref())).await
 }
 
-async fn stop(State(state): State<AppState>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<ActorBody>) -> ApiResult<axum::Json<ExperimentRow>> {
-    transition(&state, &id, Status::Stopped, None, body.actor).await
+async fn stop(State(state): State<AppState>, axum::Extension(caller): axum::Extension<crate::keys::Caller>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<ActorBody>) -> ApiResult<axum::Json<ExperimentRow>> {
+    transition(&state, &id, Status::Stopped, None, caller.actor(body.actor.as_deref())).await
 }
 
-async fn transition(state: &AppState, id: &str, to: Status, ramp_pct: Option<f64>, actor: Option<String>) -> ApiResult<axum::Json<ExperimentRow>> {
+async fn transition(state: &AppState, id: &str, to: Status, ramp_pct: Option<f64>, actor: String) -> ApiResult<axum::Json<ExperimentRow>> {
     let mut tx = state.db.begin().await?;
-    let change = Change { ramp_pct, ..Change::new(to, actor.as_deref().unwrap_or("api")) };
+    let change = Change { ramp_pct, ..Change::new(to, &actor) };
     let (_, updated) = crate::experiments::transition(&mut tx, id, change).await?;
     tx.commit().await?;
     state.publisher.notify();
@@ -609,7 +609,7 @@ async fn deleted_draft(db: &PgPool, id_or_key: &str) -> ApiResult<Option<Uuid>> 
 
 /// `DELETE /experiments/{id}`: only a draft, which never served anyone, can go; anything that
 /// ran is kept for its results (stop it instead). The audit trail stays.
-async fn delete(State(state): State<AppState>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<ActorBody>) -> ApiResult<StatusCode> {
+async fn delete(State(state): State<AppState>, axum::Extension(caller): axum::Extension<crate::keys::Caller>, Path(id): Path<String>, OptionalStrictJson(body): OptionalStrictJson<ActorBody>) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     let mut row = find_for_update(&mut tx, &id).await?;
     if row.status() != Status::Draft {
@@ -621,7 +621,7 @@ async fn delete(State(state): State<AppState>, Path(id): Path<String>, OptionalS
     sqlx::query("DELETE FROM experiments WHERE id = $1").bind(row.id).execute(&mut *tx).await?;
     row.status = "deleted".into();
     row.version += 1;
-    record(&mut tx, &row, "delete", Some(Status::Draft), body.actor.as_deref().unwrap_or("api"), json!({"name": row.name})).await?;
+    record(&mut tx, &row, "delete", Some(Status::Draft), &caller.actor(body.actor.as_deref()), json!({"name": row.name})).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
 
-use super::auth::{Role, bearer, role_of};
+use super::auth::{Role, bearer};
 use crate::experiments::find;
 use super::{ApiError, AppState};
 use crate::results;
@@ -35,26 +35,29 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn upgrade(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let header_ok = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .is_some_and(|t| can_read(&state, t));
+    let token = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
+    let header_ok = match token {
+        Some(t) => can_read(&state, t).await,
+        None => false,
+    };
     ws.on_upgrade(move |socket| session(socket, state, id, header_ok))
 }
 
-fn can_read(state: &AppState, token: &str) -> bool {
-    matches!(role_of(&state.config, token), Some(Role::Admin | Role::Read))
+async fn can_read(state: &AppState, token: &str) -> bool {
+    let caller = crate::keys::authenticate(&state.db, &state.keys, &state.config, token).await;
+    matches!(caller, Ok(Some(c)) if matches!(c.role, Role::Admin | Role::Read))
 }
 
 async fn session(mut socket: WebSocket, state: AppState, id: String, mut authed: bool) {
     if !authed {
         authed = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
-            Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<Value>(&text)
-                .ok()
-                .filter(|v| v["type"] == "auth")
-                .and_then(|v| v["token"].as_str().map(|t| can_read(&state, t)))
-                .unwrap_or(false),
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let token = serde_json::from_str::<Value>(&text).ok().filter(|v| v["type"] == "auth").and_then(|v| v["token"].as_str().map(str::to_owned));
+                match token {
+                    Some(t) => can_read(&state, &t).await,
+                    None => false,
+                }
+            }
             _ => false,
         };
     }

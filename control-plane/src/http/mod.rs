@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::Config;
 use crate::publish::Publisher;
 
+pub mod access;
 pub mod alerts;
 pub mod assign;
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod events;
 pub mod experiments;
 pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod live;
 pub mod results;
 pub mod sample_size;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub watch: Arc<tokio::sync::Notify>,
     /// Wakes the webhook deliverer (`webhooks::run`) after an alert was raised.
     pub deliver: Arc<tokio::sync::Notify>,
+    /// Managed API keys verified lately (`crate::keys`).
+    pub keys: Arc<crate::keys::Cache>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::router())
         .merge(watch::router())
         .merge(webhooks::router())
+        .merge(keys::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), storable::refuse_nul))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         // The socket authenticates itself (browsers cannot set headers on a WebSocket).
@@ -84,20 +89,41 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The built single-page app, with `index.html` for every client-side route.
+/// What the console may load and who may frame it: its own scripts and styles, its own API and
+/// live socket, no other origin, no frame around it (clickjacking), no referrer to other sites.
+pub const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
+
+/// The built single-page app, with `index.html` for every client-side route, under the
+/// console's security headers.
 fn dashboard(config: &Config) -> axum::routing::MethodRouter {
+    use axum::http::{HeaderName, HeaderValue, header};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let headers = [
+        (header::CONTENT_SECURITY_POLICY, CONSOLE_CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    let secured = |mut router: axum::routing::MethodRouter| {
+        for (name, value) in headers.iter().cloned() {
+            let name: HeaderName = name;
+            router = router.layer(SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value)));
+        }
+        router
+    };
     let index = config.dashboard_dir.join("index.html");
     if index.exists() {
-        axum::routing::get_service(ServeDir::new(&config.dashboard_dir).fallback(ServeFile::new(index)))
+        secured(axum::routing::get_service(ServeDir::new(&config.dashboard_dir).fallback(ServeFile::new(index))))
     } else {
         let dir = config.dashboard_dir.display().to_string();
-        axum::routing::get(move || async move {
+        secured(axum::routing::get(move || async move {
             Html(format!(
                 "<!doctype html><title>Litmus Edge</title><h1>Litmus Edge</h1>\
                  <p>The dashboard is not built ({dir}/index.html is missing): run <code>make run</code>.</p>\
                  <p>The API is at <code>/api/v1</code>; health at <a href=\"/health\">/health</a>.</p>"
             ))
-        })
+        }))
     }
 }
 

@@ -49,8 +49,8 @@ impl App {
     /// The test config (tokens above, 64 KiB bodies), changed by `adjust`.
     pub fn with_config(db: PgPool, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests("postgres://unused", ADMIN);
-        config.read_api_tokens = vec![READER.into()];
-        config.ingest_api_tokens = vec![INGEST.into()];
+        config.read_api_tokens = vec![READER.to_owned().into()];
+        config.ingest_api_tokens = vec![INGEST.to_owned().into()];
         config.max_body_bytes = 64 * 1024;
         adjust(&mut config);
         let state = startup::app_state(db.clone(), config, None);
