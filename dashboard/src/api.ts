@@ -133,6 +133,19 @@ export interface WhoAmI {
   can_write: boolean;
 }
 
+/** An API key as listed: never its secret. */
+export interface ApiKey {
+  id: string;
+  name: string;
+  role: 'admin' | 'read' | 'ingest' | 'assign';
+  prefix: string;
+  created_by: string;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+}
+
 export interface AuditEntry {
   id?: number;
   action: string;
@@ -419,6 +432,10 @@ export const api = {
   },
   /** Idempotent: a second acknowledgement keeps the first one's name and time. */
   acknowledge: (id: number) => request<AlertEntry>('POST', `/alerts/${id}/acknowledge`, { actor: getActor() }),
+  keys: () => request<ApiKey[]>('GET', '/keys'),
+  /** The answer holds the secret (`key`), once: it cannot be read again. */
+  createKey: (body: { name: string; role: string; expires_at?: string }) => request<ApiKey & { key: string }>('POST', '/keys', body),
+  revokeKey: (id: string) => request<ApiKey>('DELETE', `/keys/${enc(id)}`),
   /** Asked once per sign-in; `null` when the server cannot say (the console then finds out from a 403). */
   whoami(): Promise<WhoAmI | null> {
     whoamiCache ??= request<WhoAmI>('GET', '/whoami').catch(() => null);

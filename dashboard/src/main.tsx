@@ -5,6 +5,7 @@ import { getActor, getToken, onAuthChange, signOut } from './api';
 import { Link, match, navigate, useLocation } from './router';
 import { Alerts } from './screens/Alerts';
 import { Detail } from './screens/Detail';
+import { Keys } from './screens/Keys';
 import { List } from './screens/List';
 import { New } from './screens/New';
 import { Results } from './screens/Results';
@@ -72,6 +73,9 @@ function App() {
     case 'alerts':
       screen = <Alerts />;
       break;
+    case 'keys':
+      screen = <Keys />;
+      break;
     default:
       screen = (
         <>
@@ -102,6 +106,9 @@ function App() {
             </Link>
             <Link href="/experiments/new" aria-current={route.name === 'new' ? 'page' : undefined}>
               New
+            </Link>
+            <Link href="/keys" aria-current={route.name === 'keys' ? 'page' : undefined}>
+              Keys
             </Link>
           </nav>
           <div class="who">

@@ -40,12 +40,14 @@ export type Route =
   | { name: 'results'; id: string }
   | { name: 'settings'; id: string }
   | { name: 'alerts' }
+  | { name: 'keys' }
   | { name: 'notfound' };
 
 export function match(path: string): Route {
   if (path === '/' || path === '/experiments') return { name: 'list' };
   if (path === '/experiments/new') return { name: 'new' };
   if (path === '/alerts') return { name: 'alerts' };
+  if (path === '/keys') return { name: 'keys' };
   const m = /^\/experiments\/([^/]+)(?:\/(results|settings))?$/.exec(path);
   if (m) {
     const id = decodeURIComponent(m[1]);
