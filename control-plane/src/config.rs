@@ -85,6 +85,12 @@ pub struct Config {
     #[arg(long, env = "LITMUS_WEBHOOK_ATTEMPTS", default_value_t = 8)]
     pub webhook_attempts: u32,
 
+    /// Allow webhook targets on private, loopback, link-local and metadata addresses (local
+    /// development against a receiver on this machine). Off by default: such targets are
+    /// refused at creation and at delivery (`outbound`).
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value = "false", action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
     /// Days of raw events to keep; older daily partitions are dropped. 0 keeps everything.
     #[arg(long, env = "EVENT_RETENTION_DAYS", default_value_t = 0)]
     pub event_retention_days: u32,

@@ -15,6 +15,7 @@
 //! - [`watch`]: stopping rules, safe rollouts and insights, acted on by a background job.
 //! - [`alerts`]: the alert feed every finding lands in, once.
 //! - [`keys`]: API keys (managed and env), their roles, authentication.
+//! - [`outbound`]: where user-configured requests may go (public addresses only, by default).
 //! - [`webhooks`]: signed delivery of alerts, retried with backoff, with a delivery log.
 
 pub mod alerts;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod experiments;
 pub mod http;
 pub mod keys;
+pub mod outbound;
 pub mod partitions;
 pub mod publish;
 pub mod results;

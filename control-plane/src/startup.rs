@@ -63,7 +63,10 @@ pub fn watcher(state: &AppState) -> watch::scheduler::Watch {
 }
 
 pub fn deliverer(state: &AppState) -> webhooks::Deliverer {
-    webhooks::Deliverer { db: state.db.clone(), wake: state.deliver.clone(), backoff: state.config.webhook_backoff, attempts: state.config.webhook_attempts }
+    webhooks::Deliverer {
+        db: state.db.clone(), wake: state.deliver.clone(), backoff: state.config.webhook_backoff, attempts: state.config.webhook_attempts,
+        allow_private: state.config.webhook_allow_private,
+    }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.

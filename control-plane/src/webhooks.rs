@@ -55,7 +55,9 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn create(db: &PgPool, url: &str, secret: Option<String>, kinds: Vec<String>) -> ApiResult<Webhook> {
+/// Creates a webhook; with `allow_private` false, a URL whose host is or resolves to a
+/// non-public address is refused (`outbound`).
+pub async fn create(db: &PgPool, url: &str, secret: Option<String>, kinds: Vec<String>, allow_private: bool) -> ApiResult<Webhook> {
     let parsed = reqwest::Url::parse(url).map_err(|e| ApiError::validation("url", format!("not a URL: {e}")))?;
     if !["http", "https"].contains(&parsed.scheme()) || parsed.host_str().is_none() || url.len() > 2000 {
         return Err(ApiError::validation("url", "an http(s) URL with a host, at most 2000 characters"));
@@ -68,6 +70,9 @@ pub async fn create(db: &PgPool, url: &str, secret: Option<String>, kinds: Vec<S
         Some(_) => return Err(ApiError::validation("secret", "16 to 256 characters (leave it out to get a generated one)")),
         None => format!("whsec_{}", hex(&rand::random::<[u8; 24]>())),
     };
+    if !allow_private && let Some(why) = crate::outbound::refusal(&parsed).await {
+        return Err(ApiError::validation("url", why));
+    }
     let mut hook: Webhook = sqlx::query_as("INSERT INTO webhooks (id, url, secret, kinds) VALUES ($1, $2, $3, $4) RETURNING id, url, kinds, created_at")
         .bind(Uuid::now_v7())
         .bind(url)
@@ -131,10 +136,12 @@ pub struct Deliverer {
     pub wake: Arc<Notify>,
     pub backoff: Duration,
     pub attempts: u32,
+    /// `WEBHOOK_ALLOW_PRIVATE`: deliver to private addresses too.
+    pub allow_private: bool,
 }
 
 pub async fn run(d: Deliverer) {
-    let client = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+    let client = match crate::outbound::client(TIMEOUT, d.allow_private) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no HTTP client: webhooks will not be delivered");
@@ -176,6 +183,18 @@ async fn deliver_one(d: &Deliverer, client: &reqwest::Client) -> anyhow::Result<
         o.remove("dedupe_key");
     }
     let kind = alert["kind"].as_str().unwrap_or("").to_owned();
+    // IP literals skip the resolver: checked here, as names are by it.
+    let literal = reqwest::Url::parse(&url).ok().and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok())).flatten();
+    if !d.allow_private && literal.is_some_and(|ip| !crate::outbound::is_public(ip)) {
+        sqlx::query("UPDATE webhook_deliveries SET attempts = attempts + 1, status = 'failed', last_error = $2 WHERE id = $1")
+            .bind(id)
+            .bind("refused: the target is not a public address")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::warn!(delivery = id, "webhook target is not a public address; delivery refused");
+        return Ok(true);
+    }
     let body = serde_json::to_vec(&json!({"type": "alert", "delivery_id": id, "alert": alert}))?;
     let t = Utc::now().timestamp();
     let sent = client
@@ -213,10 +232,12 @@ async fn deliver_one(d: &Deliverer, client: &reqwest::Client) -> anyhow::Result<
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    // The host only: a URL's path or query may hold a receiver's token.
+    let host = reqwest::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     match (ok, failed) {
-        (true, _) => tracing::info!(delivery = id, url = %url, attempts, "webhook delivered"),
-        (false, true) => tracing::warn!(delivery = id, url = %url, attempts, error = ?error, "webhook delivery failed for good"),
-        (false, false) => tracing::info!(delivery = id, url = %url, attempts, error = ?error, retry_in = ?wait, "webhook delivery failed; will retry"),
+        (true, _) => tracing::info!(delivery = id, host, attempts, "webhook delivered"),
+        (false, true) => tracing::warn!(delivery = id, host, attempts, error = ?error, "webhook delivery failed for good"),
+        (false, false) => tracing::info!(delivery = id, host, attempts, error = ?error, retry_in = ?wait, "webhook delivery failed; will retry"),
     }
     Ok(true)
 }

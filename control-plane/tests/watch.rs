@@ -357,7 +357,7 @@ async fn webhooks_are_signed_retried_with_backoff_and_logged(db: PgPool) {
     healthy(&app, "hooked", 0, 10).await;
     let w = watcher(&db);
     once(&w).await.expect("look");
-    let deliverer = webhooks::Deliverer { db: db.clone(), wake: w.deliver.clone(), backoff: Duration::from_millis(100), attempts: 3 };
+    let deliverer = webhooks::Deliverer { db: db.clone(), wake: w.deliver.clone(), backoff: Duration::from_millis(100), attempts: 3, allow_private: true };
     let task = tokio::spawn(webhooks::run(deliverer));
 
     let log = wait_for_deliveries(&app, hook["id"].as_str().expect("id"), "delivered").await;
@@ -382,6 +382,41 @@ async fn webhooks_are_signed_retried_with_backoff_and_logged(db: PgPool) {
     task.abort();
     assert_eq!(app.delete(&format!("/api/v1/webhooks/{}", hook["id"].as_str().expect("id"))).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.delete(&format!("/api/v1/webhooks/{}", hook["id"].as_str().expect("id"))).await.error(404).0, "not_found");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn webhooks_to_private_addresses_are_refused_at_creation_and_at_delivery(db: PgPool) {
+    // The default: no private targets. Only loopback is ever contacted here (and nothing is).
+    let app = App::with_config(db.clone(), |c| c.webhook_allow_private = false);
+    let (url, seen) = receiver(0).await;
+    for target in [url.as_str(), "http://169.254.169.254/latest/meta-data/", "http://localhost:9/x", "http://[::1]:9/", "http://10.0.0.8/", "http://[fd00:ec2::254]/"] {
+        let r = app.post("/api/v1/webhooks", json!({"url": target}));
+        let r = r.await;
+        assert_eq!(r.error(422).1.as_deref(), Some("url"), "{target}: {}", r.text);
+    }
+    // Targets stored before (or while an operator allowed them): refused at delivery, an IP
+    // literal and a name (resolved, then refused: what DNS rebinding would try).
+    let (id, named) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    for (hook, target) in [(id, url.clone()), (named, url.replace("127.0.0.1", "localhost"))] {
+        sqlx::query("INSERT INTO webhooks (id, url, secret, kinds) VALUES ($1, $2, 'whsec_0123456789abcdef', '{}')")
+            .bind(hook)
+            .bind(&target)
+            .execute(&db)
+            .await
+            .expect("insert");
+    }
+    two_arms(&app, "inside", json!({"rules": [{"kind": "max_sample", "units": 10, "action": "notify"}]})).await;
+    healthy(&app, "inside", 0, 10).await;
+    let w = watcher(&db);
+    once(&w).await.expect("look");
+    let deliverer = webhooks::Deliverer { db: db.clone(), wake: w.deliver.clone(), backoff: Duration::from_millis(100), attempts: 3, allow_private: false };
+    let task = tokio::spawn(webhooks::run(deliverer));
+    let log = wait_for_deliveries(&app, &id.to_string(), "failed").await;
+    assert!(log[0]["last_error"].as_str().is_some_and(|e| e.contains("not a public address")), "{log:?}");
+    let log = wait_for_deliveries(&app, &named.to_string(), "failed").await;
+    task.abort();
+    assert_eq!((log[0]["attempts"].clone(), log[0]["last_status"].clone()), (json!(3), Value::Null), "{log:?}");
+    assert!(seen.lock().expect("lock").is_empty(), "nothing was sent");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -30,7 +30,7 @@ struct CreateWebhook {
 }
 
 async fn create(State(state): State<AppState>, StrictJson(req): StrictJson<CreateWebhook>) -> ApiResult<(StatusCode, Json<Webhook>)> {
-    Ok((StatusCode::CREATED, Json(webhooks::create(&state.db, &req.url, req.secret, req.kinds).await?)))
+    Ok((StatusCode::CREATED, Json(webhooks::create(&state.db, &req.url, req.secret, req.kinds, state.config.webhook_allow_private).await?)))
 }
 
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Webhook>>> {

@@ -52,6 +52,8 @@ impl App {
         config.read_api_tokens = vec![READER.to_owned().into()];
         config.ingest_api_tokens = vec![INGEST.to_owned().into()];
         config.max_body_bytes = 64 * 1024;
+        // Webhook receivers in tests listen on loopback.
+        config.webhook_allow_private = true;
         adjust(&mut config);
         let state = startup::app_state(db.clone(), config, None);
         App { router: http::router(state), db }
