@@ -91,6 +91,16 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value = "false", action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
 
+    /// Put `/metrics` behind an `admin` or `read` key. Off by default (the API contract serves
+    /// it without one, for a scraper on the private network the control plane runs in).
+    /// Live result sockets one key may hold open at once (each recomputes results as events
+    /// arrive); the next is refused with a 429 message.
+    #[arg(long, env = "LIVE_SOCKETS_PER_KEY", default_value_t = 32)]
+    pub live_sockets_per_key: usize,
+
+    #[arg(long, env = "METRICS_REQUIRE_KEY", default_value = "false", action = clap::ArgAction::Set)]
+    pub metrics_require_key: bool,
+
     /// Days of raw events to keep; older daily partitions are dropped. 0 keeps everything.
     #[arg(long, env = "EVENT_RETENTION_DAYS", default_value_t = 0)]
     pub event_retention_days: u32,

@@ -50,7 +50,7 @@ pub fn app_state(db: PgPool, config: Config, metrics: Option<PrometheusHandle>) 
     let (live, _) = tokio::sync::broadcast::channel(1024);
     AppState {
         db, config: Arc::new(config), publisher: Publisher::default(), metrics, live, rollup: Arc::default(), watch: Arc::default(),
-        deliver: Arc::default(), keys: Arc::default(),
+        deliver: Arc::default(), keys: Arc::default(), sockets: Arc::default(),
     }
 }
 

@@ -21,6 +21,19 @@ async fn health_ready_metrics_need_no_token(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn an_operator_can_put_metrics_behind_a_key(db: PgPool) {
+    let app = App::with_config(db, |c| c.metrics_require_key = true);
+    assert_eq!(app.raw(Method::GET, "/metrics", None, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.raw(Method::GET, "/metrics", Some("wrong"), None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.raw(Method::GET, "/metrics", Some(common::INGEST), None).await.status, StatusCode::FORBIDDEN);
+    for token in [common::READER, common::ADMIN] {
+        assert_eq!(app.raw(Method::GET, "/metrics", Some(token), None).await.status, StatusCode::OK);
+    }
+    // Health and readiness stay open: load balancers carry no key.
+    assert_eq!(app.raw(Method::GET, "/ready", None, None).await.status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn ready_is_503_when_the_database_is_gone(db: PgPool) {
     let app = App::new(db.clone());
     db.close().await;

@@ -26,8 +26,13 @@ where
 
 /// The app on a loopback socket (a read token too), and a watch job over the same state.
 async fn serve(db: &PgPool) -> (std::net::SocketAddr, litmus_control_plane::watch::scheduler::Watch) {
+    serve_with(db, |_| {}).await
+}
+
+async fn serve_with(db: &PgPool, adjust: impl FnOnce(&mut Config)) -> (std::net::SocketAddr, litmus_control_plane::watch::scheduler::Watch) {
     let mut config = Config::for_tests("postgres://unused", ADMIN);
     config.read_api_tokens = vec![READER.to_owned().into()];
+    adjust(&mut config);
     let state = startup::app_state(db.clone(), config, None);
     let watch = startup::watcher(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -82,6 +87,50 @@ async fn websocket_pushes_results_as_events_arrive(db: PgPool) {
     let (mut missing, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws/experiments/ghost/live")).await.expect("connect");
     missing.send(Message::Text(json!({"type": "auth", "token": ADMIN}).to_string().into())).await.expect("send");
     assert_eq!(next_json(&mut missing).await["status"], 404);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn sockets_are_capped_per_key_and_take_no_big_message_before_auth(db: PgPool) {
+    let (addr, _) = serve_with(&db, |c| c.live_sockets_per_key = 2).await;
+    let http = reqwest::Client::new();
+    http.post(format!("http://{addr}/api/v1/experiments")).bearer_auth(ADMIN)
+        .json(&json!({"key": "capped", "name": "Capped", "variants": [{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}]}))
+        .send().await.expect("create");
+    let url = format!("ws://{addr}/api/v1/ws/experiments/capped/live");
+    let open = || async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("connect");
+        ws.send(Message::Text(json!({"type": "auth", "token": READER}).to_string().into())).await.expect("send");
+        let first = next_json(&mut ws).await;
+        (ws, first)
+    };
+    let (mut one, first) = open().await;
+    assert_eq!(first["type"], "results");
+    let (_two, second) = open().await;
+    assert_eq!(second["type"], "results");
+    let (_, third) = open().await;
+    assert_eq!((third["status"].as_u64(), third["error"]["code"].as_str()), (Some(429), Some("too_many_requests")), "{third}");
+    // Closing one frees its place.
+    one.close(None).await.expect("close");
+    drop(one);
+    let mut freed = None;
+    for _ in 0..50 {
+        let (_ws, answer) = open().await;
+        if answer["type"] == "results" {
+            freed = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed.is_some(), "a closed socket's place is given back");
+    // A message over 8 KiB is not read, even a valid auth message padded out: refused.
+    let (mut big, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("connect");
+    let padded = json!({"type": "auth", "token": ADMIN, "pad": "x".repeat(64 * 1024)}).to_string();
+    let _ = big.send(Message::Text(padded.into())).await;
+    let next = tokio::time::timeout(Duration::from_secs(10), big.next()).await.expect("an answer within 10 s");
+    match next {
+        Some(Ok(Message::Text(t))) => assert!(t.contains("\"status\":401"), "{t}"),
+        other => assert!(!matches!(other, Some(Ok(Message::Text(_)))), "{other:?}"),
+    }
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

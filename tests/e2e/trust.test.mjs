@@ -4,7 +4,7 @@
 // can see them. The control plane's /metrics counts the refusals.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startStack, waitFor, psql, sleep } from "./stack.mjs";
+import { ADMIN, startStack, waitFor, psql, sleep } from "./stack.mjs";
 
 let cp, edge, dispose, databaseUrl;
 
@@ -71,7 +71,7 @@ test("forged events move nothing; a browser's signed flow counts once", { timeou
   const last = (await post("/v1/assign", { unit_id: "real-99", experiments: ["trust_ab"], expose: false })).body.assignments[0];
   await post("/v1/events", { events: [{ kind: "exposure", experiment: "trust_ab", unit_id: "real-99", variant_key: last.variant_key, signature: last.signature }] });
   const refused = await waitFor(async () => {
-    const text = await (await fetch(`${cp.url}/metrics`)).text();
+    const text = await (await fetch(`${cp.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } })).text();
     const n = Number(text.match(/^edge_events_refused_total (\d+)/m)?.[1] ?? 0);
     return n >= 1000 ? n : null;
   }, { timeout: 20_000, what: "edge_events_refused_total at 1000" });

@@ -29,10 +29,26 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus text. The API contract serves it without a key; an operator whose control plane is
+/// reachable by more than its scraper closes it (`METRICS_REQUIRE_KEY=true`: an `admin` or `read`
+/// key), since route names, pool sizes and the edge's refusal counts tell outsiders too much.
+async fn prometheus(State(state): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    if state.config.metrics_require_key {
+        let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(super::auth::bearer);
+        let caller = match token {
+            Some(t) => crate::keys::authenticate(&state.db, &state.keys, &state.config, t).await,
+            None => Ok(None),
+        };
+        match caller {
+            Ok(Some(c)) if super::access::allows(c.role, super::access::Access::Read) => {}
+            Ok(Some(_)) => return super::ApiError::Forbidden("/metrics takes an admin or read key".into()).into_response(),
+            Ok(None) => return super::ApiError::Unauthorized.into_response(),
+            Err(e) => return e.into_response(),
+        }
+    }
     let pool = &state.db;
     metrics::gauge!("db_pool_connections").set(f64::from(pool.size()));
     metrics::gauge!("db_pool_idle_connections").set(pool.num_idle() as f64);
     let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -29,6 +29,44 @@ use crate::results;
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const REFRESH: Duration = Duration::from_secs(15);
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest message a client may send: the auth message is all it has to say (tungstenite's
+/// default would buffer 64 MiB from anyone, before auth).
+const MAX_INCOMING: usize = 8 * 1024;
+
+/// Open live sockets per key name, held by each session for its lifetime.
+#[derive(Default)]
+pub struct Sockets(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One socket counted against its key; released when the session ends.
+struct Held<'a> {
+    sockets: &'a Sockets,
+    key: String,
+}
+
+impl Sockets {
+    fn hold(&self, key: &str, cap: usize) -> Option<Held<'_>> {
+        let mut open = self.0.lock().ok()?;
+        let n = open.entry(key.to_owned()).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Held { sockets: self, key: key.to_owned() })
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.sockets.0.lock()
+            && let Some(n) = open.get_mut(&self.key)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws/experiments/{id}/live", get(upgrade))
@@ -36,35 +74,41 @@ pub fn router() -> Router<AppState> {
 
 async fn upgrade(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
     let token = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
-    let header_ok = match token {
-        Some(t) => can_read(&state, t).await,
-        None => false,
+    let reader = match token {
+        Some(t) => reader(&state, t).await,
+        None => None,
     };
-    ws.on_upgrade(move |socket| session(socket, state, id, header_ok))
+    ws.max_message_size(MAX_INCOMING).max_frame_size(MAX_INCOMING).on_upgrade(move |socket| session(socket, state, id, reader))
 }
 
-async fn can_read(state: &AppState, token: &str) -> bool {
-    let caller = crate::keys::authenticate(&state.db, &state.keys, &state.config, token).await;
-    matches!(caller, Ok(Some(c)) if matches!(c.role, Role::Admin | Role::Read))
+/// The name of the key `token` is, if it may read.
+async fn reader(state: &AppState, token: &str) -> Option<String> {
+    let caller = crate::keys::authenticate(&state.db, &state.keys, &state.config, token).await.ok()??;
+    matches!(caller.role, Role::Admin | Role::Read).then_some(caller.name)
 }
 
-async fn session(mut socket: WebSocket, state: AppState, id: String, mut authed: bool) {
-    if !authed {
-        authed = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
+async fn session(mut socket: WebSocket, state: AppState, id: String, mut reader_name: Option<String>) {
+    if reader_name.is_none() {
+        reader_name = match tokio::time::timeout(AUTH_TIMEOUT, socket.recv()).await {
             Ok(Some(Ok(Message::Text(text)))) => {
                 let token = serde_json::from_str::<Value>(&text).ok().filter(|v| v["type"] == "auth").and_then(|v| v["token"].as_str().map(str::to_owned));
                 match token {
-                    Some(t) => can_read(&state, &t).await,
-                    None => false,
+                    Some(t) => reader(&state, &t).await,
+                    None => None,
                 }
             }
-            _ => false,
+            _ => None,
         };
     }
-    if !authed {
+    let Some(name) = reader_name else {
         let _ = send_error(&mut socket, ApiError::Unauthorized).await;
         return;
-    }
+    };
+    let Some(_held) = state.sockets.hold(&name, state.config.live_sockets_per_key) else {
+        let cap = state.config.live_sockets_per_key;
+        let _ = send_error(&mut socket, ApiError::TooManyRequests(format!("at most {cap} live sockets per key (LIVE_SOCKETS_PER_KEY)"))).await;
+        return;
+    };
     let row = match find(&state.db, &id).await {
         Ok(row) => row,
         Err(e) => {

@@ -54,6 +54,8 @@ pub struct AppState {
     pub deliver: Arc<tokio::sync::Notify>,
     /// Managed API keys verified lately (`crate::keys`).
     pub keys: Arc<crate::keys::Cache>,
+    /// Live sockets open per key (`live`).
+    pub sockets: Arc<live::Sockets>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -136,7 +136,8 @@ class ControlPlane:
 
     def requests_to(self, route: str) -> int:
         """How many requests the server answered on `route` (its Prometheus counter)."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as res:
+        req = urllib.request.Request(f"{self.url}/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+        with urllib.request.urlopen(req, timeout=5) as res:
             text = res.read().decode()
         total = 0
         for line in text.splitlines():
