@@ -7,8 +7,9 @@
 //! `"<t>.<body>"` under the webhook's secret; receivers recompute it and reject old `t` to stop
 //! replays. `X-Litmus-Delivery` is stable across retries of one delivery (deduplicate on it).
 //!
-//! Every control plane delivers: a delivery is claimed with `FOR UPDATE SKIP LOCKED`, so two
-//! never send the same attempt.
+//! Every control plane delivers: a delivery is claimed with `FOR UPDATE SKIP LOCKED` and leased
+//! (committed) before it is sent, so two never send the same attempt and no transaction or pool
+//! connection is held across the HTTP call; up to eight are sent at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,6 +141,13 @@ pub struct Deliverer {
     pub allow_private: bool,
 }
 
+/// Deliveries sent at once by one control plane: a dead endpoint holds one slot for its timeout,
+/// not the whole queue.
+const PARALLEL: usize = 8;
+/// How long a claimed delivery is left to its sender before another may try it (longer than a
+/// send can take).
+const LEASE: Duration = Duration::from_secs(60);
+
 pub async fn run(d: Deliverer) {
     let client = match crate::outbound::client(TIMEOUT, d.allow_private) {
         Ok(c) => c,
@@ -148,11 +156,19 @@ pub async fn run(d: Deliverer) {
             return;
         }
     };
+    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
     loop {
-        match deliver_one(&d, &client).await {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "delivering a webhook failed; retrying"),
+        // Claim as many due deliveries as there are free slots; each is sent on its own task,
+        // with no transaction and no pool connection held across the HTTP call.
+        while let Ok(slot) = slots.clone().try_acquire_owned() {
+            match deliver_one(&d, &client, slot).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming a webhook delivery failed; retrying");
+                    break;
+                }
+            }
         }
         let next: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'")
             .fetch_one(&d.db)
@@ -166,42 +182,61 @@ pub async fn run(d: Deliverer) {
     }
 }
 
-/// Claims and attempts one due delivery; `false` when none is due.
-async fn deliver_one(d: &Deliverer, client: &reqwest::Client) -> anyhow::Result<bool> {
-    let mut tx = d.db.begin().await?;
+/// Claims one due delivery (committed: leased for [`LEASE`], so no other control plane sends it
+/// meanwhile) and sends it on a task of its own holding `slot`; `false` when none is due.
+async fn deliver_one(d: &Deliverer, client: &reqwest::Client, slot: tokio::sync::OwnedSemaphorePermit) -> anyhow::Result<bool> {
     let due: Option<(i64, i32, String, String, Db<Value>)> = sqlx::query_as(
-        "SELECT dl.id, dl.attempts, w.url, w.secret, to_jsonb(a) FROM webhook_deliveries dl
-         JOIN webhooks w ON w.id = dl.webhook_id JOIN alerts a ON a.id = dl.alert_id
-         WHERE dl.status = 'pending' AND dl.next_attempt_at <= now()
-         ORDER BY dl.next_attempt_at LIMIT 1 FOR UPDATE OF dl SKIP LOCKED",
+        "WITH due AS (
+             SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
+             ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED
+         ), claimed AS (
+             UPDATE webhook_deliveries dl SET next_attempt_at = now() + make_interval(secs => $1)
+             FROM due WHERE dl.id = due.id RETURNING dl.id, dl.attempts, dl.webhook_id, dl.alert_id
+         )
+         SELECT c.id, c.attempts, w.url, w.secret, to_jsonb(a) FROM claimed c
+         JOIN webhooks w ON w.id = c.webhook_id JOIN alerts a ON a.id = c.alert_id",
     )
-    .fetch_optional(&mut *tx)
+    .bind(LEASE.as_secs_f64())
+    .fetch_optional(&d.db)
     .await?;
     let Some((id, attempts, url, secret, alert)) = due else { return Ok(false) };
-    let mut alert = alert.0;
+    let (d, client) = (d.clone(), client.clone());
+    tokio::spawn(async move {
+        if let Err(e) = attempt(&d, &client, id, attempts, &url, &secret, alert.0).await {
+            tracing::warn!(delivery = id, error = %e, "recording a webhook attempt failed; it is tried again after its lease");
+        }
+        drop(slot);
+        // A slot is free: due deliveries need not wait for the next tick.
+        d.wake.notify_one();
+    });
+    Ok(true)
+}
+
+/// Sends delivery `id` once and records the outcome.
+async fn attempt(d: &Deliverer, client: &reqwest::Client, id: i64, attempts: i32, url: &str, secret: &str, alert: Value) -> anyhow::Result<()> {
+    let mut alert = alert;
     if let Some(o) = alert.as_object_mut() {
         o.remove("dedupe_key");
     }
     let kind = alert["kind"].as_str().unwrap_or("").to_owned();
     // IP literals skip the resolver: checked here, as names are by it.
-    let literal = reqwest::Url::parse(&url).ok().and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok())).flatten();
+    let literal = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok())).flatten();
     if !d.allow_private && literal.is_some_and(|ip| !crate::outbound::is_public(ip)) {
         sqlx::query("UPDATE webhook_deliveries SET attempts = attempts + 1, status = 'failed', last_error = $2 WHERE id = $1")
             .bind(id)
             .bind("refused: the target is not a public address")
-            .execute(&mut *tx)
+            .execute(&d.db)
             .await?;
-        tx.commit().await?;
         tracing::warn!(delivery = id, "webhook target is not a public address; delivery refused");
-        return Ok(true);
+        return Ok(());
     }
     let body = serde_json::to_vec(&json!({"type": "alert", "delivery_id": id, "alert": alert}))?;
     let t = Utc::now().timestamp();
     let sent = client
-        .post(&url)
+        .post(url)
         .header("content-type", "application/json")
         .header("user-agent", "litmus-edge-webhooks")
-        .header("x-litmus-signature", signature(&secret, t, &body))
+        .header("x-litmus-signature", signature(secret, t, &body))
         .header("x-litmus-delivery", id.to_string())
         .header("x-litmus-event", format!("alert.{kind}"))
         .body(body)
@@ -229,17 +264,16 @@ async fn deliver_one(d: &Deliverer, client: &reqwest::Client) -> anyhow::Result<
     .bind(ok)
     .bind(failed)
     .bind(wait.as_secs_f64())
-    .execute(&mut *tx)
+    .execute(&d.db)
     .await?;
-    tx.commit().await?;
     // The host only: a URL's path or query may hold a receiver's token.
-    let host = reqwest::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let host = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     match (ok, failed) {
         (true, _) => tracing::info!(delivery = id, host, attempts, "webhook delivered"),
         (false, true) => tracing::warn!(delivery = id, host, attempts, error = ?error, "webhook delivery failed for good"),
         (false, false) => tracing::info!(delivery = id, host, attempts, error = ?error, retry_in = ?wait, "webhook delivery failed; will retry"),
     }
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -183,10 +183,11 @@ async fn alerts_listed_and_acknowledged(db: PgPool) {
     let id = row.split_whitespace().next().expect("id");
 
     let acked = ok(&s.url, &["alerts", "ack", id]).await;
-    assert!(acked.starts_with(&format!("acknowledged alert {id} (rule on watched) by cli.test at ")), "{acked}");
+    // The key's name, then who ran the command.
+    assert!(acked.starts_with(&format!("acknowledged alert {id} (rule on watched) by env:admin (cli.test) at ")), "{acked}");
     assert_eq!(ok(&s.url, &["alerts", "--unacknowledged"]).await, "no alerts\n");
     let json: Value = serde_json::from_str(&ok(&s.url, &["alerts", "--kind", "rule", "--json"]).await).expect("JSON");
-    assert_eq!(json[0]["acknowledged_by"], "cli.test");
+    assert_eq!(json[0]["acknowledged_by"], "env:admin (cli.test)");
 
     let bad = run(&s.url, &["alerts", "--kind", "weather"]).await;
     assert_eq!(bad.code, 1);
