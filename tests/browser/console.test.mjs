@@ -614,7 +614,7 @@ step('the alert feed: filter by kind, what the platform did, acknowledge (a refu
     await page.unroute(ackUrl);
   }
   await item.getByRole('button', { name: 'Acknowledge' }).click();
-  await textIs(item.getByTestId('alert-acknowledged'), /Acknowledged by ds\.tester/);
+  await textIs(item.getByTestId('alert-acknowledged'), /Acknowledged by env:admin \(ds\.tester\)/);
   const [acked] = await api('GET', `/alerts?experiment=${watched.key}&kind=rule`);
   assert.equal(acked.acknowledged_by, 'env:admin (ds.tester)');
   assert.ok(acked.acknowledged_at);
@@ -635,7 +635,7 @@ step('the Watch card: the rule holds, with its progress; the audit says why; rul
   await textIs(watch.getByTestId('rule-state-0'), 'HOLDS');
   await textIs(watch.getByTestId('rule-progress-0'), '12 of 5 units');
   await textIs(watch.getByTestId('rule-row-0'), /Maximum sample: 5 units.*Pause/s);
-  await textIs(watch.getByTestId(`alert-${ruleAlert.id}`), /Paused the experiment.*Acknowledged by ds\.tester/s);
+  await textIs(watch.getByTestId(`alert-${ruleAlert.id}`), /Paused the experiment.*Acknowledged by env:admin \(ds\.tester\)/s);
   // The job's audit entry: actor `rule`, and the reason in a sentence.
   const byRule = page.getByTestId('audit-table').locator('tbody tr').filter({ has: page.getByRole('cell', { name: 'rule', exact: true }) });
   await textIs(byRule, /pause.*running → paused.*rule.*stopping rule 1: \d+ units exposed, the maximum is 5/s);
