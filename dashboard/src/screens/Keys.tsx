@@ -114,7 +114,7 @@ export function Keys() {
         <Alert kind="success" title={`Key “${created.name}” created`} testId="key-secret">
           <p>Copy it now: it is shown this once and cannot be read again.</p>
           <p>
-            <code data-testid="key-secret-value">{created.key}</code>{' '}
+            <code data-testid="key-secret-value" class="secret">{created.key}</code>{' '}
             <button type="button" class="btn btn-small" onClick={copy}>
               {copied ? 'Copied' : 'Copy'}
             </button>{' '}
@@ -133,11 +133,11 @@ export function Keys() {
               <tr>
                 <th scope="col">Name</th>
                 <th scope="col">Role</th>
-                <th scope="col">Prefix</th>
+                <th scope="col" class="hide-sm">Prefix</th>
                 <th scope="col">Status</th>
-                <th scope="col">Created</th>
-                <th scope="col">Expires</th>
-                <th scope="col">Last used</th>
+                <th scope="col" class="hide-sm">Created</th>
+                <th scope="col" class="hide-sm">Expires</th>
+                <th scope="col" class="hide-sm">Last used</th>
                 <th scope="col">
                   <span class="sr-only">Actions</span>
                 </th>
@@ -155,15 +155,15 @@ export function Keys() {
                 <tr key={k.id} data-key={k.name}>
                   <td>{k.name}</td>
                   <td>{k.role}</td>
-                  <td>
+                  <td class="hide-sm">
                     <code>{k.prefix}</code>
                   </td>
                   <td data-testid="key-status">{status(k)}</td>
-                  <td>
+                  <td class="hide-sm">
                     {dateTime(k.created_at)} <span class="muted small">by {k.created_by}</span>
                   </td>
-                  <td>{k.expires_at ? dateTime(k.expires_at) : '—'}</td>
-                  <td>{k.last_used_at ? dateTime(k.last_used_at) : 'never'}</td>
+                  <td class="hide-sm">{k.expires_at ? dateTime(k.expires_at) : '—'}</td>
+                  <td class="hide-sm">{k.last_used_at ? dateTime(k.last_used_at) : 'never'}</td>
                   <td>
                     {status(k) === 'active' && (
                       <button type="button" class="btn btn-small btn-danger" onClick={() => revoke(k)} aria-label={`Revoke ${k.name}`}>
