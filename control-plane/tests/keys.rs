@@ -107,6 +107,7 @@ async fn an_ingest_key_cannot_steer_an_experiment_named_events(db: PgPool) {
     for action in ["launch", "pause", "stop"] {
         let r = app.raw(Method::POST, &format!("/api/v1/experiments/events/{action}"), Some(INGEST), Some("{}".into())).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{action}: {}", r.text);
+        assert_eq!(r.json()["error"]["message"], format!("a key with role `ingest` may not POST /api/v1/experiments/events/{action}"));
     }
     assert_eq!(app.get("/api/v1/experiments/events").await.json()["status"], "draft");
 }

@@ -25,7 +25,9 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let allowed = access::of(req.method(), &route).is_some_and(|a| access::allows(caller.role, a));
     if !allowed {
-        return Err(ApiError::Forbidden(format!("a {} key may not {} {}", caller.role.as_str(), req.method(), req.uri().path())));
+        // The path as sent (the nested router's `uri()` has lost its `/api/v1`).
+        let path = req.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| req.uri().path().to_owned(), |u| u.path().to_owned());
+        return Err(ApiError::Forbidden(format!("a key with role `{}` may not {} {path}", caller.role.as_str(), req.method())));
     }
     req.extensions_mut().insert(caller.role);
     req.extensions_mut().insert(caller);
