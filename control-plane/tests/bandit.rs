@@ -292,6 +292,17 @@ async fn a_unit_belongs_to_the_weights_it_was_served_not_to_the_clock(db: PgPool
         .await
         .expect("count");
     assert_eq!(stored, 5 * 150 + 5 * 60);
+    // A signed exposure's version is the one its signature names (what the edge verified), not
+    // a `version` written beside it.
+    let r = app.post("/api/v1/events/batch", json!({"events": [{"kind": "exposure", "experiment": "five_models", "unit_id": "signed-1",
+        "variant_key": "m1", "version": 999, "signature": format!("{launched}.0.00000000000000ff")}]})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let (version,): (Option<i64>,) = sqlx::query_as("SELECT version FROM events WHERE experiment_id = $1 AND unit_id = 'signed-1'")
+        .bind(id)
+        .fetch_one(&db)
+        .await
+        .expect("the event");
+    assert_eq!(version, Some(launched));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -302,8 +302,9 @@ fn admit(index: usize, e: validate::Event, experiments: &HashMap<String, Experim
         event_id,
         key,
         attributes,
-        // Signed answers name their version: clients echoing the signature need not repeat it.
-        version: e.version.or_else(|| e.signature.as_deref().filter(|_| e.kind == validate::Kind::Exposure).and_then(validate::signed_version)),
+        // A signed answer names its version, and the edge checked the signature, not the
+        // `version` field beside it: the signed one wins; clients echoing it need not repeat it.
+        version: e.signature.as_deref().filter(|_| e.kind == validate::Kind::Exposure).and_then(validate::signed_version).or(e.version),
     })
 }
 
