@@ -115,10 +115,6 @@ pub struct NewKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn digest(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
@@ -138,8 +134,8 @@ pub async fn create(db: &PgPool, new: NewKey, by: &str) -> ApiResult<Created> {
     if new.expires_at.is_some_and(|t| t <= Utc::now()) {
         return Err(ApiError::validation("expires_at", "must be in the future"));
     }
-    let prefix = hex(&rand::random::<[u8; PREFIX_BYTES]>());
-    let secret = format!("lk_{prefix}_{}", hex(&rand::random::<[u8; SECRET_BYTES]>()));
+    let prefix = crate::hex::encode(&rand::random::<[u8; PREFIX_BYTES]>());
+    let secret = format!("lk_{prefix}_{}", crate::hex::encode(&rand::random::<[u8; SECRET_BYTES]>()));
     let key: Key = sqlx::query_as(
         "INSERT INTO api_keys (id, name, role, prefix, hash, created_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
          RETURNING id, name, role, prefix, created_by, created_at, expires_at, revoked_at, last_used_at",
@@ -204,6 +200,9 @@ struct Entry {
 #[derive(Default)]
 pub struct Cache {
     entries: Mutex<HashMap<String, Entry>>,
+    /// The env tokens' digests with their roles, hashed once (the config never changes in a
+    /// process) instead of on every request.
+    env: std::sync::OnceLock<Vec<([u8; 32], Role)>>,
 }
 
 impl Cache {
@@ -271,22 +270,29 @@ pub async fn authenticate(db: &PgPool, cache: &Cache, config: &Config, token: &s
         }
         return Ok(Some(Caller { role: s.role, name: s.name, key_id: Some(s.id) }));
     }
-    Ok(env_role(config, token).map(|role| Caller { role, name: format!("env:{}", role.as_str()), key_id: None }))
+    let env = cache.env.get_or_init(|| env_digests(config));
+    Ok(env_role(env, token).map(|role| Caller { role, name: format!("env:{}", role.as_str()), key_id: None }))
 }
 
 /// The role an env token grants, compared in constant time (hashed, so lengths do not show).
-pub fn env_role(c: &Config, token: &str) -> Option<Role> {
+fn env_role(env: &[([u8; 32], Role)], token: &str) -> Option<Role> {
     let given = digest(token);
     let mut found = None;
-    for (tokens, role) in [(&c.admin_api_tokens, Role::Admin), (&c.read_api_tokens, Role::Read), (&c.ingest_api_tokens, Role::Ingest)] {
-        for t in tokens.iter().map(ExposeSecret::expose_secret).filter(|t| !t.is_empty()) {
-            // Every token is compared, whichever matched: the time does not say which list.
-            if bool::from(digest(t).ct_eq(&given)) && found.is_none() {
-                found = Some(role);
-            }
+    for (hash, role) in env {
+        // Every token is compared, whichever matched: the time does not say which list.
+        if bool::from(hash.ct_eq(&given)) && found.is_none() {
+            found = Some(*role);
         }
     }
     found
+}
+
+/// The digests of the env tokens (blank ones left out), in the order admin, read, ingest.
+fn env_digests(c: &Config) -> Vec<([u8; 32], Role)> {
+    [(&c.admin_api_tokens, Role::Admin), (&c.read_api_tokens, Role::Read), (&c.ingest_api_tokens, Role::Ingest)]
+        .into_iter()
+        .flat_map(|(tokens, role)| tokens.iter().map(ExposeSecret::expose_secret).filter(|t| !t.is_empty()).map(move |t| (digest(t), role)))
+        .collect()
 }
 
 #[cfg(test)]

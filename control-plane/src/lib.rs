@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: every setting, from flags or env vars.
 //! - [`startup`]: pool, migrations, background tasks, serving with graceful shutdown.
+//! - [`hex`]: bytes as lowercase hex.
 //! - [`http`]: the API, one module per resource: parsing and formatting around the domain modules.
 //! - [`error`]: the crate's one error type and its JSON shape.
 //! - [`experiments`]: experiments as stored, their lookups and audit log.
@@ -23,6 +24,7 @@ pub mod bandit;
 pub mod config;
 pub mod error;
 pub mod experiments;
+pub mod hex;
 pub mod http;
 pub mod keys;
 pub mod outbound;

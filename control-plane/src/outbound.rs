@@ -47,15 +47,20 @@ fn public_v6(ip: Ipv6Addr) -> bool {
         || first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
 }
 
+/// The address `url`'s host spells, when it is an IP literal (`[…]` for IPv6). Such hosts
+/// never reach a resolver, so they are checked on their own.
+pub fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+    url.host_str()?.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
 /// Why `url` may not be a target, if it may not: its host is, or resolves to, a non-public
 /// address. `None` when every address it resolves to is public.
 pub async fn refusal(url: &reqwest::Url) -> Option<String> {
     let host = url.host_str()?;
     let port = url.port_or_known_default().unwrap_or(443);
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = match literal.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => match tokio::net::lookup_host((host, port)).await {
+    let addrs: Vec<SocketAddr> = match literal_ip(url) {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => match tokio::net::lookup_host((host, port)).await {
             Ok(a) => a.collect(),
             Err(e) => return Some(format!("`{host}` does not resolve: {e}")),
         },

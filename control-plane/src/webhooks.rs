@@ -69,7 +69,7 @@ pub async fn create(db: &PgPool, url: &str, secret: Option<String>, kinds: Vec<S
     let secret = match secret {
         Some(s) if (16..=256).contains(&s.len()) => s,
         Some(_) => return Err(ApiError::validation("secret", "16 to 256 characters (leave it out to get a generated one)")),
-        None => format!("whsec_{}", hex(&rand::random::<[u8; 24]>())),
+        None => format!("whsec_{}", crate::hex::encode(&rand::random::<[u8; 24]>())),
     };
     if !allow_private && let Some(why) = crate::outbound::refusal(&parsed).await {
         return Err(ApiError::validation("url", why));
@@ -119,12 +119,9 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("t={t},v1={}", hex(&mac.finalize().into_bytes()))
+    format!("t={t},v1={}", crate::hex::encode(&mac.finalize().into_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The wait after `attempts` failed attempts: `base`, doubling, at most an hour.
 pub fn backoff(base: Duration, attempts: u32) -> Duration {
@@ -220,7 +217,7 @@ async fn attempt(d: &Deliverer, client: &reqwest::Client, id: i64, attempts: i32
     }
     let kind = alert["kind"].as_str().unwrap_or("").to_owned();
     // IP literals skip the resolver: checked here, as names are by it.
-    let literal = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok())).flatten();
+    let literal = reqwest::Url::parse(url).ok().as_ref().and_then(crate::outbound::literal_ip);
     if !d.allow_private && literal.is_some_and(|ip| !crate::outbound::is_public(ip)) {
         sqlx::query("UPDATE webhook_deliveries SET attempts = attempts + 1, status = 'failed', last_error = $2 WHERE id = $1")
             .bind(id)

@@ -4,7 +4,7 @@
 //! Nothing changes either way.
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -15,13 +15,7 @@ use crate::keys::{self, Caller};
 pub use crate::keys::Role;
 
 pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .ok_or(ApiError::Unauthorized)?;
-    let caller = keys::authenticate(&state.db, &state.keys, &state.config, token).await?.ok_or(ApiError::Unauthorized)?;
+    let caller = caller(&state, req.headers()).await?.ok_or(ApiError::Unauthorized)?;
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let allowed = access::of(req.method(), &route).is_some_and(|a| access::allows(caller.role, a));
     if !allowed {
@@ -32,6 +26,15 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     req.extensions_mut().insert(caller.role);
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
+}
+
+/// The caller the request's `Authorization: Bearer` header names, if it names one (the API, the
+/// live socket's upgrade and `/metrics` all ask this).
+pub async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+    let Some(token) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer) else {
+        return Ok(None);
+    };
+    keys::authenticate(&state.db, &state.keys, &state.config, token).await
 }
 
 /// The bearer token of an `Authorization` header value.

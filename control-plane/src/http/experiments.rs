@@ -237,7 +237,7 @@ struct Cursor {
 impl Cursor {
     /// Hex of `<microseconds>:<key>`: opaque to clients, safe in a URL without escaping.
     fn encode(&self) -> String {
-        format!("{}:{}", self.created_at.timestamp_micros(), self.key).bytes().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(format!("{}:{}", self.created_at.timestamp_micros(), self.key).as_bytes())
     }
 
     fn decode(s: &str) -> Option<Cursor> {

@@ -34,12 +34,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 /// key), since route names, pool sizes and the edge's refusal counts tell outsiders too much.
 async fn prometheus(State(state): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
     if state.config.metrics_require_key {
-        let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(super::auth::bearer);
-        let caller = match token {
-            Some(t) => crate::keys::authenticate(&state.db, &state.keys, &state.config, t).await,
-            None => Ok(None),
-        };
-        match caller {
+        match super::auth::caller(&state, &headers).await {
             Ok(Some(c)) if super::access::allows(c.role, super::access::Access::Read) => {}
             Ok(Some(_)) => return super::ApiError::Forbidden("/metrics takes an admin or read key".into()).into_response(),
             Ok(None) => return super::ApiError::Unauthorized.into_response(),

@@ -21,7 +21,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
 
-use super::auth::{Role, bearer};
+use super::auth::Role;
+use crate::keys::Caller;
 use crate::experiments::find;
 use super::{ApiError, AppState};
 use crate::results;
@@ -73,18 +74,13 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn upgrade(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let token = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer);
-    let reader = match token {
-        Some(t) => reader(&state, t).await,
-        None => None,
-    };
+    let reader = reader(super::auth::caller(&state, &headers).await.ok().flatten());
     ws.max_message_size(MAX_INCOMING).max_frame_size(MAX_INCOMING).on_upgrade(move |socket| session(socket, state, id, reader))
 }
 
-/// The name of the key `token` is, if it may read.
-async fn reader(state: &AppState, token: &str) -> Option<String> {
-    let caller = crate::keys::authenticate(&state.db, &state.keys, &state.config, token).await.ok()??;
-    matches!(caller.role, Role::Admin | Role::Read).then_some(caller.name)
+/// The caller's key name, if it may read.
+fn reader(caller: Option<Caller>) -> Option<String> {
+    caller.filter(|c| matches!(c.role, Role::Admin | Role::Read)).map(|c| c.name)
 }
 
 async fn session(mut socket: WebSocket, state: AppState, id: String, mut reader_name: Option<String>) {
@@ -93,7 +89,7 @@ async fn session(mut socket: WebSocket, state: AppState, id: String, mut reader_
             Ok(Some(Ok(Message::Text(text)))) => {
                 let token = serde_json::from_str::<Value>(&text).ok().filter(|v| v["type"] == "auth").and_then(|v| v["token"].as_str().map(str::to_owned));
                 match token {
-                    Some(t) => reader(&state, &t).await,
+                    Some(t) => reader(crate::keys::authenticate(&state.db, &state.keys, &state.config, &t).await.ok().flatten()),
                     None => None,
                 }
             }
